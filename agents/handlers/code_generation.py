@@ -1,0 +1,93 @@
+"""`code-generation`: draft files, show them with diffs, write only what is approved.
+
+Input: {"prompt": "...", "files": [{"path": ..., "content": ...}] (optional)}.
+With `files`, those are the draft; otherwise an offline, deterministic
+generator drafts a small Python module from the prompt (the LLM-backed
+generator arrives with agents).
+"""
+
+import difflib
+import re
+from typing import Any
+
+from agents.runtime import JobContext, NonRetryableError, handler
+from agents.workspace import FileSpec, check_files, write_files
+
+FILES_SCHEMA = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["path", "content"],
+                "properties": {"path": {"type": "string", "minLength": 1},
+                               "content": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def offline_draft(prompt: str) -> list[dict[str, str]]:
+    """A deterministic stand-in for a model: the same prompt gives the same files."""
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40] or "generated"
+    module = (
+        f'"""{prompt.strip() or "Generated module"}."""\n\n\n'
+        f"def {slug}() -> str:\n"
+        f'    return "{slug}"\n'
+    )
+    test = (
+        f"from {slug} import {slug}\n\n\n"
+        f"def test_{slug}() -> None:\n"
+        f'    assert {slug}() == "{slug}"\n'
+    )
+    return [{"path": f"{slug}.py", "content": module},
+            {"path": f"tests/test_{slug}.py", "content": test}]
+
+
+def _specs(files: Any) -> list[FileSpec]:
+    if not isinstance(files, list) or not files:
+        raise NonRetryableError("files must be a non-empty list of {path, content}")
+    specs = []
+    for item in files:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str) \
+                or not isinstance(item.get("content"), str):
+            raise NonRetryableError("each file needs a string path and string content")
+        specs.append(FileSpec(path=item["path"], content=item["content"]))
+    return specs
+
+
+def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, Any]:
+    """Every file with its full content and a unified diff against the disk."""
+    workspace = ctx.workspace
+    entries = []
+    for spec, target in check_files(workspace, _specs(files)):
+        before = target.read_text(errors="replace") if target.is_file() else ""
+        diff = "".join(difflib.unified_diff(
+            before.splitlines(keepends=True), spec.content.splitlines(keepends=True),
+            fromfile=f"a/{spec.path}" if before else "/dev/null", tofile=f"b/{spec.path}"))
+        entries.append({"path": spec.path, "content": spec.content, "diff": diff,
+                        "action": "modify" if target.exists() else "create"})
+    return {"workspace": str(workspace), "files": entries}
+
+
+@handler("code-generation", description="Draft files, approve them, then write them.")
+def code_generation(ctx: JobContext) -> dict[str, Any]:
+    prompt = str(ctx.input.get("prompt", ""))
+    supplied = ctx.input.get("files")
+    draft = ctx.step("draft", lambda: supplied if supplied is not None else offline_draft(prompt))
+    payload = ctx.step("review", lambda: review_payload(ctx, draft))
+    decision = ctx.checkpoint(
+        "write-files",
+        title=f"Write {len(payload['files'])} file(s)",
+        description=prompt,
+        payload=payload,
+        payload_schema=FILES_SCHEMA,
+    )
+    approved = _specs(decision.payload["files"])
+    written = ctx.step("write", lambda: write_files(ctx.workspace, approved))
+    return {"workspace": str(ctx.workspace), "written": written, "edited": decision.edited,
+            "approved_by": decision.decided_by}

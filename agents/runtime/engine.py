@@ -1,0 +1,226 @@
+"""Running one job: claim the lease, replay the handler, record the outcome."""
+
+import logging
+import threading
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from agents.models import Job, JobStatus, JobStep
+from agents.runtime import leases
+from agents.runtime.context import JobContext, to_json
+from agents.runtime.errors import (
+    JobCancelled,
+    JobRejected,
+    LeaseLost,
+    NonRetryableError,
+    RetryStep,
+    Suspend,
+    UnknownJobType,
+)
+from agents.runtime.events import append_event, next_seq
+from agents.runtime.queue import enqueue_on_commit, send_run_message
+from agents.runtime.registry import get_handler
+from agents.runtime.retry import RetryPolicy
+from agents.signals import job_finished
+
+logger = logging.getLogger(__name__)
+
+
+def default_policy() -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS,
+        backoff=settings.COUNTERSIGN_RETRY_BACKOFF_SECONDS,
+        backoff_max=settings.COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS,
+    )
+
+
+class Run:
+    """One execution of a job under a lease."""
+
+    def __init__(self, job: Job, owner: str) -> None:
+        self.job = job
+        self.owner = owner
+        self.lease_lost = False
+        self.cancel_requested = False
+        self.lease_expires_at: datetime = job.lease_expires_at or leases.lease_expiry()
+        self._seq: int | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # --- heartbeat -------------------------------------------------------------
+    def start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"lease-{self.job.pk}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+
+    def _beat(self) -> None:
+        interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
+        try:
+            while not self._stop.wait(interval):
+                ours, cancel = leases.renew(str(self.job.pk), self.owner)
+                if not ours:
+                    self.lease_lost = True
+                    return
+                self.lease_expires_at = leases.lease_expiry()
+                self.cancel_requested = self.cancel_requested or cancel
+        except Exception:
+            logger.exception("lease heartbeat failed", extra={"job_id": str(self.job.pk)})
+        finally:
+            connection.close()
+
+    # --- called by JobContext ----------------------------------------------------
+    def check_boundary(self) -> None:
+        """Between steps: stop if the lease is gone or cancellation was asked for."""
+        if self.lease_lost or timezone.now() >= self.lease_expires_at:
+            raise LeaseLost()
+        if self.cancel_requested:
+            raise JobCancelled()
+
+    def mark_waiting(self, reason: str, wake_at: datetime | None) -> None:
+        updated = Job.objects.filter(
+            pk=self.job.pk, lease_owner=self.owner, cancel_requested=False
+        ).update(status=JobStatus.WAITING, wait_reason=reason, wake_at=wake_at,
+                 lease_owner="", lease_expires_at=None)
+        if not updated:
+            if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+                raise JobCancelled()
+            raise LeaseLost()
+        self.job.status, self.job.wait_reason, self.job.wake_at = (
+            JobStatus.WAITING, reason, wake_at)
+        if wake_at is not None:
+            delay = (wake_at - timezone.now()).total_seconds()
+            # Long countdowns sit in worker memory and outlive the visibility
+            # timeout; leave them to the reconciler, which reads wake_at.
+            if delay < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] / 2:
+                job_id, priority = str(self.job.pk), self.job.priority
+                transaction.on_commit(lambda: send_run_message(job_id, priority, delay))
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self._seq is None:
+            self._seq = next_seq(str(self.job.pk))
+        event = append_event(str(self.job.pk), kind, data, seq=self._seq)
+        self._seq = event.seq + 1
+
+    # --- outcomes ---------------------------------------------------------------
+    def finish(self, status: str, **fields: Any) -> bool:
+        updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(
+            status=status, finished_at=timezone.now(), lease_owner="", lease_expires_at=None,
+            wait_reason="", wake_at=None, **fields)
+        if not updated:
+            logger.warning("lease lost before the outcome was written; another run owns it",
+                           extra={"job_id": str(self.job.pk)})
+            return False
+        return True
+
+    def schedule_retry(self, delay: float, error: BaseException, *, count_attempt: bool) -> bool:
+        wake_at = timezone.now() + timedelta(seconds=delay)
+        fields: dict[str, Any] = dict(
+            status=JobStatus.RETRYING, wake_at=wake_at, lease_owner="", lease_expires_at=None,
+            error_type=type(error).__name__, error_message=str(error)[:5000],
+            error_traceback=_traceback(error))
+        if count_attempt:
+            fields["attempts"] = self.job.attempts + 1
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(**fields)
+            if updated:
+                enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
+        return bool(updated)
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))[-20000:]
+
+
+def _error_fields(error: BaseException) -> dict[str, str]:
+    return {"error_type": type(error).__name__, "error_message": str(error)[:5000],
+            "error_traceback": _traceback(error)}
+
+
+def run_job(job_id: str) -> str:
+    """Run the job if it is ours to run. Returns what happened, for logs and tests."""
+    close_old_connections()
+    owner = leases.new_owner()
+    job = leases.claim(job_id, owner)
+    if job is None:
+        logger.debug("job not runnable or leased elsewhere; message dropped",
+                     extra={"job_id": job_id})
+        return "skipped"
+    run = Run(job, owner)
+    log_extra = {"job_id": job_id, "job_type": job.job_type}
+    try:
+        spec = get_handler(job.job_type)
+    except UnknownJobType as exc:
+        run.finish(JobStatus.FAILED, **_error_fields(exc))
+        _finished(job, JobStatus.FAILED)
+        return JobStatus.FAILED
+
+    steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)}
+    run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})
+    ctx = JobContext(job, steps, run)
+    policy = spec.retry or default_policy()
+    run.start_heartbeat()
+    try:
+        result = to_json(spec.fn(ctx))
+    except Suspend as suspend:
+        run.stop_heartbeat()
+        run.emit("job.waiting", {"reason": suspend.reason})
+        logger.info("job waiting for %s", suspend.reason, extra=log_extra)
+        return JobStatus.WAITING
+    except RetryStep as retry:
+        run.stop_heartbeat()
+        if run.schedule_retry(retry.delay, retry.error, count_attempt=False):
+            run.emit("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
+                                       "error": str(retry.error)[:500]})
+        return JobStatus.RETRYING
+    except LeaseLost:
+        run.stop_heartbeat()
+        logger.warning("lease lost; stopping this run", extra=log_extra)
+        return "lease-lost"
+    except JobCancelled:
+        run.stop_heartbeat()
+        return _end(run, JobStatus.CANCELLED, {}, log_extra)
+    except JobRejected as exc:
+        run.stop_heartbeat()
+        return _end(run, JobStatus.REJECTED, _error_fields(exc), log_extra)
+    except Exception as exc:
+        run.stop_heartbeat()
+        retryable = not isinstance(exc, NonRetryableError) and policy.is_retryable(exc)
+        if retryable and job.attempts < job.max_attempts:
+            delay = policy.delay(job.attempts)
+            logger.warning("job attempt %s failed; retrying in %.1fs", job.attempts, delay,
+                           extra=log_extra, exc_info=True)
+            if run.schedule_retry(delay, exc, count_attempt=True):
+                run.emit("job.retrying", {"attempt": job.attempts, "delay": round(delay, 3),
+                                          "error": f"{type(exc).__name__}: {exc}"[:500]})
+            return JobStatus.RETRYING
+        logger.exception("job failed", extra=log_extra)
+        return _end(run, JobStatus.FAILED, _error_fields(exc), log_extra)
+    run.stop_heartbeat()
+    return _end(run, JobStatus.SUCCEEDED, {"result": result, "error_type": "",
+                                           "error_message": "", "error_traceback": ""}, log_extra)
+
+
+def _end(run: Run, status: str, fields: dict[str, Any], log_extra: dict[str, str]) -> str:
+    if run.finish(status, **fields):
+        data = {"status": status}
+        if fields.get("error_message"):
+            data["error"] = f"{fields['error_type']}: {fields['error_message']}"[:500]
+        run.emit(f"job.{status}", data)
+        logger.info("job %s", status, extra=log_extra)
+        _finished(run.job, status)
+    return status
+
+
+def _finished(job: Job, status: str) -> None:
+    job_finished.send(sender=Job, job_id=str(job.pk), status=status)

@@ -1,0 +1,46 @@
+"""Exceptions that steer the runtime. Handlers may raise or catch the public ones."""
+
+
+class Suspend(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Internal: the job must stop here and wait. Handlers must not catch it.
+
+    It derives from BaseException so a handler's `except Exception` cannot swallow it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryStep(BaseException):  # noqa: N818 - control flow
+    """Internal: a step failed and its own policy asks for another try later."""
+
+    def __init__(self, key: str, delay: float, error: BaseException) -> None:
+        super().__init__(key)
+        self.key = key
+        self.delay = delay
+        self.error = error
+
+
+class JobCancelled(BaseException):  # noqa: N818 - control flow
+    """Internal: cancellation was requested; raised at the next step boundary."""
+
+
+class LeaseLost(BaseException):  # noqa: N818 - control flow
+    """Internal: another run owns the job now; this run must stop without writing."""
+
+
+class NonRetryableError(Exception):
+    """Raise (or subclass) to fail a job at once, without retries."""
+
+
+class NonDeterministicReplay(NonRetryableError):
+    """A replay reached steps in a different order than the recorded run."""
+
+
+class JobRejected(Exception):
+    """Uncaught in a handler, ends the job with status `rejected`."""
+
+
+class UnknownJobType(ValueError):
+    pass

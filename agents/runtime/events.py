@@ -1,0 +1,82 @@
+"""Progress events: appended to JobEvent, published live on Redis (best effort)."""
+
+import json
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from agents.models import JobEvent
+
+logger = logging.getLogger(__name__)
+
+_redis_lock = threading.Lock()
+_redis_client: Any = None
+_redis_failed = False
+
+
+def channel_name(job_id: str) -> str:
+    return f"countersign:job:{job_id}"
+
+
+def next_seq(job_id: str) -> int:
+    current = JobEvent.objects.filter(job_id=job_id).aggregate(m=Max("seq"))["m"]
+    return (current or 0) + 1
+
+
+def append_event(job_id: str, kind: str, data: dict[str, Any] | None = None,
+                 seq: int | None = None) -> JobEvent:
+    """Append one event. `seq` is a hint from a run that numbers its own events;
+    on a clash with a writer elsewhere it is recomputed."""
+    payload = data or {}
+    for _ in range(5):
+        candidate = seq if seq is not None else next_seq(job_id)
+        try:
+            with transaction.atomic():
+                event = JobEvent.objects.create(
+                    job_id=job_id, seq=candidate, kind=kind, data=payload
+                )
+        except IntegrityError:
+            seq = None
+            continue
+        publish(event)
+        return event
+    raise RuntimeError(f"could not number an event for job {job_id}")
+
+
+def publish(event: JobEvent) -> None:
+    client = _redis()
+    if client is None:
+        return
+    message = json.dumps(
+        {"seq": event.seq, "kind": event.kind, "data": event.data,
+         "created_at": event.created_at.isoformat()}
+    )
+    try:
+        client.publish(channel_name(str(event.job_id)), message)
+    except Exception as exc:  # live streaming is best effort; the row is the record
+        logger.debug("event publish failed: %s", exc)
+
+
+def _redis() -> Any:
+    global _redis_client, _redis_failed
+    url = settings.COUNTERSIGN_EVENTS_REDIS_URL
+    if not url or _redis_failed:
+        return None
+    with _redis_lock:
+        if _redis_client is None:
+            import redis
+
+            _redis_client = redis.Redis.from_url(url, socket_timeout=0.5,
+                                                 socket_connect_timeout=0.5)
+            try:
+                _redis_client.ping()
+            except Exception:
+                logger.warning("live events disabled: Redis at COUNTERSIGN_EVENTS_REDIS_URL "
+                               "is not reachable")
+                _redis_failed = True
+                _redis_client = None
+    return _redis_client

@@ -1,0 +1,126 @@
+"""Every change of a job's state goes through these functions."""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
+from agents.runtime.events import append_event
+from agents.runtime.queue import enqueue_on_commit
+from agents.runtime.registry import get_handler
+from agents.signals import job_finished
+
+logger = logging.getLogger(__name__)
+
+
+class JobError(Exception):
+    """A request about a job that cannot be carried out (bad input, wrong state)."""
+
+
+class JobConflict(JobError):
+    """The job's current state does not allow the request."""
+
+
+def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None) -> None:
+    get_handler(job_type)  # raises UnknownJobType with the list of known types
+    if not isinstance(input, dict):
+        raise JobError("input must be a JSON object")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise JobError("priority must be an integer from 0 to 9")
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        raise JobError("max_attempts must be a positive integer")
+
+
+def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
+               created_by: AbstractBaseUser | None = None, idempotency_key: str = "",
+               parent: Job | None = None, max_attempts: int | None = None) -> Job:
+    """Create a job and enqueue it once the transaction commits.
+
+    With an idempotency key, a repeated request by the same creator returns the
+    job the first request made instead of a new one.
+    """
+    input = {} if input is None else input
+    _validate(job_type, input, priority, max_attempts)
+    if idempotency_key:
+        existing = Job.objects.filter(created_by=created_by,
+                                      idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    spec = get_handler(job_type)
+    attempts = max_attempts or (spec.retry.max_attempts if spec.retry
+                                else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS)
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                job_type=job_type, input=input, priority=priority, created_by=created_by,
+                idempotency_key=idempotency_key, parent=parent, max_attempts=attempts)
+            append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
+            enqueue_on_commit(str(job.pk), priority)
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
+        raise
+    logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
+    return job
+
+
+def wake_job(*, job_id: str, reason: str = "") -> bool:
+    """Make a waiting job runnable and enqueue it on commit. Call inside the
+    transaction that resolved what it waited for."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.WAITING).only("priority").first()
+    if job is None:
+        return False
+    Job.objects.filter(pk=job_id, status=JobStatus.WAITING).update(
+        status=JobStatus.QUEUED, wait_reason="", wake_at=None)
+    append_event(str(job_id), "job.woken", {"reason": reason} if reason else {})
+    enqueue_on_commit(str(job_id), job.priority)
+    return True
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, user: AbstractBaseUser | None = None) -> Job:
+    """Cancel now if the job is not running; a running job stops at its next step."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    if locked.status in TERMINAL_STATUSES:
+        raise JobConflict(f"job is already {locked.status}")
+    by = getattr(user, "username", None)
+    if locked.status == JobStatus.RUNNING:
+        locked.cancel_requested = True
+        locked.save(update_fields=["cancel_requested", "updated_at"])
+        append_event(str(locked.pk), "job.cancel_requested", {"by": by})
+        return locked
+    locked.status = JobStatus.CANCELLED
+    locked.cancel_requested = True
+    locked.finished_at = timezone.now()
+    locked.wait_reason, locked.wake_at = "", None
+    locked.save(update_fields=["status", "cancel_requested", "finished_at", "wait_reason",
+                               "wake_at", "updated_at"])
+    append_event(str(locked.pk), "job.cancelled", {"by": by})
+    job_finished.send(sender=Job, job_id=str(locked.pk), status=JobStatus.CANCELLED)
+    return locked
+
+
+@transaction.atomic
+def job_retry(*, job: Job, user: AbstractBaseUser | None = None) -> Job:
+    """Run a failed or cancelled job again. Finished steps stay memoized, so it
+    continues from where it stopped."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise JobConflict(f"only failed or cancelled jobs can be retried; this one is "
+                          f"{locked.status}")
+    # Waits that were closed by the cancel are opened again by their waiters.
+    JobStep.objects.filter(job=locked, status=StepStatus.WAITING).update(finished_at=None)
+    locked.status = JobStatus.QUEUED
+    locked.attempts = 0
+    locked.cancel_requested = False
+    locked.finished_at = None
+    locked.result = None
+    locked.error_type = locked.error_message = locked.error_traceback = ""
+    locked.save()
+    append_event(str(locked.pk), "job.retried", {"by": getattr(user, "username", None)})
+    enqueue_on_commit(str(locked.pk), locked.priority)
+    return locked

@@ -1,0 +1,99 @@
+"""Checkpoints: where a job stops until a person countersigns."""
+
+from django.conf import settings
+from django.db import models
+
+from agents.models import Job
+
+
+class CheckpointKind(models.TextChoices):
+    APPROVAL = "approval"  # blocks until approved or rejected
+    INPUT = "input"  # blocks until a person supplies data matching input_schema
+    INFO = "info"  # recorded, never blocks
+
+
+class CheckpointStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class OnTimeout(models.TextChoices):
+    REJECT = "reject"
+    APPROVE = "approve"
+    FAIL = "fail"
+
+
+class Checkpoint(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="checkpoints")
+    key = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=CheckpointKind.choices,
+                            default=CheckpointKind.APPROVAL)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    # JSON schema an edited payload must match (approval) / the input must match (input).
+    payload_schema = models.JSONField(null=True, blank=True)
+    input_schema = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=CheckpointStatus.choices,
+                              default=CheckpointStatus.PENDING, db_index=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    on_timeout = models.CharField(max_length=16, choices=OnTimeout.choices,
+                                  default=OnTimeout.REJECT)
+    opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["opened_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "key"], name="checkpoint_unique_job_key"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="checkpoint_status_expiry_idx"),
+        ]
+        permissions = [("decide_checkpoint", "Can approve, reject or answer checkpoints")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == CheckpointStatus.PENDING
+
+
+class Verdict(models.TextChoices):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    INPUT = "input"
+    EXPIRED = "expired"
+
+
+class CheckpointDecision(models.Model):
+    """One person's (or the clock's) decision. Immutable: the audit trail."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE,
+                                   related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.PROTECT, related_name="checkpoint_decisions")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.TextField(blank=True, default="")
+    # The edited payload (approval) or the supplied data (input); null if none.
+    payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.user or 'timeout'}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("checkpoint decisions are immutable")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("checkpoint decisions are immutable")

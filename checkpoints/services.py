@@ -1,0 +1,179 @@
+"""Deciding checkpoints. The admin, the API and the command line all call these."""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from agents.runtime.events import append_event
+from agents.services import wake_job
+from checkpoints.models import (
+    Checkpoint,
+    CheckpointDecision,
+    CheckpointKind,
+    CheckpointStatus,
+    Verdict,
+)
+
+logger = logging.getLogger(__name__)
+
+DECIDE_PERMISSION = "checkpoints.decide_checkpoint"
+
+
+class CheckpointError(Exception):
+    """A decision that cannot be taken as asked."""
+
+
+class CheckpointConflict(CheckpointError):
+    """The checkpoint was already decided (or this person already approved)."""
+
+    def __init__(self, message: str, decision: CheckpointDecision | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class CheckpointValidationError(CheckpointError):
+    """Bad reason, payload or input; `errors` maps a field path to its messages."""
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for error in Draft202012Validator(schema).iter_errors(data):
+        path = ".".join(str(p) for p in error.absolute_path) or "non_field_errors"
+        errors.setdefault(path, []).append(error.message)
+    return errors
+
+
+def _lock(checkpoint: Checkpoint) -> Checkpoint:
+    return Checkpoint.objects.select_for_update().select_related("job").get(pk=checkpoint.pk)
+
+
+def _ensure_pending(checkpoint: Checkpoint) -> None:
+    if checkpoint.status != CheckpointStatus.PENDING:
+        raise CheckpointConflict(f"checkpoint is already {checkpoint.status}",
+                                 decision=checkpoint.decisions.order_by("-created_at").first())
+
+
+def _ensure_may_decide(checkpoint: Checkpoint, user: User | None, *, approving: bool) -> None:
+    if user is None or not user.is_authenticated:
+        raise PermissionDenied("sign in to decide checkpoints")
+    if not user.has_perm(DECIDE_PERMISSION):
+        raise PermissionDenied(f"{user.get_username()} may not decide checkpoints "
+                               f"(needs the {DECIDE_PERMISSION} permission)")
+    if (approving and checkpoint.job.created_by_id == user.pk
+            and not settings.COUNTERSIGN_ALLOW_SELF_APPROVAL):
+        raise PermissionDenied("the person who started a job may not approve its checkpoints "
+                               "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)")
+
+
+def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:
+    checkpoint.status = status
+    checkpoint.decided_at = timezone.now()
+    checkpoint.save(update_fields=["status", "decided_at"])
+    user = decision.user.get_username() if decision.user else None
+    append_event(str(checkpoint.job_id), "checkpoint.decided",
+                 {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
+    wake_job(job_id=str(checkpoint.job_id), reason=f"checkpoint {checkpoint.key} {status}")
+    logger.info("checkpoint %s %s", checkpoint.pk, status,
+                extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
+
+
+@transaction.atomic
+def approve(checkpoint: Checkpoint, user: User | None, *, reason: str | None = None,
+            payload: dict[str, Any] | None = None) -> CheckpointDecision:
+    """Approve, optionally with an edited payload. With `required_approvals` > 1
+    the checkpoint settles when that many different people have approved."""
+    checkpoint = _lock(checkpoint)
+    _ensure_pending(checkpoint)
+    _ensure_may_decide(checkpoint, user, approving=True)
+    assert user is not None
+    if checkpoint.kind != CheckpointKind.APPROVAL:
+        raise CheckpointValidationError(
+            f"a {checkpoint.kind} checkpoint is not approved; use submit_input for input")
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise CheckpointValidationError("the edited payload must be a JSON object",
+                                            {"payload": ["Expected a JSON object."]})
+        if checkpoint.payload_schema:
+            errors = schema_errors(checkpoint.payload_schema, payload)
+            if errors:
+                raise CheckpointValidationError("the edited payload is not valid", errors)
+    if checkpoint.decisions.filter(user_id=user.pk, verdict=Verdict.APPROVED).exists():
+        raise CheckpointConflict(f"{user.get_username()} has already approved this checkpoint")
+    decision = CheckpointDecision.objects.create(
+        checkpoint=checkpoint, user=user, verdict=Verdict.APPROVED, reason=reason or "",
+        payload=payload)
+    approvals = (checkpoint.decisions.filter(verdict=Verdict.APPROVED)
+                 .values("user_id").distinct().count())
+    if approvals >= checkpoint.required_approvals:
+        _settle(checkpoint, CheckpointStatus.APPROVED, decision)
+    else:
+        append_event(str(checkpoint.job_id), "checkpoint.approval_recorded",
+                     {"checkpoint_id": checkpoint.pk, "by": user.get_username(),
+                      "approvals": approvals, "required": checkpoint.required_approvals})
+    return decision
+
+
+@transaction.atomic
+def reject(checkpoint: Checkpoint, user: User | None, *, reason: str) -> CheckpointDecision:
+    """Reject; a reason is required so the audit trail says why."""
+    checkpoint = _lock(checkpoint)
+    _ensure_pending(checkpoint)
+    _ensure_may_decide(checkpoint, user, approving=False)
+    if not reason or not reason.strip():
+        raise CheckpointValidationError("a rejection needs a reason",
+                                        {"reason": ["This field is required."]})
+    decision = CheckpointDecision.objects.create(
+        checkpoint=checkpoint, user=user, verdict=Verdict.REJECTED, reason=reason.strip())
+    _settle(checkpoint, CheckpointStatus.REJECTED, decision)
+    return decision
+
+
+@transaction.atomic
+def submit_input(checkpoint: Checkpoint, user: User | None, *, data: Any,
+                 reason: str | None = None) -> CheckpointDecision:
+    """Answer an input checkpoint with data matching its JSON schema."""
+    checkpoint = _lock(checkpoint)
+    _ensure_pending(checkpoint)
+    _ensure_may_decide(checkpoint, user, approving=False)
+    if checkpoint.kind != CheckpointKind.INPUT:
+        raise CheckpointValidationError(f"a {checkpoint.kind} checkpoint takes no input")
+    errors = schema_errors(checkpoint.input_schema or {}, data)
+    if errors:
+        raise CheckpointValidationError("the input does not match the checkpoint's schema",
+                                        errors)
+    decision = CheckpointDecision.objects.create(
+        checkpoint=checkpoint, user=user, verdict=Verdict.INPUT, reason=reason or "",
+        payload=data)
+    _settle(checkpoint, CheckpointStatus.APPROVED, decision)
+    return decision
+
+
+def expire_due(limit: int = 500) -> int:
+    """Settle pending checkpoints past their expiry, following each one's on_timeout."""
+    expired = 0
+    with transaction.atomic():
+        due = list(
+            Checkpoint.objects.select_for_update(skip_locked=True)
+            .filter(status=CheckpointStatus.PENDING, expires_at__lte=timezone.now())
+            .order_by("expires_at")[:limit]
+        )
+        for checkpoint in due:
+            decision = CheckpointDecision.objects.create(
+                checkpoint=checkpoint, user=None, verdict=Verdict.EXPIRED,
+                reason=f"expired; on_timeout={checkpoint.on_timeout}")
+            _settle(checkpoint, CheckpointStatus.EXPIRED, decision)
+            expired += 1
+    return expired

@@ -1,0 +1,153 @@
+"""Checkpoints as a kind of wait in the runtime (`ctx.checkpoint(...)`)."""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from agents.models import Job, JobStep
+from agents.runtime import JobRejected, NonRetryableError, Pending, Resolved
+from agents.runtime.events import append_event
+from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
+
+
+class CheckpointRejected(JobRejected):
+    """Raised in the handler when a reviewer rejects (or an expiry rejects).
+
+    A handler may catch it; uncaught, the job ends `rejected`.
+    """
+
+    def __init__(self, reason: str, *, decided_by: list[str], checkpoint_id: int,
+                 timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.decided_by = decided_by
+        self.checkpoint_id = checkpoint_id
+        self.timed_out = timed_out
+
+
+class CheckpointExpired(NonRetryableError):
+    """An expired checkpoint whose on_timeout policy is `fail`."""
+
+
+class InvalidCheckpoint(NonRetryableError):
+    """The handler asked for a checkpoint that cannot exist (bad kind, schema, expiry)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a handler gets back from an approved (or answered) checkpoint."""
+
+    checkpoint_id: int
+    status: str
+    payload: dict[str, Any]
+    data: Any = None
+    reason: str = ""
+    decided_by: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    edited: bool = False
+
+
+@dataclass
+class CheckpointWaiter:
+    key: str
+    title: str
+    kind: str = CheckpointKind.APPROVAL
+    description: str = ""
+    payload: dict[str, Any] | None = None
+    payload_schema: dict[str, Any] | None = None
+    input_schema: dict[str, Any] | None = None
+    expires_in: float | None = None
+    on_timeout: str = OnTimeout.REJECT
+    required_approvals: int = 1
+    reason: str = "checkpoint"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CheckpointKind.values:
+            raise InvalidCheckpoint(f"unknown checkpoint kind {self.kind!r}")
+        if self.on_timeout not in OnTimeout.values:
+            raise InvalidCheckpoint(f"unknown on_timeout {self.on_timeout!r}")
+        if self.required_approvals < 1:
+            raise InvalidCheckpoint("required_approvals must be at least 1")
+        if self.kind == CheckpointKind.INPUT and not self.input_schema:
+            raise InvalidCheckpoint("an input checkpoint needs an input_schema")
+        if self.expires_in is not None and self.expires_in <= 0:
+            raise InvalidCheckpoint("expires_in must be positive")
+        for schema in (self.input_schema, self.payload_schema):
+            if schema is not None:
+                from jsonschema import Draft202012Validator
+                from jsonschema.exceptions import SchemaError
+
+                try:
+                    Draft202012Validator.check_schema(schema)
+                except SchemaError as exc:
+                    raise InvalidCheckpoint(f"invalid JSON schema: {exc.message}") from exc
+
+    def poll(self, *, job: Job, key: str, step: JobStep | None) -> Pending | Resolved:
+        now = timezone.now()
+        info = self.kind == CheckpointKind.INFO
+        checkpoint, created = Checkpoint.objects.get_or_create(
+            job=job, key=key,
+            defaults=dict(
+                kind=self.kind, title=self.title[:300], description=self.description,
+                payload=self.payload or {}, payload_schema=self.payload_schema,
+                input_schema=self.input_schema, required_approvals=self.required_approvals,
+                on_timeout=self.on_timeout,
+                expires_at=now + timedelta(seconds=self.expires_in) if self.expires_in else None,
+                status=CheckpointStatus.APPROVED if info else CheckpointStatus.PENDING,
+                decided_at=now if info else None,
+            ),
+        )
+        if created:
+            append_event(str(job.pk), "checkpoint.opened",
+                         {"checkpoint_id": checkpoint.pk, "key": key, "kind": self.kind,
+                          "title": checkpoint.title})
+        elif checkpoint.status == CheckpointStatus.CANCELLED:
+            # The job was cancelled while waiting and then retried: ask again.
+            checkpoint.status, checkpoint.opened_at, checkpoint.decided_at = (
+                CheckpointStatus.PENDING, now, None)
+            if self.expires_in:
+                checkpoint.expires_at = now + timedelta(seconds=self.expires_in)
+            checkpoint.save(update_fields=["status", "opened_at", "decided_at", "expires_at"])
+            append_event(str(job.pk), "checkpoint.reopened", {"checkpoint_id": checkpoint.pk})
+        if checkpoint.status == CheckpointStatus.PENDING:
+            return Pending()
+        return Resolved(resolution(checkpoint))
+
+    def load(self, data: Any) -> Decision:
+        status = data["status"]
+        timed_out = status == CheckpointStatus.EXPIRED
+        outcome = data.get("on_timeout") if timed_out else status
+        if outcome in (CheckpointStatus.REJECTED, OnTimeout.REJECT):
+            raise CheckpointRejected(
+                data.get("reason") or ("checkpoint expired" if timed_out else "rejected"),
+                decided_by=data.get("decided_by", []), checkpoint_id=data["checkpoint_id"],
+                timed_out=timed_out)
+        if outcome == OnTimeout.FAIL:
+            raise CheckpointExpired(f"checkpoint {data['key']!r} expired without a decision")
+        return Decision(
+            checkpoint_id=data["checkpoint_id"], status=status, payload=data["payload"],
+            data=data.get("data"), reason=data.get("reason", ""),
+            decided_by=data.get("decided_by", []), timed_out=timed_out,
+            edited=data.get("edited", False))
+
+
+def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The JSON the job memoizes once the checkpoint is settled."""
+    decisions = list(checkpoint.decisions.select_related("user"))
+    edited = next((d.payload for d in reversed(decisions)
+                   if d.verdict == "approved" and d.payload is not None), None)
+    supplied = next((d.payload for d in reversed(decisions) if d.verdict == "input"), None)
+    last = decisions[-1] if decisions else None
+    return {
+        "checkpoint_id": checkpoint.pk,
+        "key": checkpoint.key,
+        "status": checkpoint.status,
+        "on_timeout": checkpoint.on_timeout,
+        "payload": edited if edited is not None else checkpoint.payload,
+        "edited": edited is not None,
+        "data": supplied,
+        "reason": last.reason if last else "",
+        "decided_by": [d.user.get_username() for d in decisions if d.user is not None],
+    }

@@ -1,0 +1,190 @@
+"""Countersign settings, read from the environment.
+
+Local defaults (no variables set) give a working system: SQLite under ./data,
+the broker chosen by `runstack`, the offline workspace under ./data/workspaces.
+Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and DEBUG=0.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("COUNTERSIGN_DATA_DIR", str(BASE_DIR / "data")))
+
+DEBUG = env_bool("DEBUG", True)
+_INSECURE_KEY = "django-insecure-local-development-key-change-me"
+SECRET_KEY = env_str("SECRET_KEY", _INSECURE_KEY if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_results",
+    "agents",
+    "checkpoints",
+    "workflows",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'countersign.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: wait for locks instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+}
+
+# --- Redis / Celery ---------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_DEFAULT_QUEUE = env_str("COUNTERSIGN_QUEUE", "countersign")
+# A worker that dies mid-task must not lose the message: ack after the run,
+# and re-queue when the child process is killed (SIGKILL / OOM).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message per process at a time, so a short job never waits behind a long one.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TRACK_STARTED = True
+# Runs are short (they suspend rather than wait); the limits catch a runaway step.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+# Redis re-delivers an unacked message after visibility_timeout. Set it
+# explicitly, above the task time limit; the job lease makes a re-delivery harmless.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-jobs": {
+        "task": "agents.reconcile",
+        "schedule": env_float("COUNTERSIGN_RECONCILE_INTERVAL", 5.0),
+    },
+    "expire-checkpoints": {
+        "task": "checkpoints.expire_due",
+        "schedule": env_float("COUNTERSIGN_EXPIRE_INTERVAL", 10.0),
+    },
+}
+
+# --- Countersign runtime ----------------------------------------------------
+# Where code-generation and data-processing jobs may write, one folder per job.
+COUNTERSIGN_WORKSPACE_ROOT = Path(
+    env_str("COUNTERSIGN_WORKSPACE_ROOT", str(DATA_DIR / "workspaces"))
+)
+# A run holds its job's lease for this long and renews it every heartbeat.
+COUNTERSIGN_LEASE_SECONDS = env_float("COUNTERSIGN_LEASE_SECONDS", 60.0)
+COUNTERSIGN_HEARTBEAT_SECONDS = env_float("COUNTERSIGN_HEARTBEAT_SECONDS", 5.0)
+# A queued job whose message has not started within this long is re-enqueued.
+COUNTERSIGN_RECONCILE_GRACE_SECONDS = env_float("COUNTERSIGN_RECONCILE_GRACE_SECONDS", 30.0)
+COUNTERSIGN_RECONCILE_BATCH = env_int("COUNTERSIGN_RECONCILE_BATCH", 500)
+# Default job retry policy (a handler may set its own).
+COUNTERSIGN_DEFAULT_MAX_ATTEMPTS = env_int("COUNTERSIGN_DEFAULT_MAX_ATTEMPTS", 3)
+COUNTERSIGN_RETRY_BACKOFF_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_SECONDS", 2.0)
+COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS", 300.0)
+# Four-eyes rule: may a job's creator approve its own checkpoints?
+COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool("COUNTERSIGN_ALLOW_SELF_APPROVAL", False)
+# Extra modules that register job handlers, imported by every process.
+COUNTERSIGN_HANDLER_MODULES = env_list("COUNTERSIGN_HANDLER_MODULES", [])
+# Live progress events are published here (best effort); empty disables it.
+COUNTERSIGN_EVENTS_REDIS_URL = env_str("COUNTERSIGN_EVENTS_REDIS_URL", REDIS_URL)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = False
+    SECURE_CONTENT_TYPE_NOSNIFF = True
