@@ -134,6 +134,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "priority_steps": list(range(10)),
     "sep": ":",
 }
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker of `runstack` when no Redis is around: messages are
+    # files under data/broker (no priorities, one machine only).
+    _BROKER_DIR = DATA_DIR / "broker"
+    _BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        data_folder_in=str(_BROKER_DIR), data_folder_out=str(_BROKER_DIR), store_processed=False
+    )
+if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
+    # RabbitMQ needs the queue declared with a priority range.
+    from kombu import Queue
+
+    CELERY_TASK_QUEUES = [
+        Queue(CELERY_TASK_DEFAULT_QUEUE, queue_arguments={"x-max-priority": 9}),
+    ]
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "agents.reconcile",

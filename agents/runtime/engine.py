@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Job, JobStatus, JobStep
@@ -148,8 +148,10 @@ def _error_fields(error: BaseException) -> dict[str, str]:
 
 
 def run_job(job_id: str) -> str:
-    """Run the job if it is ours to run. Returns what happened, for logs and tests."""
-    close_old_connections()
+    """Run the job if it is ours to run. Returns what happened, for logs and tests.
+
+    (Celery's Django fixup closes stale database connections around each task.)
+    """
     owner = leases.new_owner()
     job = leases.claim(job_id, owner)
     if job is None:

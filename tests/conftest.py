@@ -1,0 +1,125 @@
+"""Shared fixtures: fast runtime timings, and a real Celery worker process
+(with embedded beat) talking to the real test database and Redis."""
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from agents.processes import worker_argv
+from tests.utils import wait_for
+
+QUEUE = f"countersign-test-{uuid.uuid4().hex[:8]}"
+WORKSPACE_ROOT = Path(f"/tmp/countersign-test-workspaces-{QUEUE}")
+
+# Short leases and intervals so crash recovery and timers happen in seconds.
+RUNTIME_ENV = {
+    "COUNTERSIGN_QUEUE": QUEUE,
+    "COUNTERSIGN_HANDLER_MODULES": "tests.handlers",
+    "COUNTERSIGN_LEASE_SECONDS": "3",
+    "COUNTERSIGN_HEARTBEAT_SECONDS": "0.5",
+    "COUNTERSIGN_RECONCILE_INTERVAL": "0.5",
+    "COUNTERSIGN_RECONCILE_GRACE_SECONDS": "1.5",
+    "COUNTERSIGN_EXPIRE_INTERVAL": "0.5",
+    "COUNTERSIGN_RETRY_BACKOFF_SECONDS": "0.2",
+    "COUNTERSIGN_WORKSPACE_ROOT": str(WORKSPACE_ROOT),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import tests.handlers  # noqa: F401  (register test job types in this process too)
+    from config.celery import app
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = QUEUE
+    app.conf.task_default_queue = QUEUE
+    settings.COUNTERSIGN_LEASE_SECONDS = 3.0
+    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 0.5
+    settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS = 1.5
+    settings.COUNTERSIGN_RETRY_BACKOFF_SECONDS = 0.2
+    settings.COUNTERSIGN_WORKSPACE_ROOT = WORKSPACE_ROOT
+
+
+def database_url() -> str:
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A `celery worker -B` subprocess; `children()` are its pool processes."""
+
+    def __init__(self, tmp: Path, concurrency: int = 1) -> None:
+        self.name = f"test-{QUEUE}@%h"
+        self.log_path = tmp / "worker.log"
+        env = dict(os.environ, **RUNTIME_ENV, DATABASE_URL=database_url())
+        argv = worker_argv(concurrency=concurrency, queues=[QUEUE], hostname=self.name,
+                           beat=True, schedule_file=str(tmp / "beat-schedule"))
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(argv, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT,
+                                        cwd=settings.BASE_DIR, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.tail()}")
+            return "ready." in self.log_path.read_text()
+
+        wait_for(ready, timeout=timeout, message=f"worker ready; log:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def purge_queue() -> None:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[WorkerProcess]:
+    """One real worker (one pool slot, embedded beat) for the session."""
+    worker = WorkerProcess(tmp_path_factory.mktemp("worker"))
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+        try:
+            purge_queue()
+        except Exception:  # the broker may be the thing a test stopped
+            pass
+
+
+@pytest.fixture
+def worker(celery_worker: WorkerProcess, transactional_db: None) -> Iterator[WorkerProcess]:
+    """The session worker, with committed (transactional) data it can see."""
+    yield celery_worker
+
+
+@pytest.fixture
+def side_effects(tmp_path: Path) -> Path:
+    return tmp_path / "side-effects.log"
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+

@@ -1,0 +1,29 @@
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> T:
+    """Poll until `predicate()` is truthy; fail the test with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def job_status(job_id: object) -> str:
+    from agents.models import Job
+
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def wait_status(job_id: object, *statuses: str, timeout: float = 30.0) -> str:
+    return wait_for(lambda: job_status(job_id) if job_status(job_id) in statuses else None,
+                    timeout=timeout, message=f"job {job_id} to reach {statuses}")
