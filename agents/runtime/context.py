@@ -135,16 +135,16 @@ class JobContext:
         self._seen.add(key)
         position = self._position
         self._position += 1
-        memo = self._steps.get(key)
-        if memo is not None and memo.position != position:
-            raise NonDeterministicReplay(
-                f"step {key!r} was reached at position {memo.position} in an earlier run "
-                f"but at position {position} now: the handler changed its step order")
         recorded = self._by_position.get(position)
         if recorded is not None and recorded.key != key:
             raise NonDeterministicReplay(
                 f"position {position} was step {recorded.key!r} in an earlier run but is "
                 f"{key!r} now: the handler changed its step order")
+        memo = self._steps.get(key)
+        if memo is not None and memo.position != position:
+            raise NonDeterministicReplay(
+                f"step {key!r} was reached at position {memo.position} in an earlier run "
+                f"but at position {position} now: the handler changed its step order")
         return position
 
     def _save(self, key: str, position: int, memo: JobStep | None, *, kind: str, status: str,
