@@ -35,6 +35,8 @@ def safe_path(workspace: Path, relative: str) -> Path:
     if "\x00" in relative:
         raise UnsafePath(f"path {relative!r} contains a NUL byte")
     pure = PurePosixPath(relative.replace("\\", "/"))
+    if not pure.parts or pure.parts == (".",):
+        raise UnsafePath(f"path {relative!r} resolves outside the workspace (it names no file)")
     if pure.is_absolute() or relative.startswith(("/", "\\")) or ":" in pure.parts[0]:
         raise UnsafePath(f"path {relative!r} is absolute; paths must be relative to the workspace")
     if ".." in pure.parts:

@@ -141,3 +141,11 @@ def steady(ctx: JobContext) -> int:
     for i in range(int(ctx.input.get("steps", 200))):
         ctx.step(f"s{i}", lambda i=i: (mark(log, f"s{i}"), time.sleep(0.05))[1])
     return 0
+
+
+@handler("test-steps-then-pause")
+def steps_then_pause(ctx: JobContext) -> int:
+    for i in range(int(ctx.input["steps"])):
+        ctx.step(f"s{i}", lambda i=i: i)
+    ctx.checkpoint("go", title="Go?", payload={})
+    return ctx.step("last", lambda: int(ctx.input["steps"]))

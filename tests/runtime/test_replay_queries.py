@@ -1,0 +1,58 @@
+"""Round trips: finished steps cost nothing on replay; a new step costs one write."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import JobStatus
+from agents.runtime.engine import run_job
+from agents.services import job_create
+from checkpoints import services
+from checkpoints.models import Checkpoint
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def queries_for_run(job_type: str, input: dict) -> int:
+    job = job_create(job_type=job_type, input=input)
+    with CaptureQueriesContext(connection) as captured:
+        assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    return len(captured)
+
+
+def test_each_further_step_adds_at_most_one_round_trip():
+    one = queries_for_run("test-noop", {"steps": 1})
+    eleven = queries_for_run("test-noop", {"steps": 11})
+    assert eleven - one <= 10
+
+
+def test_replayed_steps_cost_no_queries():
+    creator, approver = make_user("creator"), make_user("alice", approver=True)
+
+    def resume_queries(steps: int) -> int:
+        job = job_create(job_type="test-steps-then-pause", created_by=creator,
+                         input={"steps": steps})
+        assert run_job(str(job.pk)) == JobStatus.WAITING
+        services.approve(Checkpoint.objects.get(job=job), approver)
+        with CaptureQueriesContext(connection) as captured:
+            assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+        return len(captured)
+
+    # replaying 2 or 40 finished steps costs the same number of round trips
+    assert resume_queries(2) == resume_queries(40)
+
+
+def test_all_finished_steps_load_in_one_query():
+    job = job_create(job_type="test-noop", input={"steps": 5})
+    run_job(str(job.pk))
+    from agents.models import Job
+
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    with CaptureQueriesContext(connection) as captured:
+        run_job(str(job.pk))
+    step_selects = [q for q in captured if q["sql"].startswith("SELECT")
+                    and '"agents_jobstep"' in q["sql"]]
+    step_writes = [q for q in captured if not q["sql"].startswith("SELECT")
+                   and '"agents_jobstep"' in q["sql"]]
+    assert len(step_selects) == 1 and step_writes == []
