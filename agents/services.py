@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -36,7 +36,7 @@ def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None
 
 
 def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
-               created_by: AbstractBaseUser | None = None, idempotency_key: str = "",
+               created_by: User | None = None, idempotency_key: str = "",
                parent: Job | None = None, max_attempts: int | None = None) -> Job:
     """Create a job and enqueue it once the transaction commits.
 
@@ -82,7 +82,7 @@ def wake_job(*, job_id: str, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def job_cancel(*, job: Job, user: AbstractBaseUser | None = None) -> Job:
+def job_cancel(*, job: Job, user: User | None = None) -> Job:
     """Cancel now if the job is not running; a running job stops at its next step."""
     locked = Job.objects.select_for_update().get(pk=job.pk)
     if locked.status in TERMINAL_STATUSES:
@@ -105,7 +105,7 @@ def job_cancel(*, job: Job, user: AbstractBaseUser | None = None) -> Job:
 
 
 @transaction.atomic
-def job_retry(*, job: Job, user: AbstractBaseUser | None = None) -> Job:
+def job_retry(*, job: Job, user: User | None = None) -> Job:
     """Run a failed or cancelled job again. Finished steps stay memoized, so it
     continues from where it stopped."""
     locked = Job.objects.select_for_update().get(pk=job.pk)

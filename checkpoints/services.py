@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -45,7 +45,7 @@ class CheckpointValidationError(CheckpointError):
         self.errors = errors or {}
 
 
-User = AbstractBaseUser | AnonymousUser
+Actor = User | AnonymousUser
 
 
 def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
@@ -66,8 +66,8 @@ def _ensure_pending(checkpoint: Checkpoint) -> None:
                                  decision=checkpoint.decisions.order_by("-created_at").first())
 
 
-def _ensure_may_decide(checkpoint: Checkpoint, user: User | None, *, approving: bool) -> None:
-    if user is None or not user.is_authenticated:
+def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> User:
+    if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
         raise PermissionDenied("sign in to decide checkpoints")
     if not user.has_perm(DECIDE_PERMISSION):
         raise PermissionDenied(f"{user.get_username()} may not decide checkpoints "
@@ -76,6 +76,7 @@ def _ensure_may_decide(checkpoint: Checkpoint, user: User | None, *, approving: 
             and not settings.COUNTERSIGN_ALLOW_SELF_APPROVAL):
         raise PermissionDenied("the person who started a job may not approve its checkpoints "
                                "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)")
+    return user
 
 
 def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:
@@ -91,14 +92,13 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
 
 
 @transaction.atomic
-def approve(checkpoint: Checkpoint, user: User | None, *, reason: str | None = None,
+def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = None,
             payload: dict[str, Any] | None = None) -> CheckpointDecision:
     """Approve, optionally with an edited payload. With `required_approvals` > 1
     the checkpoint settles when that many different people have approved."""
     checkpoint = _lock(checkpoint)
     _ensure_pending(checkpoint)
-    _ensure_may_decide(checkpoint, user, approving=True)
-    assert user is not None
+    decider = _ensure_may_decide(checkpoint, user, approving=True)
     if checkpoint.kind != CheckpointKind.APPROVAL:
         raise CheckpointValidationError(
             f"a {checkpoint.kind} checkpoint is not approved; use submit_input for input")
@@ -110,10 +110,10 @@ def approve(checkpoint: Checkpoint, user: User | None, *, reason: str | None = N
             errors = schema_errors(checkpoint.payload_schema, payload)
             if errors:
                 raise CheckpointValidationError("the edited payload is not valid", errors)
-    if checkpoint.decisions.filter(user_id=user.pk, verdict=Verdict.APPROVED).exists():
-        raise CheckpointConflict(f"{user.get_username()} has already approved this checkpoint")
+    if checkpoint.decisions.filter(user_id=decider.pk, verdict=Verdict.APPROVED).exists():
+        raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=user, verdict=Verdict.APPROVED, reason=reason or "",
+        checkpoint=checkpoint, user=decider, verdict=Verdict.APPROVED, reason=reason or "",
         payload=payload)
     approvals = (checkpoint.decisions.filter(verdict=Verdict.APPROVED)
                  .values("user_id").distinct().count())
@@ -121,33 +121,33 @@ def approve(checkpoint: Checkpoint, user: User | None, *, reason: str | None = N
         _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     else:
         append_event(str(checkpoint.job_id), "checkpoint.approval_recorded",
-                     {"checkpoint_id": checkpoint.pk, "by": user.get_username(),
+                     {"checkpoint_id": checkpoint.pk, "by": decider.get_username(),
                       "approvals": approvals, "required": checkpoint.required_approvals})
     return decision
 
 
 @transaction.atomic
-def reject(checkpoint: Checkpoint, user: User | None, *, reason: str) -> CheckpointDecision:
+def reject(checkpoint: Checkpoint, user: Actor | None, *, reason: str) -> CheckpointDecision:
     """Reject; a reason is required so the audit trail says why."""
     checkpoint = _lock(checkpoint)
     _ensure_pending(checkpoint)
-    _ensure_may_decide(checkpoint, user, approving=False)
+    decider = _ensure_may_decide(checkpoint, user, approving=False)
     if not reason or not reason.strip():
         raise CheckpointValidationError("a rejection needs a reason",
                                         {"reason": ["This field is required."]})
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=user, verdict=Verdict.REJECTED, reason=reason.strip())
+        checkpoint=checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip())
     _settle(checkpoint, CheckpointStatus.REJECTED, decision)
     return decision
 
 
 @transaction.atomic
-def submit_input(checkpoint: Checkpoint, user: User | None, *, data: Any,
+def submit_input(checkpoint: Checkpoint, user: Actor | None, *, data: Any,
                  reason: str | None = None) -> CheckpointDecision:
     """Answer an input checkpoint with data matching its JSON schema."""
     checkpoint = _lock(checkpoint)
     _ensure_pending(checkpoint)
-    _ensure_may_decide(checkpoint, user, approving=False)
+    decider = _ensure_may_decide(checkpoint, user, approving=False)
     if checkpoint.kind != CheckpointKind.INPUT:
         raise CheckpointValidationError(f"a {checkpoint.kind} checkpoint takes no input")
     errors = schema_errors(checkpoint.input_schema or {}, data)
@@ -155,7 +155,7 @@ def submit_input(checkpoint: Checkpoint, user: User | None, *, data: Any,
         raise CheckpointValidationError("the input does not match the checkpoint's schema",
                                         errors)
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=user, verdict=Verdict.INPUT, reason=reason or "",
+        checkpoint=checkpoint, user=decider, verdict=Verdict.INPUT, reason=reason or "",
         payload=data)
     _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     return decision

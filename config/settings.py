@@ -128,8 +128,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 # Redis re-delivers an unacked message after visibility_timeout. Set it
 # explicitly, above the task time limit; the job lease makes a re-delivery harmless.
+BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
     "sep": ":",

@@ -1,6 +1,7 @@
 """Shared fixtures: fast runtime timings, and a real Celery worker process
 (with embedded beat) talking to the real test database and Redis."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,10 +104,8 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
         yield worker
     finally:
         worker.stop()
-        try:
+        with contextlib.suppress(Exception):  # the broker may be what a test stopped
             purge_queue()
-        except Exception:  # the broker may be the thing a test stopped
-            pass
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def catch_reject(ctx: JobContext) -> dict[str, Any]:
     try:
         ctx.checkpoint("go", title="Go?", payload={})
     except CheckpointRejected as exc:
-        return ctx.step("fallback", lambda: {"rejected": exc.reason})
+        reason = exc.reason
+        return ctx.step("fallback", lambda: {"rejected": reason})
     return {"rejected": None}
 
 

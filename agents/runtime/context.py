@@ -3,7 +3,7 @@
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -70,7 +70,7 @@ class JobContext:
         position = self._enter(key)
         memo = self._steps.get(key)
         if memo is not None and memo.status == StepStatus.SUCCEEDED:
-            return memo.output  # type: ignore[no-any-return]
+            return cast(T, memo.output)
         self._run.check_boundary()
         attempt = memo.attempt + 1 if memo is not None else 1
         started = timezone.now()
@@ -89,7 +89,7 @@ class JobContext:
             raise
         self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.SUCCEEDED,
                    output=output, error="", attempt=attempt, started=started)
-        return output  # type: ignore[no-any-return]
+        return cast(T, output)
 
     def wait(self, key: str, waiter: Waiter) -> Any:
         """Suspend the job until `waiter` resolves; return its (memoized) result."""

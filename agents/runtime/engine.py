@@ -102,7 +102,7 @@ class Run:
             delay = (wake_at - timezone.now()).total_seconds()
             # Long countdowns sit in worker memory and outlive the visibility
             # timeout; leave them to the reconciler, which reads wake_at.
-            if delay < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] / 2:
+            if delay < settings.BROKER_VISIBILITY_TIMEOUT / 2:
                 job_id, priority = str(self.job.pk), self.job.priority
                 transaction.on_commit(lambda: send_run_message(job_id, priority, delay))
 
