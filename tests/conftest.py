@@ -2,6 +2,7 @@
 (with embedded beat) talking to the real test database and Redis."""
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -43,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS = 1.5
     settings.COUNTERSIGN_RETRY_BACKOFF_SECONDS = 0.2
     settings.COUNTERSIGN_WORKSPACE_ROOT = WORKSPACE_ROOT
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    """One test database per checkout, so a CI clone and a working tree (or
+    two sessions) running the suite at once never drop each other's database."""
+    digest = hashlib.sha1(str(settings.BASE_DIR).encode()).hexdigest()[:10]
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_countersign_{digest}"
 
 
 def database_url() -> str:

@@ -150,3 +150,14 @@ def steps_then_pause(ctx: JobContext) -> int:
         ctx.step(f"s{i}", lambda i=i: i)
     ctx.checkpoint("go", title="Go?", payload={})
     return ctx.step("last", lambda: int(ctx.input["steps"]))
+
+
+@handler("test-suicide")
+def suicide(ctx: JobContext) -> None:
+    """A step that always kills its own worker process, as an OOM would."""
+    import os
+    import signal
+
+    ctx.step("ok", lambda: mark(ctx.input["log"], "ok"))
+    ctx.step("boom", lambda: (mark(ctx.input["log"], "boom"), os.kill(os.getpid(),
+                                                                       signal.SIGKILL)))

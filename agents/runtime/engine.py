@@ -21,6 +21,7 @@ from agents.runtime.errors import (
     RetryStep,
     Suspend,
     UnknownJobType,
+    WorkerLost,
 )
 from agents.runtime.events import append_event, next_seq
 from agents.runtime.queue import enqueue_on_commit, send_run_message
@@ -166,6 +167,11 @@ def run_job(job_id: str) -> str:
         run.finish(JobStatus.FAILED, **_error_fields(exc))
         _finished(job, JobStatus.FAILED)
         return JobStatus.FAILED
+
+    if job.attempts > job.max_attempts:
+        lost = WorkerLost(f"the worker running this job died (SIGKILL, OOM or hard time "
+                          f"limit) and no attempts are left (max_attempts={job.max_attempts})")
+        return _end(run, JobStatus.FAILED, _error_fields(lost), log_extra)
 
     steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)}
     run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})

@@ -44,3 +44,7 @@ class JobRejected(Exception):
 
 class UnknownJobType(ValueError):
     pass
+
+
+class WorkerLost(NonRetryableError):
+    """The job's worker died (SIGKILL, OOM, hard time limit) more often than it may retry."""

@@ -48,8 +48,11 @@ def claim(job_id: str, owner: str) -> Job | None:
             started_at=Coalesce(F("started_at"), Value(now)),
             wait_reason="",
             wake_at=None,
-            attempts=Case(When(attempts=0, then=Value(1)), default=F("attempts"),
-                              output_field=models.PositiveIntegerField()),
+            # Taking over an abandoned run (its worker died) counts as a failed
+            # attempt, so a step that always kills its worker cannot loop forever.
+            attempts=Case(When(attempts=0, then=Value(1)),
+                          When(status=JobStatus.RUNNING, then=F("attempts") + 1),
+                          default=F("attempts"), output_field=models.PositiveIntegerField()),
         )
     )
     if not taken:

@@ -48,6 +48,18 @@ def test_worker_killed_mid_step_finishes_with_completed_steps_run_once(
     assert Job.objects.get(pk=job.pk).result == {"done": ["one", "two", "slow", "three"]}
 
 
+def test_a_step_that_always_kills_its_worker_fails_after_max_attempts(worker,
+                                                                      side_effects: Path):
+    job = job_create(job_type="test-suicide", input={"log": str(side_effects)},
+                     max_attempts=2)
+
+    wait_status(job.pk, JobStatus.FAILED, timeout=60)
+    job.refresh_from_db()
+    assert job.error_type == "WorkerLost"
+    lines = read_lines(side_effects)
+    assert lines.count("ok") == 1 and lines.count("boom") == 2
+
+
 def test_duplicate_delivery_cannot_run_a_job_twice_at_once(worker, side_effects: Path,
                                                            tmp_path: Path):
     # Redis re-delivers an unacked message after visibility_timeout; a second
