@@ -99,6 +99,9 @@ class Run:
             raise LeaseLost()
         self.job.status, self.job.wait_reason, self.job.wake_at = (
             JobStatus.WAITING, reason, wake_at)
+        # In the same transaction, so the timeline never shows a decision before the wait.
+        self.emit("job.waiting", {"reason": reason,
+                                  "wake_at": wake_at.isoformat() if wake_at else None})
         if wake_at is not None:
             delay = (wake_at - timezone.now()).total_seconds()
             # Long countdowns sit in worker memory and outlive the visibility
@@ -182,7 +185,6 @@ def run_job(job_id: str) -> str:
         result = to_json(spec.fn(ctx))
     except Suspend as suspend:
         run.stop_heartbeat()
-        run.emit("job.waiting", {"reason": suspend.reason})
         logger.info("job waiting for %s", suspend.reason, extra=log_extra)
         return JobStatus.WAITING
     except RetryStep as retry:

@@ -1,0 +1,19 @@
+"""ruff and mypy over the whole project, so CI fails on a lint or type error."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("argv", [
+    [str(BIN / "ruff"), "check", "."],
+    [str(BIN / "mypy"), "."],
+], ids=["ruff", "mypy"])
+def test_code_quality(argv: list[str]):
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
