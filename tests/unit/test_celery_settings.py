@@ -33,4 +33,4 @@ def test_beat_runs_the_reconciler_and_expiry():
 def test_run_task_options():
     task = app.tasks["agents.run_job"]
     assert task.acks_late and task.reject_on_worker_lost
-    assert settings.CELERY_TASK_DEFAULT_QUEUE == app.conf.task_default_queue
+    assert app.conf.task_default_queue == settings.CELERY_TASK_DEFAULT_QUEUE
