@@ -37,6 +37,9 @@ class Checkpoint(models.Model):
     # JSON schema an edited payload must match (approval) / the input must match (input).
     payload_schema = models.JSONField(null=True, blank=True)
     input_schema = models.JSONField(null=True, blank=True)
+    # Dotted path of a function(checkpoint, payload) -> {field: [errors]} that
+    # checks an edited payload beyond its schema (set by handler code, never by users).
+    payload_validator = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=CheckpointStatus.choices,
                               default=CheckpointStatus.PENDING, db_index=True)
     required_approvals = models.PositiveSmallIntegerField(default=1)

@@ -8,6 +8,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
 from agents.runtime.events import append_event
@@ -54,6 +55,16 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
         path = ".".join(str(p) for p in error.absolute_path) or "non_field_errors"
         errors.setdefault(path, []).append(error.message)
     return errors
+
+
+def current_approvers(checkpoint: Checkpoint) -> set[int]:
+    """Who has approved the payload as it stands: an edit restarts the count,
+    so every approval counted is for the same content (the editor's included)."""
+    approvals = list(checkpoint.decisions.filter(verdict=Verdict.APPROVED)
+                     .order_by("created_at", "pk").values_list("user_id", "payload"))
+    last_edit = max((i for i, (_, edited) in enumerate(approvals) if edited is not None),
+                    default=0)
+    return {user_id for user_id, _ in approvals[last_edit:] if user_id is not None}
 
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
@@ -106,17 +117,18 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
         if not isinstance(payload, dict):
             raise CheckpointValidationError("the edited payload must be a JSON object",
                                             {"payload": ["Expected a JSON object."]})
-        if checkpoint.payload_schema:
-            errors = schema_errors(checkpoint.payload_schema, payload)
-            if errors:
-                raise CheckpointValidationError("the edited payload is not valid", errors)
-    if checkpoint.decisions.filter(user_id=decider.pk, verdict=Verdict.APPROVED).exists():
+        errors = schema_errors(checkpoint.payload_schema, payload) \
+            if checkpoint.payload_schema else {}
+        if not errors and checkpoint.payload_validator:
+            errors = import_string(checkpoint.payload_validator)(checkpoint, payload)
+        if errors:
+            raise CheckpointValidationError("the edited payload is not valid", errors)
+    if decider.pk in current_approvers(checkpoint):
         raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
     decision = CheckpointDecision.objects.create(
         checkpoint=checkpoint, user=decider, verdict=Verdict.APPROVED, reason=reason or "",
         payload=payload)
-    approvals = (checkpoint.decisions.filter(verdict=Verdict.APPROVED)
-                 .values("user_id").distinct().count())
+    approvals = len(current_approvers(checkpoint))
     if approvals >= checkpoint.required_approvals:
         _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     else:

@@ -57,6 +57,7 @@ class CheckpointWaiter:
     description: str = ""
     payload: dict[str, Any] | None = None
     payload_schema: dict[str, Any] | None = None
+    payload_validator: str = ""
     input_schema: dict[str, Any] | None = None
     expires_in: float | None = None
     on_timeout: str = OnTimeout.REJECT
@@ -92,6 +93,7 @@ class CheckpointWaiter:
             defaults=dict(
                 kind=self.kind, title=self.title[:300], description=self.description,
                 payload=self.payload or {}, payload_schema=self.payload_schema,
+                payload_validator=self.payload_validator,
                 input_schema=self.input_schema, required_approvals=self.required_approvals,
                 on_timeout=self.on_timeout,
                 expires_at=now + timedelta(seconds=self.expires_in) if self.expires_in else None,

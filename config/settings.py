@@ -19,7 +19,7 @@ DEBUG = env_bool("DEBUG", True)
 _INSECURE_KEY = "django-insecure-local-development-key-change-me"
 SECRET_KEY = env_str("SECRET_KEY", _INSECURE_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    raise ImproperlyConfigured("SECRET_KEY must be set (and not empty) when DEBUG is off")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -150,14 +150,21 @@ if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
     CELERY_TASK_QUEUES = [
         Queue(CELERY_TASK_DEFAULT_QUEUE, queue_arguments={"x-max-priority": 9}),
     ]
+# Beat's housekeeping jumps the job queue (most urgent broker priority) and
+# expires rather than piling up while no worker is consuming.
+_URGENT = 9 if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")) else 0
+_RECONCILE_INTERVAL = env_float("COUNTERSIGN_RECONCILE_INTERVAL", 5.0)
+_EXPIRE_INTERVAL = env_float("COUNTERSIGN_EXPIRE_INTERVAL", 10.0)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "agents.reconcile",
-        "schedule": env_float("COUNTERSIGN_RECONCILE_INTERVAL", 5.0),
+        "schedule": _RECONCILE_INTERVAL,
+        "options": {"priority": _URGENT, "expires": max(_RECONCILE_INTERVAL * 2, 1.0)},
     },
     "expire-checkpoints": {
         "task": "checkpoints.expire_due",
-        "schedule": env_float("COUNTERSIGN_EXPIRE_INTERVAL", 10.0),
+        "schedule": _EXPIRE_INTERVAL,
+        "options": {"priority": _URGENT, "expires": max(_EXPIRE_INTERVAL * 2, 1.0)},
     },
 }
 
@@ -171,7 +178,15 @@ COUNTERSIGN_LEASE_SECONDS = env_float("COUNTERSIGN_LEASE_SECONDS", 60.0)
 COUNTERSIGN_HEARTBEAT_SECONDS = env_float("COUNTERSIGN_HEARTBEAT_SECONDS", 5.0)
 # A queued job whose message has not started within this long is re-enqueued.
 COUNTERSIGN_RECONCILE_GRACE_SECONDS = env_float("COUNTERSIGN_RECONCILE_GRACE_SECONDS", 30.0)
+# When the broker holds a backlog, a queued job's message is probably just
+# waiting its turn: re-send only after this much longer grace.
+COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS = env_float(
+    "COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS", 900.0
+)
 COUNTERSIGN_RECONCILE_BATCH = env_int("COUNTERSIGN_RECONCILE_BATCH", 500)
+# Timers and retries further off than this send no countdown message (it would
+# wait unacked in worker memory); the reconciler fires them from the database.
+COUNTERSIGN_MAX_COUNTDOWN_SECONDS = env_float("COUNTERSIGN_MAX_COUNTDOWN_SECONDS", 300.0)
 # Default job retry policy (a handler may set its own).
 COUNTERSIGN_DEFAULT_MAX_ATTEMPTS = env_int("COUNTERSIGN_DEFAULT_MAX_ATTEMPTS", 3)
 COUNTERSIGN_RETRY_BACKOFF_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_SECONDS", 2.0)
@@ -198,6 +213,7 @@ LOGGING = {
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain HTTP
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)

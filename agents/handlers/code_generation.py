@@ -11,7 +11,14 @@ import re
 from typing import Any
 
 from agents.runtime import JobContext, NonRetryableError, handler
-from agents.workspace import FileSpec, check_files, write_files
+from agents.workspace import (
+    FileSpec,
+    UnsafePath,
+    check_files,
+    job_workspace,
+    safe_path,
+    write_files,
+)
 
 FILES_SCHEMA = {
     "type": "object",
@@ -46,6 +53,23 @@ def offline_draft(prompt: str) -> list[dict[str, str]]:
     )
     return [{"path": f"{slug}.py", "content": module},
             {"path": f"tests/test_{slug}.py", "content": test}]
+
+
+def validate_edited_files(checkpoint: Any, payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Refuse, at approval time, edited paths that could not be written safely."""
+    workspace = job_workspace(str(checkpoint.job_id))
+    errors: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for index, item in enumerate(payload["files"]):
+        try:
+            target = str(safe_path(workspace, item["path"]))
+        except UnsafePath as exc:
+            errors[f"files.{index}.path"] = [str(exc)]
+            continue
+        if target in seen:
+            errors[f"files.{index}.path"] = [f"path {item['path']!r} appears twice"]
+        seen.add(target)
+    return errors
 
 
 def _specs(files: Any) -> list[FileSpec]:
@@ -86,6 +110,7 @@ def code_generation(ctx: JobContext) -> dict[str, Any]:
         description=prompt,
         payload=payload,
         payload_schema=FILES_SCHEMA,
+        payload_validator="agents.handlers.code_generation.validate_edited_files",
     )
     approved = _specs(decision.payload["files"])
     written = ctx.step("write", lambda: write_files(ctx.workspace, approved))

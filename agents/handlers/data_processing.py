@@ -40,22 +40,54 @@ def transform(records: list[dict[str, Any]], operations: list[dict[str, Any]]) -
     return {"rows": rows, "totals": totals}
 
 
+PLAN_SCHEMA = {
+    "type": "object",
+    "required": ["operations"],
+    "properties": {"operations": {"type": "array", "items": {
+        "type": "object", "required": ["op", "field"],
+        "properties": {"op": {"enum": sorted(OPERATIONS)}, "field": {"type": "string"}}}}},
+}
+MAX_REVIEW_ROWS = 500
+
+
+def result_schema(truncated: bool) -> dict[str, Any]:
+    """Edits replace the rows to save; a truncated preview cannot be edited
+    (the reviewer would silently drop the rows they never saw)."""
+    schema: dict[str, Any] = {
+        "type": "object", "required": ["rows"],
+        "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+    if truncated:
+        schema["properties"]["truncated"] = {
+            "const": False, "description": "too many rows to edit in review"}
+        schema["required"].append("truncated")
+    return schema
+
+
 @handler("data-processing", description="Plan, approve, transform, approve, save.")
 def data_processing(ctx: JobContext) -> dict[str, Any]:
     records = ctx.input.get("records", [])
-    operations = ctx.input.get("operations", [])
-    plan = ctx.step("plan", lambda: validate(records, operations))
-    ctx.checkpoint("approve-plan", title=f"Process {plan['record_count']} record(s)",
-                   description="Approve the operations before they run.", payload=plan)
-    result = ctx.step("transform", lambda: transform(records, operations))
+    plan = ctx.step("plan", lambda: validate(records, ctx.input.get("operations", [])))
+    approved_plan = ctx.checkpoint(
+        "approve-plan", title=f"Process {plan['record_count']} record(s)",
+        description="Approve (or edit) the operations before they run.", payload=plan,
+        payload_schema=PLAN_SCHEMA)
+    operations = approved_plan.payload["operations"]
+    result = ctx.step("transform", lambda: transform(
+        records, validate(records, operations)["operations"]))
     ctx.emit("progress", {"percent": 60, "message": f"{len(result['rows'])} row(s) out"})
+    truncated = len(result["rows"]) > MAX_REVIEW_ROWS
     decision = ctx.checkpoint(
         "approve-result", title=f"Save {len(result['rows'])} row(s)",
-        description="Approve the result before it is saved.",
+        description="Approve (or edit) the result before it is saved.",
         payload={"columns": sorted({k for r in result["rows"] for k in r}),
-                 "rows": result["rows"][:100], "row_count": len(result["rows"]),
-                 "totals": result["totals"]})
+                 "rows": result["rows"][:100] if truncated else result["rows"],
+                 "row_count": len(result["rows"]), "truncated": truncated,
+                 "totals": result["totals"]},
+        payload_schema=result_schema(truncated))
+    if decision.edited:
+        result = {"rows": decision.payload["rows"], "totals": result["totals"]}
     saved = ctx.step("save", lambda: write_files(ctx.workspace, [
         FileSpec(path="result.json", content=json.dumps(result, indent=2, sort_keys=True))]))
     return {"row_count": len(result["rows"]), "totals": result["totals"], "saved": saved,
+            "edited": approved_plan.edited or decision.edited,
             "approved_by": decision.decided_by}

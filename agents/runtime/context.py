@@ -87,6 +87,7 @@ class JobContext:
                     f"step {key!r} failed after {attempt} attempt(s): "
                     f"{type(exc).__name__}: {exc}") from exc
             raise
+        self._run.check_lease()
         self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.SUCCEEDED,
                    output=output, error="", attempt=attempt, started=started)
         return cast(T, output)
@@ -123,8 +124,19 @@ class JobContext:
         self.wait(key, TimerWaiter(seconds=seconds))
 
     def emit(self, kind: str, data: dict[str, Any] | None = None) -> None:
-        """Append a progress event (and publish it live)."""
+        """Append a progress event (and publish it live).
+
+        While replaying the part of the handler an earlier run already went
+        through, the event was recorded then and is not repeated.
+        """
+        if self.replaying:
+            return
         self._run.emit(kind, data or {})
+
+    @property
+    def replaying(self) -> bool:
+        """True until the handler reaches a point no earlier run got past."""
+        return bool(self._by_position) and self._position <= max(self._by_position)
 
     # --- internals -------------------------------------------------------------
     def _enter(self, key: str) -> int:

@@ -24,7 +24,7 @@ from agents.runtime.errors import (
     WorkerLost,
 )
 from agents.runtime.events import append_event, next_seq
-from agents.runtime.queue import enqueue_on_commit, send_run_message
+from agents.runtime.queue import enqueue_on_commit, prompt_on_commit
 from agents.runtime.registry import get_handler
 from agents.runtime.retry import RetryPolicy
 from agents.signals import job_finished
@@ -47,7 +47,8 @@ class Run:
         self.job = job
         self.owner = owner
         self.lease_lost = False
-        self.cancel_requested = False
+        # A cancel asked of a run whose worker died is honoured by the run that takes over.
+        self.cancel_requested = job.cancel_requested
         self.lease_expires_at: datetime = job.lease_expires_at or leases.lease_expiry()
         self._seq: int | None = None
         self._stop = threading.Event()
@@ -81,10 +82,14 @@ class Run:
             connection.close()
 
     # --- called by JobContext ----------------------------------------------------
-    def check_boundary(self) -> None:
-        """Between steps: stop if the lease is gone or cancellation was asked for."""
+    def check_lease(self) -> None:
+        """Before writing: a run whose lease ran out must not write over the new owner."""
         if self.lease_lost or timezone.now() >= self.lease_expires_at:
             raise LeaseLost()
+
+    def check_boundary(self) -> None:
+        """Between steps: stop if the lease is gone or cancellation was asked for."""
+        self.check_lease()
         if self.cancel_requested:
             raise JobCancelled()
 
@@ -104,11 +109,7 @@ class Run:
                                   "wake_at": wake_at.isoformat() if wake_at else None})
         if wake_at is not None:
             delay = (wake_at - timezone.now()).total_seconds()
-            # Long countdowns sit in worker memory and outlive the visibility
-            # timeout; leave them to the reconciler, which reads wake_at.
-            if delay < settings.BROKER_VISIBILITY_TIMEOUT / 2:
-                job_id, priority = str(self.job.pk), self.job.priority
-                transaction.on_commit(lambda: send_run_message(job_id, priority, delay))
+            prompt_on_commit(str(self.job.pk), self.job.priority, delay)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         if self._seq is None:
@@ -175,6 +176,9 @@ def run_job(job_id: str) -> str:
         lost = WorkerLost(f"the worker running this job died (SIGKILL, OOM or hard time "
                           f"limit) and no attempts are left (max_attempts={job.max_attempts})")
         return _end(run, JobStatus.FAILED, _error_fields(lost), log_extra)
+
+    if job.cancel_requested:
+        return _end(run, JobStatus.CANCELLED, {}, log_extra)
 
     steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)}
     run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})

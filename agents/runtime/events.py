@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 _redis_lock = threading.Lock()
 _redis_client: Any = None
-_redis_failed = False
+_redis_down_until = 0.0
+REDIS_RETRY_SECONDS = 30.0
 
 
 def channel_name(job_id: str) -> str:
@@ -62,21 +64,23 @@ def publish(event: JobEvent) -> None:
 
 
 def _redis() -> Any:
-    global _redis_client, _redis_failed
+    """A shared client, or None while Redis is unreachable (retried every 30 s)."""
+    global _redis_client, _redis_down_until
     url = settings.COUNTERSIGN_EVENTS_REDIS_URL
-    if not url or _redis_failed:
+    if not url or time.monotonic() < _redis_down_until:
         return None
     with _redis_lock:
         if _redis_client is None:
             import redis
 
-            _redis_client = redis.Redis.from_url(url, socket_timeout=0.5,
-                                                 socket_connect_timeout=0.5)
+            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
             try:
-                _redis_client.ping()
+                client.ping()
             except Exception:
-                logger.warning("live events disabled: Redis at COUNTERSIGN_EVENTS_REDIS_URL "
-                               "is not reachable")
-                _redis_failed = True
-                _redis_client = None
+                logger.warning("live events paused for %.0fs: Redis at "
+                               "COUNTERSIGN_EVENTS_REDIS_URL is not reachable",
+                               REDIS_RETRY_SECONDS)
+                _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                return None
+            _redis_client = client
     return _redis_client

@@ -40,7 +40,7 @@ def claim(job_id: str, owner: str) -> Job | None:
     now = timezone.now()
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
     taken = (
-        Job.objects.filter(runnable_q(now) & free, pk=job_id, cancel_requested=False)
+        Job.objects.filter(runnable_q(now) & free, pk=job_id)
         .update(
             status=JobStatus.RUNNING,
             lease_owner=owner,

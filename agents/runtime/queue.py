@@ -43,6 +43,15 @@ def enqueue_on_commit(job_id: str, priority: int, countdown: float | None = None
     A message sent before the commit could reach a worker that cannot see the row yet.
     """
     Job.objects.filter(pk=job_id).update(last_enqueued_at=timezone.now())
+    prompt_on_commit(job_id, priority, countdown)
+
+
+def prompt_on_commit(job_id: str, priority: int, countdown: float | None = None) -> None:
+    """Publish after commit. A countdown message waits unacked in a worker's memory:
+    it is lost with a Redis restart and trips RabbitMQ's consumer_timeout if long.
+    So long delays send nothing; the reconciler fires them from `wake_at`."""
+    if countdown and countdown > settings.COUNTERSIGN_MAX_COUNTDOWN_SECONDS:
+        return
     transaction.on_commit(lambda: send_run_message(str(job_id), priority, countdown))
 
 

@@ -9,7 +9,7 @@ from agents.runtime.errors import NonRetryableError
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, capped.
+    """Exponential backoff, capped, with jitter over the upper half of each delay.
 
     `max_attempts` counts the first try: 3 means one try and two retries.
     """

@@ -94,21 +94,28 @@ def test_approve_with_edits_writes_the_edited_version(people):
     assert Job.objects.get(pk=job.pk).result["edited"] is True
 
 
-def test_edits_escaping_the_workspace_fail_the_job_and_write_nothing(people):
+def test_edits_escaping_the_workspace_are_refused_at_approval(people, tmp_path):
     job = job_create(job_type="code-generation",
                      input={"files": [{"path": "ok.py", "content": "1\n"}]},
                      created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
-    services.approve(checkpoint, people["alice"], payload={"files": [
-        {"path": "fine.py", "content": "ok\n"}, {"path": "../escape.py", "content": "bad\n"}]})
-
-    wait_status(job.pk, JobStatus.FAILED)
-    job.refresh_from_db()
-    assert job.error_type == "UnsafePath" and "'..'" in job.error_message
-    assert job.attempts == 1  # unsafe paths are not retried
     workspace = Path(checkpoint.payload["workspace"])
-    assert not (workspace / "fine.py").exists()
-    assert not (workspace.parent / "escape.py").exists()
+    workspace.mkdir(parents=True)
+    (workspace / "out").symlink_to(tmp_path)
+
+    with pytest.raises(services.CheckpointValidationError) as refused:
+        services.approve(checkpoint, people["alice"], payload={"files": [
+            {"path": "fine.py", "content": "ok\n"}, {"path": "../escape.py", "content": "x"},
+            {"path": "/etc/cron.d/x", "content": "x"}, {"path": "out/x.py", "content": "x"}]})
+
+    assert set(refused.value.errors) == {"files.1.path", "files.2.path", "files.3.path"}
+    assert "outside the workspace" in refused.value.errors["files.3.path"][0]
+    assert not checkpoint.decisions.exists()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
+    services.approve(checkpoint, people["alice"])
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+    assert sorted(p.name for p in workspace.iterdir()) == ["ok.py", "out"]
+    assert not (tmp_path / "x.py").exists()
 
 
 def test_input_checkpoint_validates_then_resumes_with_the_data(people):
@@ -209,6 +216,23 @@ def test_two_approvals_required(people):
     assert sorted(Job.objects.get(pk=job.pk).result["decided_by"]) == ["alice", "bob"]
 
 
+def test_an_edit_restarts_the_approval_count(people):
+    # Four eyes must see the same content: alice's approval was for the original.
+    job = job_create(job_type="test-approval",
+                     input={"required_approvals": 2, "payload": {"n": 1}},
+                     created_by=people["creator"])
+    checkpoint = pending_checkpoint(job)
+
+    services.approve(checkpoint, people["alice"])
+    services.approve(checkpoint, people["bob"], payload={"n": 2})
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == CheckpointStatus.PENDING
+    services.approve(checkpoint, people["alice"])
+
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+    assert Job.objects.get(pk=job.pk).result["payload"] == {"n": 2}
+
+
 def test_who_may_decide(people, settings):
     approver_creator = make_user("carol", approver=True)
     job = job_create(job_type="test-approval", created_by=approver_creator)
@@ -253,5 +277,26 @@ def test_data_processing_two_checkpoints_then_saved(people):
     wait_status(job.pk, JobStatus.SUCCEEDED)
     job.refresh_from_db()
     assert job.result["totals"] == {"amount": 5.0}
+    assert list(job.events.values_list("kind", flat=True)).count("progress") == 1
     saved = json.loads((job_workspace(str(job.pk)) / "result.json").read_text())
     assert [row["name"] for row in saved["rows"]] == ["A", "C"]
+
+
+def test_data_processing_uses_the_edited_plan_and_rows(people):
+    records = [{"name": "a", "amount": 2}, {"name": "b", "amount": 5}]
+    job = job_create(job_type="data-processing", created_by=people["creator"], input={
+        "records": records, "operations": [{"op": "sum", "field": "amount"}]})
+    plan = pending_checkpoint(job, "approve-plan")
+    with pytest.raises(services.CheckpointValidationError):
+        services.approve(plan, people["alice"], payload={"operations": [{"op": "rm -rf"}]})
+    services.approve(plan, people["alice"], payload={"operations": [
+        {"op": "uppercase", "field": "name"}]})
+
+    result = pending_checkpoint(job, "approve-result")
+    assert [r["name"] for r in result.payload["rows"]] == ["A", "B"]
+    services.approve(result, people["bob"], payload={"rows": [{"name": "A", "amount": 2}]})
+
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+    saved = json.loads((job_workspace(str(job.pk)) / "result.json").read_text())
+    assert saved["rows"] == [{"name": "A", "amount": 2}]
+    assert Job.objects.get(pk=job.pk).result["edited"] is True

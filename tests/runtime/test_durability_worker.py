@@ -11,7 +11,7 @@ from django.utils import timezone
 from agents.models import Job, JobStatus, JobStep
 from agents.runtime import engine
 from agents.runtime.queue import send_run_message
-from agents.services import job_create
+from agents.services import job_cancel, job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointStatus
 from tests.conftest import read_lines
@@ -58,6 +58,20 @@ def test_a_step_that_always_kills_its_worker_fails_after_max_attempts(worker,
     assert job.error_type == "WorkerLost"
     lines = read_lines(side_effects)
     assert lines.count("ok") == 1 and lines.count("boom") == 2
+
+
+def test_cancel_of_a_run_whose_worker_died_is_honoured(worker, side_effects: Path,
+                                                       tmp_path: Path):
+    # the slow step waits for a file that never comes: only the kill stops it
+    job = job_create(job_type="test-counting",
+                     input={"log": str(side_effects), "release": str(tmp_path / "never")})
+    wait_for(lambda: "slow:start" in read_lines(side_effects), message="slow step to start")
+    pid = running_pid(job.pk)
+    os.kill(pid, signal.SIGKILL)
+    job_cancel(job=job)  # still `running` (lease not expired): cancel is requested
+
+    wait_status(job.pk, JobStatus.CANCELLED, timeout=30)
+    assert read_lines(side_effects).count("three:start") == 0
 
 
 def test_duplicate_delivery_cannot_run_a_job_twice_at_once(worker, side_effects: Path,
