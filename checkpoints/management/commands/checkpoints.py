@@ -297,7 +297,7 @@ class Command(BaseCommand):
             )
         )
         if checkpoint.is_pending:
-            approvals = checkpoint.decisions.filter(verdict="approved").count()
+            approvals = len(services.current_approvers(checkpoint))
             self.stdout.write(
                 f"  {approvals} of {checkpoint.required_approvals} approvals so "
                 "far; it stays pending until the rest approve"
