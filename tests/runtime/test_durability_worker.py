@@ -2,10 +2,13 @@
 
 import os
 import signal
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Job, JobStatus, JobStep
@@ -99,6 +102,33 @@ def test_lost_message_is_recovered_by_the_reconciler(worker):
 
     wait_status(job.pk, JobStatus.SUCCEEDED, timeout=20)
     assert Job.objects.get(pk=job.pk).last_enqueued_at is not None
+
+
+def test_a_job_created_in_a_transaction_is_enqueued_only_after_commit(worker):
+    # A message sent before the commit would reach a worker that cannot see the
+    # row; that run would be dropped and the job left to the reconciler (1.5 s
+    # grace here). Enqueued on commit, it runs at once.
+    seen_outside: list[bool] = []
+
+    def visible_elsewhere(job_id: object) -> bool:
+        def look() -> None:
+            seen_outside.append(Job.objects.filter(pk=job_id).exists())
+            connection.close()
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+        return seen_outside[-1]
+
+    with transaction.atomic():
+        job = job_create(job_type="simple-task")
+        assert not visible_elsewhere(job.pk)
+        wait_for(lambda: transaction.get_connection().run_on_commit, message="on_commit hook")
+    committed = time.monotonic()
+
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+    assert time.monotonic() - committed < 1.2
+    assert Job.objects.get(pk=job.pk).attempts == 1
 
 
 def test_durable_timer_suspends_and_resumes(worker):
