@@ -1,0 +1,1 @@
+"""Benchmarks for the Countersign runtime (`make bench`)."""

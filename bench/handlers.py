@@ -1,0 +1,42 @@
+"""Job handlers and the baseline Celery task used by the engine benchmark.
+
+Loaded in the benchmark process and in its worker through
+COUNTERSIGN_HANDLER_MODULES=bench.handlers.
+"""
+
+import time
+
+from celery import shared_task
+
+from agents.models import JobEvent
+from agents.runtime import JobContext, handler
+
+
+def _noop() -> None:
+    return None
+
+
+@handler("bench-noop-1", description="Benchmark: one no-op step")
+def noop_1(ctx: JobContext) -> None:
+    ctx.step("s0", _noop)
+
+
+@handler("bench-noop-10", description="Benchmark: ten no-op steps")
+def noop_10(ctx: JobContext) -> None:
+    for i in range(10):
+        ctx.step(f"s{i}", _noop)
+
+
+@handler("bench-approval", description="Benchmark: a checkpoint, then one timestamp step")
+def approval(ctx: JobContext) -> float:
+    ctx.checkpoint("go", title="go", payload={})
+    # The output is the moment the handler runs again after the decision.
+    return ctx.step("resumed", time.time)
+
+
+@shared_task(
+    name="bench.plain_write", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def plain_write(job_id: str, seq: int) -> None:
+    """The baseline: a plain Celery task that writes one row (one INSERT)."""
+    JobEvent.objects.create(job_id=job_id, seq=seq, kind="bench.plain", data={})
