@@ -1,5 +1,6 @@
 """Checkpoints as a kind of wait in the runtime (`ctx.checkpoint(...)`)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -8,7 +9,6 @@ from django.utils import timezone
 
 from agents.models import Job, JobStep
 from agents.runtime import JobRejected, NonRetryableError, Pending, Resolved
-from agents.runtime.events import append_event
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
 
 
@@ -85,7 +85,8 @@ class CheckpointWaiter:
                 except SchemaError as exc:
                     raise InvalidCheckpoint(f"invalid JSON schema: {exc.message}") from exc
 
-    def poll(self, *, job: Job, key: str, step: JobStep | None) -> Pending | Resolved:
+    def poll(self, *, job: Job, key: str, step: JobStep | None,
+             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
         now = timezone.now()
         info = self.kind == CheckpointKind.INFO
         checkpoint, created = Checkpoint.objects.get_or_create(
@@ -102,9 +103,8 @@ class CheckpointWaiter:
             ),
         )
         if created:
-            append_event(str(job.pk), "checkpoint.opened",
-                         {"checkpoint_id": checkpoint.pk, "key": key, "kind": self.kind,
-                          "title": checkpoint.title})
+            emit("checkpoint.opened", {"checkpoint_id": checkpoint.pk, "key": key,
+                                       "kind": self.kind, "title": checkpoint.title})
         elif checkpoint.status == CheckpointStatus.CANCELLED:
             # The job was cancelled while waiting and then retried: ask again.
             checkpoint.status, checkpoint.opened_at, checkpoint.decided_at = (
@@ -112,7 +112,7 @@ class CheckpointWaiter:
             if self.expires_in:
                 checkpoint.expires_at = now + timedelta(seconds=self.expires_in)
             checkpoint.save(update_fields=["status", "opened_at", "decided_at", "expires_at"])
-            append_event(str(job.pk), "checkpoint.reopened", {"checkpoint_id": checkpoint.pk})
+            emit("checkpoint.reopened", {"checkpoint_id": checkpoint.pk})
         if checkpoint.status == CheckpointStatus.PENDING:
             return Pending()
         return Resolved(resolution(checkpoint))

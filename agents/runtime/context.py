@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Buffered progress events reach the database at least this often while steps run.
+EVENT_FLUSH_SECONDS = 1.0
+
 
 class DuplicateStepKey(NonRetryableError):
     pass
@@ -90,6 +93,7 @@ class JobContext:
         self._run.check_lease()
         self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.SUCCEEDED,
                    output=output, error="", attempt=attempt, started=started)
+        self._run.flush_events(older_than=EVENT_FLUSH_SECONDS)
         return cast(T, output)
 
     def wait(self, key: str, waiter: Waiter) -> Any:
@@ -101,7 +105,7 @@ class JobContext:
         self._run.check_boundary()
         started = memo.started_at if memo is not None and memo.started_at else timezone.now()
         with transaction.atomic():
-            outcome = waiter.poll(job=self.job, key=key, step=memo)
+            outcome = waiter.poll(job=self.job, key=key, step=memo, emit=self._run.emit)
             if isinstance(outcome, Pending):
                 self._save(key, position, memo, kind=StepKind.WAIT, status=StepStatus.WAITING,
                            output=outcome.state, error="", attempt=1, started=started,

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 import traceback
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents.models import Job, JobStatus, JobStep
+from agents.models import Job, JobEvent, JobStatus, JobStep
 from agents.runtime import leases
 from agents.runtime.context import JobContext, to_json
 from agents.runtime.errors import (
@@ -23,7 +24,7 @@ from agents.runtime.errors import (
     UnknownJobType,
     WorkerLost,
 )
-from agents.runtime.events import append_event, next_seq
+from agents.runtime.events import publish, save_events
 from agents.runtime.queue import enqueue_on_commit, prompt_on_commit
 from agents.runtime.registry import get_handler
 from agents.runtime.retry import RetryPolicy
@@ -50,7 +51,11 @@ class Run:
         # A cancel asked of a run whose worker died is honoured by the run that takes over.
         self.cancel_requested = job.cancel_requested
         self.lease_expires_at: datetime = job.lease_expires_at or leases.lease_expiry()
-        self._seq: int | None = None
+        # Events are numbered here (the claim read the last number) and written
+        # in batches: at suspend, retry and the end, and at most a second late.
+        self._seq = int(getattr(job, "last_event_seq", 0) or 0) + 1
+        self._events: list[JobEvent] = []
+        self._oldest_event = 0.0
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -107,15 +112,29 @@ class Run:
         # In the same transaction, so the timeline never shows a decision before the wait.
         self.emit("job.waiting", {"reason": reason,
                                   "wake_at": wake_at.isoformat() if wake_at else None})
+        self.flush_events()
         if wake_at is not None:
             delay = (wake_at - timezone.now()).total_seconds()
             prompt_on_commit(str(self.job.pk), self.job.priority, delay)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        if self._seq is None:
-            self._seq = next_seq(str(self.job.pk))
-        event = append_event(str(self.job.pk), kind, data, seq=self._seq)
-        self._seq = event.seq + 1
+        """Publish live now; write to the database at the next flush."""
+        event = JobEvent(job_id=self.job.pk, seq=self._seq, kind=kind, data=data,
+                         created_at=timezone.now())
+        self._seq += 1
+        publish(event)
+        if not self._events:
+            self._oldest_event = time.monotonic()
+        self._events.append(event)
+
+    def flush_events(self, older_than: float | None = None) -> None:
+        if not self._events:
+            return
+        if older_than is not None and time.monotonic() - self._oldest_event < older_than:
+            return
+        events, self._events = self._events, []
+        save_events(events)
+        self._seq = events[-1].seq + 1  # renumbered if another writer took our numbers
 
     # --- outcomes ---------------------------------------------------------------
     def finish(self, status: str, **fields: Any) -> bool:
@@ -141,6 +160,10 @@ class Run:
             if updated:
                 enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
         return bool(updated)
+
+    def retried(self, kind: str, data: dict[str, Any]) -> None:
+        self.emit(kind, data)
+        self.flush_events()
 
 
 def _traceback(error: BaseException) -> str:
@@ -194,11 +217,12 @@ def run_job(job_id: str) -> str:
     except RetryStep as retry:
         run.stop_heartbeat()
         if run.schedule_retry(retry.delay, retry.error, count_attempt=False):
-            run.emit("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
-                                       "error": str(retry.error)[:500]})
+            run.retried("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
+                                          "error": str(retry.error)[:500]})
         return JobStatus.RETRYING
     except LeaseLost:
         run.stop_heartbeat()
+        run.flush_events()
         logger.warning("lease lost; stopping this run", extra=log_extra)
         return "lease-lost"
     except JobCancelled:
@@ -215,8 +239,8 @@ def run_job(job_id: str) -> str:
             logger.warning("job attempt %s failed; retrying in %.1fs", job.attempts, delay,
                            extra=log_extra, exc_info=True)
             if run.schedule_retry(delay, exc, count_attempt=True):
-                run.emit("job.retrying", {"attempt": job.attempts, "delay": round(delay, 3),
-                                          "error": f"{type(exc).__name__}: {exc}"[:500]})
+                run.retried("job.retrying", {"attempt": job.attempts, "delay": round(delay, 3),
+                                             "error": f"{type(exc).__name__}: {exc}"[:500]})
             return JobStatus.RETRYING
         logger.exception("job failed", extra=log_extra)
         return _end(run, JobStatus.FAILED, _error_fields(exc), log_extra)
@@ -231,6 +255,7 @@ def _end(run: Run, status: str, fields: dict[str, Any], log_extra: dict[str, str
         if fields.get("error_message"):
             data["error"] = f"{fields['error_type']}: {fields['error_message']}"[:500]
         run.emit(f"job.{status}", data)
+        run.flush_events()
         logger.info("job %s", status, extra=log_extra)
         _finished(run.job, status)
     return status

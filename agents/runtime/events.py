@@ -4,10 +4,11 @@ import json
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
 from agents.models import JobEvent
@@ -37,7 +38,9 @@ def append_event(job_id: str, kind: str, data: dict[str, Any] | None = None,
     for _ in range(5):
         candidate = seq if seq is not None else next_seq(job_id)
         try:
-            with transaction.atomic():
+            # Outside a transaction one INSERT is atomic on its own; inside one, a
+            # savepoint keeps a numbering clash from breaking the caller's transaction.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 event = JobEvent.objects.create(
                     job_id=job_id, seq=candidate, kind=kind, data=payload
                 )
@@ -47,6 +50,23 @@ def append_event(job_id: str, kind: str, data: dict[str, Any] | None = None,
         publish(event)
         return event
     raise RuntimeError(f"could not number an event for job {job_id}")
+
+
+def save_events(events: list[JobEvent]) -> None:
+    """Write a run's buffered events in one INSERT. If another writer took some
+    of their numbers meanwhile, renumber after the current last event and retry."""
+    if not events:
+        return
+    for _ in range(5):
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                JobEvent.objects.bulk_create(events)
+            return
+        except IntegrityError:
+            first = next_seq(str(events[0].job_id))
+            for offset, event in enumerate(events):
+                event.seq = first + offset
+    raise RuntimeError(f"could not number events for job {events[0].job_id}")
 
 
 def publish(event: JobEvent) -> None:

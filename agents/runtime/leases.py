@@ -10,9 +10,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Job, JobStatus
@@ -35,29 +34,48 @@ def runnable_q(now: datetime) -> Q:
     )
 
 
+_CLAIM_SQL = """
+UPDATE {job} SET
+    status = %s, lease_owner = %s, lease_expires_at = %s, updated_at = %s,
+    started_at = COALESCE(started_at, %s), wait_reason = '', wake_at = NULL,
+    attempts = CASE WHEN attempts = 0 THEN 1 WHEN status = %s THEN attempts + 1
+                    ELSE attempts END
+WHERE id = %s
+  AND (status = %s
+       OR (status IN (%s, %s) AND wake_at <= %s)
+       OR (status = %s AND lease_expires_at < %s))
+  AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+RETURNING {columns},
+    (SELECT COALESCE(MAX(seq), 0) FROM {event} WHERE job_id = {job}.id) AS last_event_seq
+"""
+
+
 def claim(job_id: str, owner: str) -> Job | None:
-    """Take the job's lease with one conditional UPDATE; None if it is not ours to run."""
-    now = timezone.now()
-    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    taken = (
-        Job.objects.filter(runnable_q(now) & free, pk=job_id)
-        .update(
-            status=JobStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=lease_expiry(),
-            started_at=Coalesce(F("started_at"), Value(now)),
-            wait_reason="",
-            wake_at=None,
-            # Taking over an abandoned run (its worker died) counts as a failed
-            # attempt, so a step that always kills its worker cannot loop forever.
-            attempts=Case(When(attempts=0, then=Value(1)),
-                          When(status=JobStatus.RUNNING, then=F("attempts") + 1),
-                          default=F("attempts"), output_field=models.PositiveIntegerField()),
-        )
-    )
-    if not taken:
+    """Take the job's lease; None if it is not ours to run.
+
+    One conditional UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35) takes the
+    lease and reads the row and its last event number in a single round trip.
+    The conditions are `runnable_q` plus a free lease. Taking over an
+    abandoned run (its worker died) counts as a failed attempt, so a step that
+    always kills its worker cannot loop forever.
+    """
+    from agents.models import JobEvent
+
+    try:
+        pk = Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection)  # type: ignore[union-attr]
+    except ValueError:
         return None
-    return Job.objects.get(pk=job_id)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    expires = connection.ops.adapt_datetimefield_value(lease_expiry())
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in Job._meta.concrete_fields)
+    sql = _CLAIM_SQL.format(job=connection.ops.quote_name(Job._meta.db_table),
+                            event=connection.ops.quote_name(JobEvent._meta.db_table),
+                            columns=columns)
+    params = [JobStatus.RUNNING, owner, expires, now, now, JobStatus.RUNNING, pk,
+              JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING, now,
+              JobStatus.RUNNING, now, now]
+    claimed = list(Job.objects.raw(sql, params))
+    return claimed[0] if claimed else None
 
 
 def renew(job_id: str, owner: str) -> tuple[bool, bool]:

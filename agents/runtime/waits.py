@@ -39,8 +39,10 @@ class Resolved:
 class Waiter(Protocol):
     reason: str
 
-    def poll(self, *, job: "Job", key: str, step: "JobStep | None") -> Pending | Resolved:
-        """Open the wait if new (idempotently) and report its state. Runs in a transaction."""
+    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
+             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+        """Open the wait if new (idempotently) and report its state. Runs in a
+        transaction; `emit` records a progress event of the job."""
         ...
 
     def load(self, data: Any) -> Any:
@@ -71,7 +73,8 @@ class TimerWaiter:
     seconds: float
     reason: str = "timer"
 
-    def poll(self, *, job: "Job", key: str, step: "JobStep | None") -> Pending | Resolved:
+    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
+             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
         now = timezone.now()
         if step is not None and step.output and "until" in step.output:
             until = datetime.fromisoformat(step.output["until"])
