@@ -367,6 +367,16 @@ class Resume:
         return percentile(self.latencies_ms, p)
 
 
+def poll(fetch: Callable[[], T | None], timeout: float) -> T:
+    """Poll `fetch` until it returns something, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (value := fetch()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("gave up polling")
+        time.sleep(0.005)
+    return value
+
+
 def percentile(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
@@ -393,7 +403,9 @@ def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
         resumed = cast(float, step.output)  # the worker's time.time(), handler running again
         latencies.append(1000 * (resumed - committed))
         approve_ms.append(1000 * (committed - before))
-        run_started = JobEvent.objects.get(job_id=checkpoint.job_id, kind="job.resumed")
+        # The run writes its events in one batch just after the job's final status.
+        resumed_events = JobEvent.objects.filter(job_id=checkpoint.job_id, kind="job.resumed")
+        run_started = poll(resumed_events.first, timeout=5)
         to_run_ms.append(1000 * (run_started.created_at.timestamp() - committed))
         time.sleep(SETTLE_SECONDS)
     return Resume(latencies, approve_ms, to_run_ms)

@@ -203,7 +203,9 @@ def run_job(job_id: str) -> str:
     if job.cancel_requested:
         return _end(run, JobStatus.CANCELLED, {}, log_extra)
 
-    steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)}
+    # One query loads every recorded step; a first run (the claim saw none) skips it.
+    recorded = JobStep.objects.filter(job_id=job.pk) if getattr(job, "has_steps", True) else []
+    steps = {s.key: s for s in recorded}
     run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})
     ctx = JobContext(job, steps, run)
     policy = spec.retry or default_policy()

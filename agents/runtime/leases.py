@@ -46,7 +46,8 @@ WHERE id = %s
        OR (status = %s AND lease_expires_at < %s))
   AND (lease_expires_at IS NULL OR lease_expires_at < %s)
 RETURNING {columns},
-    (SELECT COALESCE(MAX(seq), 0) FROM {event} WHERE job_id = {job}.id) AS last_event_seq
+    (SELECT COALESCE(MAX(seq), 0) FROM {event} WHERE job_id = {job}.id) AS last_event_seq,
+    EXISTS (SELECT 1 FROM {step} WHERE job_id = {job}.id) AS has_steps
 """
 
 
@@ -59,7 +60,7 @@ def claim(job_id: str, owner: str) -> Job | None:
     abandoned run (its worker died) counts as a failed attempt, so a step that
     always kills its worker cannot loop forever.
     """
-    from agents.models import JobEvent
+    from agents.models import JobEvent, JobStep
 
     try:
         pk = Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection)  # type: ignore[union-attr]
@@ -70,6 +71,7 @@ def claim(job_id: str, owner: str) -> Job | None:
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in Job._meta.concrete_fields)
     sql = _CLAIM_SQL.format(job=connection.ops.quote_name(Job._meta.db_table),
                             event=connection.ops.quote_name(JobEvent._meta.db_table),
+                            step=connection.ops.quote_name(JobStep._meta.db_table),
                             columns=columns)
     params = [JobStatus.RUNNING, owner, expires, now, now, JobStatus.RUNNING, pk,
               JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING, now,
