@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -21,7 +22,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception:
         checks["database"] = "unreachable"
     try:
-        with app.connection_for_read() as conn:
+        with app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception:

@@ -14,12 +14,7 @@ def test_readyz_checks_database_and_broker(client):
 
 
 def test_readyz_reports_an_unreachable_broker(client, settings):
-    from config.celery import app
-
-    app.conf.broker_url, original = "redis://127.0.0.1:1/0", app.conf.broker_url
-    try:
-        response = client.get("/readyz")
-    finally:
-        app.conf.broker_url = original
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["broker"] == "unreachable"
