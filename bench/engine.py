@@ -26,10 +26,8 @@ truncate) countersign_bench, so run one at a time. Options: --jobs,
 import argparse
 import os
 import platform
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -37,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,14 +141,9 @@ def users() -> tuple[Any, Any]:
 def wait_until(
     predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.01
 ) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    from agents.processes import poll_until
+
+    return poll_until(predicate, timeout=timeout, what=what, interval=interval)
 
 
 # --- the worker ------------------------------------------------------------------
@@ -158,41 +151,17 @@ class Worker:
     """One `celery worker` subprocess on the bench queue, in its own process group."""
 
     def __init__(self, database_url: str, concurrency: int = 1) -> None:
-        from agents.processes import worker_argv
+        from agents.processes import WorkerProcess
 
         self.name = f"bench-{QUEUE}@{socket.gethostname()}"
         self.concurrency = concurrency
-        env = dict(
-            os.environ,
-            DATABASE_URL=database_url,
-            COUNTERSIGN_QUEUE=QUEUE,
-            COUNTERSIGN_HANDLER_MODULES="bench.handlers",
-        )
-        argv = worker_argv(
-            concurrency=concurrency, queues=[QUEUE], hostname=self.name, pool="prefork"
-        )
-        self.log: IO[str] = open(LOG_PATH, "w")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        env = dict(os.environ, DATABASE_URL=database_url, COUNTERSIGN_QUEUE=QUEUE,
+                   COUNTERSIGN_HANDLER_MODULES="bench.handlers")
+        self.process = WorkerProcess(log_path=LOG_PATH, env=env, queues=[QUEUE],
+                                     hostname=self.name, concurrency=concurrency)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.tail()}")
-            return "ready." in LOG_PATH.read_text()
-
-        wait_until(
-            ready, timeout=timeout, what=f"the worker to be ready (log: {LOG_PATH})", interval=0.05
-        )
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(LOG_PATH.read_text().splitlines()[-lines:])
+        self.process.wait_ready(timeout)
 
     def active_tasks(self) -> int | None:
         """Tasks the worker is executing now, by `celery inspect active`; None: no reply."""
@@ -204,14 +173,7 @@ class Worker:
         return len(reply[self.name])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
+        self.process.stop()
 
 
 @contextmanager

@@ -4,8 +4,6 @@
 import contextlib
 import hashlib
 import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agents.processes import worker_argv
-from tests.utils import wait_for
+from agents.processes import WorkerProcess
 
 QUEUE = f"countersign-test-{uuid.uuid4().hex[:8]}"
 WORKSPACE_ROOT = Path(f"/tmp/countersign-test-workspaces-{QUEUE}")
@@ -60,42 +57,6 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class WorkerProcess:
-    """A `celery worker -B` subprocess; `children()` are its pool processes."""
-
-    def __init__(self, tmp: Path, concurrency: int = 1) -> None:
-        self.name = f"test-{QUEUE}@%h"
-        self.log_path = tmp / "worker.log"
-        env = dict(os.environ, **RUNTIME_ENV, DATABASE_URL=database_url())
-        argv = worker_argv(concurrency=concurrency, queues=[QUEUE], hostname=self.name,
-                           beat=True, schedule_file=str(tmp / "beat-schedule"))
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(argv, env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT,
-                                        cwd=settings.BASE_DIR, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.tail()}")
-            return "ready." in self.log_path.read_text()
-
-        wait_for(ready, timeout=timeout, message=f"worker ready; log:\n{self.tail()}")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
-
-
 def purge_queue() -> None:
     from config.celery import app
 
@@ -107,7 +68,12 @@ def purge_queue() -> None:
 def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[WorkerProcess]:
     """One real worker (one pool slot, embedded beat) for the session."""
-    worker = WorkerProcess(tmp_path_factory.mktemp("worker"))
+    tmp = tmp_path_factory.mktemp("worker")
+    worker = WorkerProcess(
+        log_path=tmp / "worker.log", env=dict(os.environ, **RUNTIME_ENV,
+                                              DATABASE_URL=database_url()),
+        queues=[QUEUE], hostname=f"test-{QUEUE}@%h", beat=True,
+        schedule_file=str(tmp / "beat-schedule"))
     try:
         worker.wait_ready()
         yield worker

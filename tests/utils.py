@@ -1,6 +1,7 @@
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from agents.processes import poll_until
 
 T = TypeVar("T")
 
@@ -8,14 +9,7 @@ T = TypeVar("T")
 def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> T:
     """Poll until `predicate()` is truthy; fail the test with `message` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    return poll_until(predicate, timeout=timeout, what=message, interval=interval)
 
 
 def job_status(job_id: object) -> str:
