@@ -77,6 +77,13 @@ class Job(models.Model):
                 condition=~Q(idempotency_key=""),
                 name="job_idempotency_key_unique_per_creator",
             ),
+            # NULLs are distinct in the constraint above: jobs with no creator
+            # (scripts, schedules) need their own.
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(created_by__isnull=True) & ~Q(idempotency_key=""),
+                name="job_idempotency_key_unique_without_creator",
+            ),
             models.CheckConstraint(
                 condition=Q(priority__gte=0) & Q(priority__lte=9), name="job_priority_0_9"
             ),

@@ -56,3 +56,24 @@ def test_all_finished_steps_load_in_one_query():
     step_writes = [q for q in captured if q["sql"].startswith(
         ('INSERT INTO "agents_jobstep"', 'UPDATE "agents_jobstep"'))]
     assert len(step_selects) == 1 and step_writes == []
+
+
+def test_an_idempotency_key_returns_the_first_job():
+    creator = make_user("creator")
+    first = job_create(job_type="simple-task", idempotency_key="k1", created_by=creator)
+    again = job_create(job_type="simple-task", idempotency_key="k1", created_by=creator)
+    other = job_create(job_type="simple-task", idempotency_key="k1", created_by=make_user("x"))
+    anonymous = job_create(job_type="simple-task", idempotency_key="k1")
+    anonymous_again = job_create(job_type="simple-task", idempotency_key="k1")
+    assert first.pk == again.pk and other.pk != first.pk
+    assert anonymous.pk == anonymous_again.pk and anonymous.pk not in (first.pk, other.pk)
+
+
+def test_the_database_refuses_a_second_anonymous_job_with_the_same_key():
+    from django.db import IntegrityError, transaction
+
+    from agents.models import Job
+
+    Job.objects.create(job_type="simple-task", idempotency_key="dup")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(job_type="simple-task", idempotency_key="dup")
