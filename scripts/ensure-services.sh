@@ -31,3 +31,15 @@ elif command -v redis-server >/dev/null 2>&1; then
 else
   echo "services: Redis is not reachable and redis-server is not installed" >&2; exit 1
 fi
+
+rabbit_up() { (echo > /dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
+if rabbit_up; then
+  echo "services: RabbitMQ is up"
+elif command -v rabbitmq-server >/dev/null 2>&1; then
+  echo "services: starting RabbitMQ"
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
+  rabbit_up || { echo "services: RabbitMQ did not start" >&2; exit 1; }
+else
+  echo "services: RabbitMQ is not reachable and not installed; its tests will fail" >&2
+fi
