@@ -71,13 +71,13 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
 def wake_job(*, job_id: str, reason: str = "") -> bool:
     """Make a waiting job runnable and enqueue it on commit. Call inside the
     transaction that resolved what it waited for."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.WAITING).only("priority").first()
-    if job is None:
-        return False
-    Job.objects.filter(pk=job_id, status=JobStatus.WAITING).update(
+    woken = Job.objects.filter(pk=job_id, status=JobStatus.WAITING).update(
         status=JobStatus.QUEUED, wait_reason="", wake_at=None)
+    if not woken:  # not waiting (cancelled meanwhile, say): nothing to wake
+        return False
+    priority = Job.objects.values_list("priority", flat=True).get(pk=job_id)
     append_event(str(job_id), "job.woken", {"reason": reason} if reason else {})
-    enqueue_on_commit(str(job_id), job.priority)
+    enqueue_on_commit(str(job_id), priority)
     return True
 
 

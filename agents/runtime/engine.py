@@ -211,9 +211,18 @@ def run_job(job_id: str) -> str:
     policy = spec.retry or default_policy()
     run.start_heartbeat()
     try:
-        result = to_json(spec.fn(ctx))
+        return _run_handler(run, spec.fn, ctx, policy, log_extra)
+    finally:
+        run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
+
+
+def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,
+                 log_extra: dict[str, str]) -> str:
+    """Call the handler and turn how it ended into the job's next state."""
+    job = run.job
+    try:
+        result = to_json(fn(ctx))
     except Suspend as suspend:
-        run.stop_heartbeat()
         logger.info("job waiting for %s", suspend.reason, extra=log_extra)
         return JobStatus.WAITING
     except RetryStep as retry:
@@ -223,7 +232,6 @@ def run_job(job_id: str) -> str:
                                           "error": str(retry.error)[:500]})
         return JobStatus.RETRYING
     except LeaseLost:
-        run.stop_heartbeat()
         run.flush_events()
         logger.warning("lease lost; stopping this run", extra=log_extra)
         return "lease-lost"
