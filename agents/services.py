@@ -112,8 +112,10 @@ def job_retry(*, job: Job, user: User | None = None) -> Job:
     if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobConflict(f"only failed or cancelled jobs can be retried; this one is "
                           f"{locked.status}")
-    # Waits that were closed by the cancel are opened again by their waiters.
+    # Waits that were closed by the cancel are opened again by their waiters; a
+    # failed step gets its whole retry budget again.
     JobStep.objects.filter(job=locked, status=StepStatus.WAITING).update(finished_at=None)
+    JobStep.objects.filter(job=locked, status=StepStatus.FAILED).update(attempt=0)
     locked.status = JobStatus.QUEUED
     locked.attempts = 0
     locked.cancel_requested = False

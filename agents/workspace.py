@@ -67,6 +67,15 @@ def check_files(workspace: Path, files: Iterable[FileSpec]) -> list[tuple[FileSp
             raise UnsafePath(f"path {spec.path!r} is a directory")
         seen.add(target)
         checked.append((spec, target))
+    root = workspace.resolve()
+    for spec, target in checked:
+        for parent in target.parents:
+            if parent == root or root not in parent.parents:
+                break
+            if parent in seen:
+                raise UnsafePath(f"path {spec.path!r} is inside another file of this batch")
+            if parent.exists() and not parent.is_dir():
+                raise UnsafePath(f"path {spec.path!r} is inside an existing file")
     return checked
 
 

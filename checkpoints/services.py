@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
+from agents.models import Job
 from agents.runtime.events import append_event
 from agents.services import wake_job
 from checkpoints.models import (
@@ -68,13 +69,20 @@ def current_approvers(checkpoint: Checkpoint) -> set[int]:
 
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
-    return Checkpoint.objects.select_for_update().select_related("job").get(pk=checkpoint.pk)
+    """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
+    checkpoints), so a decision racing a cancel waits instead of deadlocking."""
+    Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
+    return (Checkpoint.objects.select_for_update(of=("self",)).select_related("job")
+            .get(pk=checkpoint.pk))
 
 
 def _ensure_pending(checkpoint: Checkpoint) -> None:
     if checkpoint.status != CheckpointStatus.PENDING:
         raise CheckpointConflict(f"checkpoint is already {checkpoint.status}",
                                  decision=checkpoint.decisions.order_by("-created_at").first())
+    if checkpoint.expires_at is not None and checkpoint.expires_at <= timezone.now():
+        # Past its expiry but not yet swept: its on_timeout decides, not a late reviewer.
+        raise CheckpointConflict("checkpoint has expired")
 
 
 def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> User:
@@ -108,8 +116,8 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
     """Approve, optionally with an edited payload. With `required_approvals` > 1
     the checkpoint settles when that many different people have approved."""
     checkpoint = _lock(checkpoint)
-    _ensure_pending(checkpoint)
-    decider = _ensure_may_decide(checkpoint, user, approving=True)
+    decider = _ensure_may_decide(checkpoint, user, approving=True)  # 403 before 409: a
+    _ensure_pending(checkpoint)  # conflict would show the decision to someone not allowed
     if checkpoint.kind != CheckpointKind.APPROVAL:
         raise CheckpointValidationError(
             f"a {checkpoint.kind} checkpoint is not approved; use submit_input for input")
@@ -142,8 +150,8 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
 def reject(checkpoint: Checkpoint, user: Actor | None, *, reason: str) -> CheckpointDecision:
     """Reject; a reason is required so the audit trail says why."""
     checkpoint = _lock(checkpoint)
-    _ensure_pending(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
+    _ensure_pending(checkpoint)
     if not reason or not reason.strip():
         raise CheckpointValidationError("a rejection needs a reason",
                                         {"reason": ["This field is required."]})
@@ -158,8 +166,8 @@ def submit_input(checkpoint: Checkpoint, user: Actor | None, *, data: Any,
                  reason: str | None = None) -> CheckpointDecision:
     """Answer an input checkpoint with data matching its JSON schema."""
     checkpoint = _lock(checkpoint)
-    _ensure_pending(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
+    _ensure_pending(checkpoint)
     if checkpoint.kind != CheckpointKind.INPUT:
         raise CheckpointValidationError(f"a {checkpoint.kind} checkpoint takes no input")
     errors = schema_errors(checkpoint.input_schema or {}, data)
@@ -174,15 +182,23 @@ def submit_input(checkpoint: Checkpoint, user: Actor | None, *, data: Any,
 
 
 def expire_due(limit: int = 500) -> int:
-    """Settle pending checkpoints past their expiry, following each one's on_timeout."""
+    """Settle pending checkpoints past their expiry, following each one's on_timeout.
+
+    One short transaction per checkpoint, locking job then checkpoint like the
+    other decisions; a row someone is deciding right now is left for the next sweep.
+    """
+    due = list(Checkpoint.objects.filter(status=CheckpointStatus.PENDING,
+                                         expires_at__lte=timezone.now())
+               .order_by("expires_at").values_list("pk", "job_id")[:limit])
     expired = 0
-    with transaction.atomic():
-        due = list(
-            Checkpoint.objects.select_for_update(skip_locked=True)
-            .filter(status=CheckpointStatus.PENDING, expires_at__lte=timezone.now())
-            .order_by("expires_at")[:limit]
-        )
-        for checkpoint in due:
+    for pk, job_id in due:
+        with transaction.atomic():
+            if not Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).exists():
+                continue
+            checkpoint = (Checkpoint.objects.select_for_update(skip_locked=True)
+                          .filter(pk=pk, status=CheckpointStatus.PENDING).first())
+            if checkpoint is None:
+                continue
             decision = CheckpointDecision.objects.create(
                 checkpoint=checkpoint, user=None, verdict=Verdict.EXPIRED,
                 reason=f"expired; on_timeout={checkpoint.on_timeout}")

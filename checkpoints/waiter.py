@@ -138,8 +138,11 @@ class CheckpointWaiter:
 def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
     """The JSON the job memoizes once the checkpoint is settled."""
     decisions = list(checkpoint.decisions.select_related("user"))
+    # An edit counts only if the checkpoint was approved: on expiry, a lone
+    # approver's edit (short of required_approvals) must not reach the handler.
     edited = next((d.payload for d in reversed(decisions)
-                   if d.verdict == "approved" and d.payload is not None), None)
+                   if d.verdict == "approved" and d.payload is not None), None) \
+        if checkpoint.status == CheckpointStatus.APPROVED else None
     supplied = next((d.payload for d in reversed(decisions) if d.verdict == "input"), None)
     last = decisions[-1] if decisions else None
     return {

@@ -69,6 +69,11 @@ def validate_edited_files(checkpoint: Any, payload: dict[str, Any]) -> dict[str,
         if target in seen:
             errors[f"files.{index}.path"] = [f"path {item['path']!r} appears twice"]
         seen.add(target)
+    if not errors:  # each path is fine alone; now the batch as a whole (file vs folder)
+        try:
+            check_files(workspace, _specs(payload["files"]))
+        except UnsafePath as exc:
+            errors["files"] = [str(exc)]
     return errors
 
 

@@ -50,17 +50,18 @@ PLAN_SCHEMA = {
 MAX_REVIEW_ROWS = 500
 
 
-def result_schema(truncated: bool) -> dict[str, Any]:
-    """Edits replace the rows to save; a truncated preview cannot be edited
-    (the reviewer would silently drop the rows they never saw)."""
-    schema: dict[str, Any] = {
-        "type": "object", "required": ["rows"],
-        "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
-    if truncated:
-        schema["properties"]["truncated"] = {
-            "const": False, "description": "too many rows to edit in review"}
-        schema["required"].append("truncated")
-    return schema
+RESULT_SCHEMA = {
+    "type": "object", "required": ["rows"],
+    "properties": {"rows": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+def validate_result_edit(checkpoint: Any, payload: dict[str, Any]) -> dict[str, list[str]]:
+    """A truncated preview cannot be edited: the rows the reviewer never saw would be lost."""
+    if checkpoint.payload.get("truncated"):
+        return {"rows": [f"this result has {checkpoint.payload['row_count']} rows and only "
+                         f"the first 100 are shown; approve or reject it as it is"]}
+    return {}
 
 
 @handler("data-processing", description="Plan, approve, transform, approve, save.")
@@ -83,7 +84,8 @@ def data_processing(ctx: JobContext) -> dict[str, Any]:
                  "rows": result["rows"][:100] if truncated else result["rows"],
                  "row_count": len(result["rows"]), "truncated": truncated,
                  "totals": result["totals"]},
-        payload_schema=result_schema(truncated))
+        payload_schema=RESULT_SCHEMA,
+        payload_validator="agents.handlers.data_processing.validate_result_edit")
     if decision.edited:
         result = {"rows": decision.payload["rows"], "totals": result["totals"]}
     saved = ctx.step("save", lambda: write_files(ctx.workspace, [

@@ -10,7 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Job, JobStep, StepKind, StepStatus
-from agents.runtime.errors import NonDeterministicReplay, NonRetryableError, RetryStep, Suspend
+from agents.runtime.errors import (
+    LeaseLost,
+    NonDeterministicReplay,
+    NonRetryableError,
+    RetryStep,
+    Suspend,
+)
 from agents.runtime.retry import RetryPolicy
 from agents.runtime.waits import Pending, TimerWaiter, Waiter, make_waiter
 
@@ -80,6 +86,7 @@ class JobContext:
         try:
             output = to_json(fn())
         except Exception as exc:
+            self._run.check_lease()
             self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.FAILED,
                        output=None, error=f"{type(exc).__name__}: {exc}", attempt=attempt,
                        started=started)
@@ -104,6 +111,18 @@ class JobContext:
             return waiter.load(memo.output)
         self._run.check_boundary()
         started = memo.started_at if memo is not None and memo.started_at else timezone.now()
+        mark = self._run.event_mark()
+        try:
+            outcome = self._poll(key, position, memo, waiter, started)
+        except BaseException:
+            self._run.drop_events_since(mark)  # they describe rows that were rolled back
+            raise
+        if isinstance(outcome, Pending):
+            raise Suspend(waiter.reason)
+        return waiter.load(self._steps[key].output)
+
+    def _poll(self, key: str, position: int, memo: JobStep | None, waiter: Waiter,
+              started: Any) -> Any:
         with transaction.atomic():
             outcome = waiter.poll(job=self.job, key=key, step=memo, emit=self._run.emit)
             if isinstance(outcome, Pending):
@@ -115,9 +134,7 @@ class JobContext:
                 self._save(key, position, memo, kind=StepKind.WAIT,
                            status=StepStatus.SUCCEEDED, output=to_json(outcome.data), error="",
                            attempt=1, started=started)
-        if isinstance(outcome, Pending):
-            raise Suspend(waiter.reason)
-        return waiter.load(self._steps[key].output)
+        return outcome
 
     def checkpoint(self, key: str, *, title: str, kind: str = "approval", **spec: Any) -> Any:
         """Open a checkpoint and pause until a person decides (see checkpoints.waiter)."""
@@ -176,8 +193,12 @@ class JobContext:
             self._steps[key] = memo
             self._by_position[position] = memo
             return
-        JobStep.objects.filter(pk=memo.pk).update(
+        # A finished step is never rewritten; if it was, another run owns the job now.
+        written = JobStep.objects.filter(pk=memo.pk).exclude(
+            status=StepStatus.SUCCEEDED).update(
             status=status, output=output, error=error, attempt=attempt, started_at=started,
             finished_at=finished_at)
+        if not written:
+            raise LeaseLost()
         memo.status, memo.output, memo.error, memo.attempt = status, output, error, attempt
         memo.started_at, memo.finished_at = started, finished_at

@@ -51,8 +51,9 @@ class Run:
         # A cancel asked of a run whose worker died is honoured by the run that takes over.
         self.cancel_requested = job.cancel_requested
         self.lease_expires_at: datetime = job.lease_expires_at or leases.lease_expiry()
-        # Events are numbered here (the claim read the last number) and written
-        # in batches: at suspend, retry and the end, and at most a second late.
+        # Events are numbered here (the claim read the last number) and written in
+        # batches: at suspend, retry and the end, and at the first step boundary a
+        # second or more after the oldest unwritten one.
         self._seq = int(getattr(job, "last_event_seq", 0) or 0) + 1
         self._events: list[JobEvent] = []
         self._oldest_event = 0.0
@@ -75,14 +76,18 @@ class Run:
         interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
         try:
             while not self._stop.wait(interval):
-                ours, cancel = leases.renew(str(self.job.pk), self.owner)
+                try:
+                    expires = leases.lease_expiry()  # taken before the write: never optimistic
+                    ours, cancel = leases.renew(str(self.job.pk), self.owner, expires)
+                except Exception:  # a transient database error: try again next beat
+                    logger.exception("lease heartbeat failed", extra={"job_id": str(self.job.pk)})
+                    connection.close()
+                    continue
                 if not ours:
                     self.lease_lost = True
                     return
-                self.lease_expires_at = leases.lease_expiry()
+                self.lease_expires_at = expires
                 self.cancel_requested = self.cancel_requested or cancel
-        except Exception:
-            logger.exception("lease heartbeat failed", extra={"job_id": str(self.job.pk)})
         finally:
             connection.close()
 
@@ -127,6 +132,14 @@ class Run:
             self._oldest_event = time.monotonic()
         self._events.append(event)
 
+    def event_mark(self) -> int:
+        return len(self._events)
+
+    def drop_events_since(self, mark: int) -> None:
+        if len(self._events) > mark:
+            self._seq = self._events[mark].seq
+            del self._events[mark:]
+
     def flush_events(self, older_than: float | None = None) -> None:
         if not self._events:
             return
@@ -156,9 +169,13 @@ class Run:
         if count_attempt:
             fields["attempts"] = self.job.attempts + 1
         with transaction.atomic():
-            updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(**fields)
+            updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
+                                         cancel_requested=False).update(**fields)
             if updated:
                 enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
+        if not updated and Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
+                                              cancel_requested=True).exists():
+            raise JobCancelled()
         return bool(updated)
 
     def retried(self, kind: str, data: dict[str, Any]) -> None:
@@ -176,10 +193,7 @@ def _error_fields(error: BaseException) -> dict[str, str]:
 
 
 def run_job(job_id: str) -> str:
-    """Run the job if it is ours to run. Returns what happened, for logs and tests.
-
-    (Celery's Django fixup closes stale database connections around each task.)
-    """
+    """Run the job if it is ours to run. Returns what happened, for logs and tests."""
     owner = leases.new_owner()
     job = leases.claim(job_id, owner)
     if job is None:
@@ -227,12 +241,14 @@ def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,
         return JobStatus.WAITING
     except RetryStep as retry:
         run.stop_heartbeat()
-        if run.schedule_retry(retry.delay, retry.error, count_attempt=False):
-            run.retried("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
-                                          "error": str(retry.error)[:500]})
+        try:
+            if run.schedule_retry(retry.delay, retry.error, count_attempt=False):
+                run.retried("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
+                                              "error": str(retry.error)[:500]})
+        except JobCancelled:
+            return _end(run, JobStatus.CANCELLED, {}, log_extra)
         return JobStatus.RETRYING
-    except LeaseLost:
-        run.flush_events()
+    except LeaseLost:  # another run owns the job: write nothing more, events included
         logger.warning("lease lost; stopping this run", extra=log_extra)
         return "lease-lost"
     except JobCancelled:
@@ -248,9 +264,13 @@ def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,
             delay = policy.delay(job.attempts)
             logger.warning("job attempt %s failed; retrying in %.1fs", job.attempts, delay,
                            extra=log_extra, exc_info=True)
-            if run.schedule_retry(delay, exc, count_attempt=True):
-                run.retried("job.retrying", {"attempt": job.attempts, "delay": round(delay, 3),
-                                             "error": f"{type(exc).__name__}: {exc}"[:500]})
+            try:
+                if run.schedule_retry(delay, exc, count_attempt=True):
+                    run.retried("job.retrying", {"attempt": job.attempts,
+                                                 "delay": round(delay, 3),
+                                                 "error": f"{type(exc).__name__}: {exc}"[:500]})
+            except JobCancelled:
+                return _end(run, JobStatus.CANCELLED, {}, log_extra)
             return JobStatus.RETRYING
         logger.exception("job failed", extra=log_extra)
         return _end(run, JobStatus.FAILED, _error_fields(exc), log_extra)

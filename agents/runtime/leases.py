@@ -80,11 +80,9 @@ def claim(job_id: str, owner: str) -> Job | None:
     return claimed[0] if claimed else None
 
 
-def renew(job_id: str, owner: str) -> tuple[bool, bool]:
-    """Extend the lease. Returns (still ours, cancel requested)."""
-    renewed = Job.objects.filter(pk=job_id, lease_owner=owner).update(
-        lease_expires_at=lease_expiry()
-    )
+def renew(job_id: str, owner: str, expires: datetime) -> tuple[bool, bool]:
+    """Extend the lease to `expires`. Returns (still ours, cancel requested)."""
+    renewed = Job.objects.filter(pk=job_id, lease_owner=owner).update(lease_expires_at=expires)
     if not renewed:
         return False, False
     cancel = Job.objects.filter(pk=job_id).values_list("cancel_requested", flat=True).first()

@@ -79,3 +79,17 @@ def test_writes_are_atomic_and_leave_no_temp_files(workspace: Path):
 
     assert (workspace / "pkg" / "mod.py").read_text() == "v2\n"
     assert os.listdir(workspace / "pkg") == ["mod.py"]
+
+
+@pytest.mark.parametrize("paths", [["a", "a/b"], ["a/b", "a"], ["x/y", "x/y/z"]])
+def test_one_batch_cannot_use_a_path_as_file_and_folder(workspace: Path, paths: list[str]):
+    with pytest.raises(UnsafePath, match="inside another file"):
+        write_files(workspace, [FileSpec(p, "1") for p in paths])
+    assert list(workspace.iterdir()) == []
+
+
+def test_a_path_inside_an_existing_file_is_refused(workspace: Path):
+    (workspace / "a").write_text("file")
+    with pytest.raises(UnsafePath, match="inside an existing file"):
+        write_files(workspace, [FileSpec("ok.py", "1"), FileSpec("a/b", "2")])
+    assert sorted(p.name for p in workspace.iterdir()) == ["a"]
