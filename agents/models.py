@@ -47,6 +47,12 @@ class Job(models.Model):
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    # The tenant. Null only for jobs started outside any organization (operators'
+    # command line, scripts); the API always sets it.
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="jobs"
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )

@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import Organization
 from agents.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
 from agents.runtime.events import append_event
 from agents.runtime.queue import enqueue_on_commit
@@ -37,7 +38,8 @@ def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None
 
 def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
                created_by: User | None = None, idempotency_key: str = "",
-               parent: Job | None = None, max_attempts: int | None = None) -> Job:
+               parent: Job | None = None, max_attempts: int | None = None,
+               organization: Organization | None = None) -> Job:
     """Create a job and enqueue it once the transaction commits.
 
     With an idempotency key, a repeated request by the same creator returns the
@@ -57,6 +59,7 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
         with transaction.atomic():
             job = Job.objects.create(
                 job_type=job_type, input=input, priority=priority, created_by=created_by,
+                organization=organization,
                 idempotency_key=idempotency_key, parent=parent, max_attempts=attempts)
             append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
             enqueue_on_commit(str(job.pk), priority)

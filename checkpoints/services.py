@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
+from accounts.roles import Capability, can, membership_of
 from agents.models import Job
 from agents.runtime.events import append_event
 from agents.services import wake_job
@@ -72,7 +73,8 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
     checkpoints), so a decision racing a cancel waits instead of deadlocking."""
     Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
-    return (Checkpoint.objects.select_for_update(of=("self",)).select_related("job")
+    return (Checkpoint.objects.select_for_update(of=("self",))
+            .select_related("job", "job__organization")
             .get(pk=checkpoint.pk))
 
 
@@ -86,13 +88,23 @@ def _ensure_pending(checkpoint: Checkpoint) -> None:
 
 
 def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> User:
+    """Who may decide: in an organization's job, its approvers and admins; elsewhere
+    (and for staff working across organizations) holders of the decide permission."""
     if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
         raise PermissionDenied("sign in to decide checkpoints")
-    if not user.has_perm(DECIDE_PERMISSION):
+    organization = checkpoint.job.organization
+    member = membership_of(user)
+    if organization is not None and member is not None \
+            and member.organization_id != organization.pk:
+        raise PermissionDenied("this checkpoint belongs to another organization")
+    by_role = organization is not None and can(user, Capability.DECIDE, organization.pk)
+    if not by_role and not user.has_perm(DECIDE_PERMISSION):
         raise PermissionDenied(f"{user.get_username()} may not decide checkpoints "
-                               f"(needs the {DECIDE_PERMISSION} permission)")
-    if (approving and checkpoint.job.created_by_id == user.pk
-            and not settings.COUNTERSIGN_ALLOW_SELF_APPROVAL):
+                               f"(needs the approver role or the {DECIDE_PERMISSION} "
+                               f"permission)")
+    self_approval = settings.COUNTERSIGN_ALLOW_SELF_APPROVAL or (
+        organization is not None and organization.allow_self_approval)
+    if approving and checkpoint.job.created_by_id == user.pk and not self_approval:
         raise PermissionDenied("the person who started a job may not approve its checkpoints "
                                "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)")
     return user

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_celery_results",
+    "accounts",
     "agents",
     "checkpoints",
     "workflows",
@@ -99,6 +100,7 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
 }

@@ -1,0 +1,47 @@
+"""What each role may do. One table, read by the API, the admin and the services."""
+
+from enum import StrEnum
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from accounts.models import Membership, Organization, Role
+
+
+class Capability(StrEnum):
+    VIEW = "view"
+    OPERATE = "operate"  # create, cancel, retry jobs; run agents
+    DECIDE = "decide"  # approve, reject, answer checkpoints
+    ADMINISTER = "administer"  # agents, workflows, members, workers
+
+
+GRANTS: dict[Role, frozenset[Capability]] = {
+    Role.VIEWER: frozenset({Capability.VIEW}),
+    Role.OPERATOR: frozenset({Capability.VIEW, Capability.OPERATE}),
+    Role.APPROVER: frozenset({Capability.VIEW, Capability.DECIDE}),
+    Role.ADMIN: frozenset(Capability),
+}
+
+
+def membership_of(user: AbstractBaseUser | AnonymousUser | None) -> Membership | None:
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        return Membership.objects.select_related("organization").get(user_id=user.pk)
+    except Membership.DoesNotExist:
+        return None
+
+
+def organization_of(user: AbstractBaseUser | AnonymousUser | None) -> Organization | None:
+    membership = membership_of(user)
+    return membership.organization if membership else None
+
+
+def can(user: AbstractBaseUser | AnonymousUser | None, capability: Capability,
+        organization_id: int | None = None) -> bool:
+    """Does the user's role grant `capability` (in `organization_id`, when given)?"""
+    membership = membership_of(user)
+    if membership is None:
+        return False
+    if organization_id is not None and membership.organization_id != organization_id:
+        return False
+    return capability in GRANTS[Role(membership.role)]
