@@ -1,0 +1,105 @@
+"""/api/v1/jobs/: thin views over the job services, scoped to the caller's organization."""
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import filters, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import HasCapability
+from accounts.roles import Capability, organization_of
+from agents.models import Job, JobStatus
+from agents.serializers import (
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobSerializer,
+    JobStepSerializer,
+)
+from agents.services import job_cancel, job_create, job_retry
+from checkpoints.serializers import CheckpointSerializer
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Job
+        fields = ["status", "job_type", "priority", "created_after", "created_before"]
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                 viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    permission_classes = [HasCapability]
+    capabilities = {"create": Capability.OPERATE, "cancel": Capability.OPERATE,
+                    "retry": Capability.OPERATE}
+    filterset_class = JobFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
+                       filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["job_type", "idempotency_key", "error_message"]
+    ordering_fields = ["created_at", "priority", "status", "finished_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self) -> QuerySet[Job]:
+        organization = organization_of(self.request.user)
+        if organization is None:
+            return Job.objects.none()
+        return Job.objects.filter(organization=organization).select_related("created_by")
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 200: JobSerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                                description="Repeat a request safely: the "
+                                                "same key returns the same job.")])
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "")[:200]
+        existing = (Job.objects.filter(created_by=request.user, idempotency_key=key).first()
+                    if key else None)
+        if existing is not None:
+            return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
+        job = job_create(created_by=request.user, idempotency_key=key,  # type: ignore[arg-type]
+                         organization=organization_of(request.user), **serializer.validated_data)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = job_cancel(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        job = job_retry(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(responses=JobStepSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def steps(self, request: Request, pk: str | None = None) -> Response:
+        steps = self.get_object().steps.order_by("position")
+        return Response(JobStepSerializer(steps, many=True).data)
+
+    @extend_schema(responses=JobEventSerializer(many=True), parameters=[
+        OpenApiParameter("after", int, description="Only events with a higher seq.")])
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        after = request.query_params.get("after", "0")
+        if not after.isdigit():
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"after": ["A non-negative integer is required."]})
+        events = self.get_object().events.filter(seq__gt=int(after)).order_by("seq")[:1000]
+        return Response(JobEventSerializer(events, many=True).data)
+
+    @extend_schema(responses=CheckpointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def checkpoints(self, request: Request, pk: str | None = None) -> Response:
+        checkpoints = self.get_object().checkpoints.prefetch_related("decisions__user")
+        return Response(CheckpointSerializer(checkpoints, many=True).data)

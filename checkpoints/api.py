@@ -1,0 +1,93 @@
+"""/api/v1/checkpoints/: review and decide, through the same services as the admin and CLI."""
+
+from typing import Any
+
+import django_filters
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from drf_spectacular.utils import extend_schema
+from rest_framework import filters, mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import HasCapability
+from accounts.roles import Capability, organization_of
+from checkpoints import services
+from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus
+from checkpoints.serializers import (
+    ApproveSerializer,
+    CheckpointSerializer,
+    DecisionSerializer,
+    RejectSerializer,
+    SubmitSerializer,
+)
+
+
+class CheckpointFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices)
+    kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)
+    job_type = django_filters.CharFilter(field_name="job__job_type")
+    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+
+    class Meta:
+        model = Checkpoint
+        fields = ["status", "kind", "job", "job_type", "opened_after", "opened_before"]
+
+
+class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        viewsets.GenericViewSet):
+    serializer_class = CheckpointSerializer
+    permission_classes = [HasCapability]
+    capabilities = {"approve": Capability.DECIDE, "reject": Capability.DECIDE,
+                    "submit": Capability.DECIDE}
+    filterset_class = CheckpointFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
+                       filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["title", "description", "key"]
+    ordering_fields = ["opened_at", "decided_at", "status"]
+
+    def get_queryset(self) -> QuerySet[Checkpoint]:
+        organization = organization_of(self.request.user)
+        if organization is None:
+            return Checkpoint.objects.none()
+        return (Checkpoint.objects.filter(job__organization=organization)
+                .select_related("job").prefetch_related("decisions__user")
+                # Default order: what waits for a person first, oldest first.
+                .annotate(pending_first=Case(When(status=CheckpointStatus.PENDING, then=Value(0)),
+                                             default=Value(1), output_field=IntegerField()))
+                .order_by("pending_first", "opened_at", "pk"))
+
+    def _decided(self, decision: Any) -> Response:
+        checkpoint = self.get_queryset().get(pk=decision.checkpoint_id)
+        return Response({"decision": DecisionSerializer(decision).data,
+                         "checkpoint": CheckpointSerializer(checkpoint).data})
+
+    @extend_schema(request=ApproveSerializer, responses={200: CheckpointSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        body = ApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        decision = services.approve(self.get_object(), request.user,
+                                    reason=body.validated_data["reason"],
+                                    payload=body.validated_data["payload"])
+        return self._decided(decision)
+
+    @extend_schema(request=RejectSerializer, responses={200: CheckpointSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        decision = services.reject(self.get_object(), request.user,
+                                   reason=body.validated_data["reason"])
+        return self._decided(decision)
+
+    @extend_schema(request=SubmitSerializer, responses={200: CheckpointSerializer})
+    @action(detail=True, methods=["post"])
+    def submit(self, request: Request, pk: str | None = None) -> Response:
+        body = SubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        decision = services.submit_input(self.get_object(), request.user,
+                                         data=body.validated_data["data"],
+                                         reason=body.validated_data["reason"])
+        return self._decided(decision)

@@ -1,0 +1,191 @@
+"""The REST API: who may do what, tenant isolation, and the error shapes."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import Membership, Organization, Role
+from accounts.services import token_issue
+from agents.models import Job, JobStatus
+from agents.runtime.engine import run_job
+from checkpoints.models import Checkpoint
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def local_runtime(settings, tmp_path):
+    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
+    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0  # in-process runs see uncommitted rows
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+def client_for(username: str, organization: Organization | None, role: Role) -> APIClient:
+    user = make_user(username)
+    if organization is not None:
+        Membership.objects.create(user=user, organization=organization, role=role)
+    _, raw = token_issue(user=user, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def operator(acme) -> APIClient:
+    return client_for("oscar", acme, Role.OPERATOR)
+
+
+@pytest.fixture
+def approver(acme) -> APIClient:
+    return client_for("april", acme, Role.APPROVER)
+
+
+@pytest.fixture
+def viewer(acme) -> APIClient:
+    return client_for("vera", acme, Role.VIEWER)
+
+
+@pytest.fixture
+def outsider() -> APIClient:
+    other = Organization.objects.create(name="Globex", slug="globex")
+    return client_for("gus", other, Role.ADMIN)
+
+
+def create(client: APIClient, **body) -> dict:
+    response = client.post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def paused_code_generation(operator: APIClient) -> tuple[str, int]:
+    job = create(operator, job_type="code-generation", input={"prompt": "hello"})
+    assert run_job(job["id"]) == JobStatus.WAITING
+    return job["id"], Checkpoint.objects.get(job_id=job["id"]).pk
+
+
+def test_unauthenticated_calls_are_refused():
+    anonymous = APIClient()
+    assert anonymous.get("/api/v1/jobs/").status_code == 401
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Bearer cs_nope")
+    response = bad.get("/api/v1/jobs/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_an_operator_creates_and_lists_jobs(operator, viewer):
+    job = create(operator, job_type="simple-task", input={"a": 1}, priority=7)
+    assert job["status"] == "queued" and job["priority"] == 7 and job["created_by"] == "oscar"
+
+    listed = viewer.get("/api/v1/jobs/", {"status": "queued", "job_type": "simple-task"}).json()
+    assert [j["id"] for j in listed["results"]] == [job["id"]]
+    assert viewer.get(f"/api/v1/jobs/{job['id']}/").json()["input"] == {"a": 1}
+
+
+def test_a_viewer_may_not_create_or_cancel(viewer, operator):
+    assert viewer.post("/api/v1/jobs/", {"job_type": "simple-task"},
+                       format="json").status_code == 403
+    job = create(operator, job_type="simple-task")
+    assert viewer.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 403
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"job_type": "nope"}, "job_type"),
+    ({"job_type": "simple-task", "priority": 12}, "priority"),
+    ({"job_type": "simple-task", "input": [1, 2]}, "input"),
+    ({}, "job_type"),
+])
+def test_bad_job_input_is_a_400_with_field_errors(operator, body, field):
+    response = operator.post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert not Job.objects.exists()
+
+
+def test_the_same_idempotency_key_returns_the_same_job(operator):
+    first = operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json",
+                          HTTP_IDEMPOTENCY_KEY="abc")
+    again = operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json",
+                          HTTP_IDEMPOTENCY_KEY="abc")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"] and Job.objects.count() == 1
+
+
+def test_another_organizations_objects_are_404(operator, outsider):
+    job_id, checkpoint_id = paused_code_generation(operator)
+    for url in (f"/api/v1/jobs/{job_id}/", f"/api/v1/jobs/{job_id}/events/",
+                f"/api/v1/checkpoints/{checkpoint_id}/"):
+        assert outsider.get(url).status_code == 404
+    assert outsider.post(f"/api/v1/checkpoints/{checkpoint_id}/approve/").status_code == 404
+    assert outsider.get("/api/v1/jobs/").json()["count"] == 0
+
+
+def test_cancel_and_retry(operator):
+    job = create(operator, job_type="simple-task")
+    cancelled = operator.post(f"/api/v1/jobs/{job['id']}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = operator.post(f"/api/v1/jobs/{job['id']}/cancel/")
+    assert again.status_code == 409 and "already cancelled" in again.json()["error"]["message"]
+    assert operator.post(f"/api/v1/jobs/{job['id']}/retry/").json()["status"] == "queued"
+
+
+def test_steps_events_and_checkpoints_of_a_job(operator):
+    job_id, _ = paused_code_generation(operator)
+    steps = operator.get(f"/api/v1/jobs/{job_id}/steps/").json()
+    assert [s["key"] for s in steps] == ["draft", "review", "write-files"]
+    events = operator.get(f"/api/v1/jobs/{job_id}/events/").json()
+    later = operator.get(f"/api/v1/jobs/{job_id}/events/", {"after": events[1]["seq"]}).json()
+    assert later == events[2:]
+    assert operator.get(f"/api/v1/jobs/{job_id}/events/", {"after": "x"}).status_code == 400
+    checkpoints = operator.get(f"/api/v1/jobs/{job_id}/checkpoints/").json()
+    assert checkpoints[0]["title"] == "Write 2 file(s)"
+
+
+def test_an_approver_approves_and_a_second_decision_is_a_409(operator, approver, acme):
+    job_id, checkpoint_id = paused_code_generation(operator)
+    url = f"/api/v1/checkpoints/{checkpoint_id}/"
+
+    approved = approver.post(url + "approve/", {"reason": "ok"}, format="json")
+    assert approved.status_code == 200
+    assert approved.json()["checkpoint"]["status"] == "approved"
+    late = client_for("bert", acme, Role.APPROVER).post(url + "reject/", {"reason": "no"},
+                                                        format="json")
+    assert late.status_code == 409
+    assert late.json()["error"]["decision"]["user"] == "april"
+    assert run_job(job_id) == JobStatus.SUCCEEDED
+
+
+def test_decision_errors(operator, approver, viewer):
+    _, checkpoint_id = paused_code_generation(operator)
+    url = f"/api/v1/checkpoints/{checkpoint_id}/"
+
+    assert viewer.post(url + "approve/").status_code == 403
+    no_reason = approver.post(url + "reject/", {}, format="json")
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]["fields"]
+    bad_edit = approver.post(url + "approve/", {"payload": {"files": [{"path": "../x",
+                                                                       "content": ""}]}},
+                             format="json")
+    assert bad_edit.status_code == 400
+    assert "files.0.path" in bad_edit.json()["error"]["fields"]
+    not_input = approver.post(url + "submit/", {"data": {}}, format="json")
+    assert not_input.status_code == 400
+
+
+def test_pending_checkpoints_come_first_oldest_first(operator, approver):
+    ids = [paused_code_generation(operator)[1] for _ in range(3)]
+    approver.post(f"/api/v1/checkpoints/{ids[0]}/approve/", {}, format="json")
+    listed = approver.get("/api/v1/checkpoints/").json()["results"]
+    assert [c["id"] for c in listed] == [ids[1], ids[2], ids[0]]
+    pending = approver.get("/api/v1/checkpoints/", {"status": "pending"}).json()
+    assert pending["count"] == 2
+
+
+def test_the_schema_documents_every_endpoint(viewer):
+    schema = viewer.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    paths = set(schema["paths"])
+    assert {"/api/v1/jobs/", "/api/v1/jobs/{id}/cancel/", "/api/v1/checkpoints/{id}/approve/",
+            "/api/v1/checkpoints/{id}/submit/"} <= paths
