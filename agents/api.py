@@ -7,17 +7,20 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import HasCapability
 from accounts.roles import Capability, organization_of
+from agents import workers
 from agents.models import Job, JobStatus
 from agents.serializers import (
     JobCreateSerializer,
     JobEventSerializer,
     JobSerializer,
     JobStepSerializer,
+    WorkerSerializer,
 )
 from agents.services import job_cancel, job_create, job_retry
 from checkpoints.serializers import CheckpointSerializer
@@ -103,3 +106,38 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     def checkpoints(self, request: Request, pk: str | None = None) -> Response:
         checkpoints = self.get_object().checkpoints.prefetch_related("decisions__user")
         return Response(CheckpointSerializer(checkpoints, many=True).data)
+
+
+class WorkerViewSet(viewsets.ViewSet):
+    """Celery workers: status for every member; pausing and resuming for admins.
+
+    Workers serve every organization, so this shows processes, never jobs' data.
+    """
+
+    permission_classes = [HasCapability]
+    capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER}
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(responses=WorkerSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return Response(WorkerSerializer(workers.workers_status(), many=True).data)
+
+    @extend_schema(responses=WorkerSerializer)
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_status, pk)).data)
+
+    @extend_schema(request=None, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_resume, pk)).data)
+
+    @extend_schema(request=None, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_pause, pk)).data)
+
+    def _call(self, fn: Any, name: str | None) -> dict[str, Any]:
+        try:
+            return fn(name or "")  # type: ignore[no-any-return]
+        except workers.WorkerNotFound as exc:
+            raise NotFound(str(exc)) from exc

@@ -51,3 +51,14 @@ class JobEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobEvent
         fields = ["seq", "kind", "data", "created_at"]
+
+
+class WorkerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    consuming = serializers.BooleanField(help_text="Taking new jobs from the job queue.")
+    queues = serializers.ListField(child=serializers.CharField())
+    concurrency = serializers.IntegerField(allow_null=True)
+    processed = serializers.IntegerField(help_text="Tasks finished since the worker started.")
+    active = serializers.IntegerField(help_text="Tasks running now.")
+    active_jobs = serializers.ListField(child=serializers.CharField())
+    pid = serializers.IntegerField(allow_null=True)

@@ -6,12 +6,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from agents.api import JobViewSet
+from agents.api import JobViewSet, WorkerViewSet
 from checkpoints.api import CheckpointViewSet
 
 router = DefaultRouter()
 router.register("jobs", JobViewSet, basename="job")
 router.register("checkpoints", CheckpointViewSet, basename="checkpoint")
+router.register("workers", WorkerViewSet, basename="worker")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

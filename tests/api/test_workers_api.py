@@ -1,0 +1,43 @@
+"""/api/v1/workers/ against the real test worker: status, pause, resume."""
+
+from rest_framework.test import APIClient
+
+from accounts.models import Membership, Organization, Role
+from agents.models import JobStatus
+from agents.runtime.reconciler import broker_backlog
+from agents.services import job_create
+from tests.conftest import QUEUE
+from tests.factories import make_user
+from tests.utils import wait_for, wait_status
+
+
+def client_as(username: str, organization: Organization, role: Role) -> APIClient:
+    user = make_user(username)
+    Membership.objects.create(user=user, organization=organization, role=role)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_workers_status_pause_and_resume(worker):
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    admin, viewer = client_as("ada", acme, Role.ADMIN), client_as("vic", acme, Role.VIEWER)
+
+    listed = viewer.get("/api/v1/workers/").json()
+    ours = next(w for w in listed if w["name"].startswith(f"test-{QUEUE}@"))
+    assert ours["consuming"] and ours["concurrency"] == 1 and QUEUE in ours["queues"]
+    url = f"/api/v1/workers/{ours['name']}/"
+    assert viewer.post(url + "stop/").status_code == 403
+    assert admin.post("/api/v1/workers/nobody@nowhere/stop/").status_code == 404
+
+    stopped = admin.post(url + "stop/")
+    try:
+        assert stopped.status_code == 200 and stopped.json()["consuming"] is False
+        job = job_create(job_type="simple-task")
+        # the message waits on the broker while the job stays queued
+        wait_for(lambda: (broker_backlog() or 0) >= 1, message="a message waiting in the queue")
+        assert wait_status(job.pk, JobStatus.QUEUED)
+    finally:
+        started = admin.post(url + "start/")
+    assert started.json()["consuming"] is True
+    wait_status(job.pk, JobStatus.SUCCEEDED)
