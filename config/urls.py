@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from agents.api import JobViewSet, WorkerViewSet
+from agents.stream import job_stream
 from checkpoints.api import CheckpointViewSet
 
 router = DefaultRouter()
@@ -44,6 +45,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/jobs/<uuid:job_id>/stream/", job_stream, name="job-stream"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -156,9 +156,11 @@ def redis_server_argv(path: str, port: int, data_dir: Path) -> list[str]:
 
 
 def app_commands(*, port: int, concurrency: int, schedule_file: str) -> list[tuple[str, list[str]]]:
-    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    # uvicorn (ASGI), so a job's event stream is served live and holds no thread;
+    # in DEBUG the ASGI app serves the admin's static files itself (config/asgi.py).
     return [
-        ("web", [sys.executable, manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
+        ("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
+                 "--host", "127.0.0.1", "--port", str(port)]),
         ("worker", worker_argv(concurrency=concurrency, hostname="runstack@%h")),
         ("beat", beat_argv(schedule_file=schedule_file)),
     ]
@@ -387,6 +389,6 @@ class Command(BaseCommand):
             "  python manage.py jobs list",
         ]
         if not settings.DEBUG:
-            lines.append("DEBUG is off: runserver does not serve the admin's static files.")
+            lines.append("DEBUG is off: the web server does not serve the admin's static files.")
         lines.append("Press Ctrl-C to stop everything.\n")
         stack.say("\n".join(lines))
