@@ -11,6 +11,10 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     # The four-eyes rule per organization (COUNTERSIGN_ALLOW_SELF_APPROVAL allows it everywhere).
     allow_self_approval = models.BooleanField(default=False)
+    # Told when a checkpoint opens: a JSON POST signed with HMAC-SHA256 of the body.
+    webhook_url = models.URLField(blank=True, default="")
+    webhook_secret = models.CharField(max_length=100, blank=True, default="",
+                                      help_text="Signs webhook bodies; generated when empty.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -18,6 +22,13 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.webhook_url and not self.webhook_secret:
+            import secrets
+
+            self.webhook_secret = secrets.token_urlsafe(32)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
 class Role(models.TextChoices):

@@ -67,6 +67,26 @@ class Checkpoint(models.Model):
         return self.status == CheckpointStatus.PENDING
 
 
+class WebhookDelivery(models.Model):
+    """One attempt to tell an organization's webhook about a checkpoint."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE,
+                                   related_name="webhook_deliveries")
+    event = models.CharField(max_length=64)
+    url = models.URLField()
+    attempt = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True, default="")
+    delivered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["checkpoint", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} attempt {self.attempt}: {self.status_code or self.error}"
+
+
 class Verdict(models.TextChoices):
     APPROVED = "approved"
     REJECTED = "rejected"

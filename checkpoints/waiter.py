@@ -1,5 +1,6 @@
 """Checkpoints as a kind of wait in the runtime (`ctx.checkpoint(...)`)."""
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,6 +11,8 @@ from django.utils import timezone
 from agents.models import Job, JobStep
 from agents.runtime import JobRejected, NonRetryableError, Pending, Resolved
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointRejected(JobRejected):
@@ -105,6 +108,8 @@ class CheckpointWaiter:
         if created:
             emit("checkpoint.opened", {"checkpoint_id": checkpoint.pk, "key": key,
                                        "kind": self.kind, "title": checkpoint.title})
+            if checkpoint.status == CheckpointStatus.PENDING:
+                _notify_on_commit(checkpoint.pk)
         elif checkpoint.status == CheckpointStatus.CANCELLED:
             # The job was cancelled while waiting and then retried: ask again.
             checkpoint.status, checkpoint.opened_at, checkpoint.decided_at = (
@@ -156,3 +161,19 @@ def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
         "reason": last.reason if last else "",
         "decided_by": [d.user.get_username() for d in decisions if d.user is not None],
     }
+
+
+def _notify_on_commit(checkpoint_id: int) -> None:
+    """Tell reviewers once the checkpoint (and its job's wait) are committed."""
+    from django.db import transaction
+
+    from checkpoints.tasks import notify_opened
+
+    def send() -> None:
+        try:
+            notify_opened.delay(checkpoint_id)
+        except Exception:  # the broker is down: the checkpoint still waits, visibly
+            logger.exception("could not queue the notification for checkpoint %s",
+                             checkpoint_id)
+
+    transaction.on_commit(send)

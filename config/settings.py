@@ -217,6 +217,24 @@ COUNTERSIGN_HANDLER_MODULES = env_list("COUNTERSIGN_HANDLER_MODULES", [])
 # Live progress events are published here (best effort); empty disables it.
 COUNTERSIGN_EVENTS_REDIS_URL = env_str("COUNTERSIGN_EVENTS_REDIS_URL", REDIS_URL)
 
+# Links in notifications point here (the admin review page of a checkpoint).
+COUNTERSIGN_PUBLIC_URL = env_str("COUNTERSIGN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS = env_float("COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS = env_int("COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS", 6)
+COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS = env_float("COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS", 5.0)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "countersign@localhost")
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,

@@ -27,6 +27,10 @@ RUNTIME_ENV = {
     "COUNTERSIGN_EXPIRE_INTERVAL": "0.5",
     "COUNTERSIGN_RETRY_BACKOFF_SECONDS": "0.2",
     "COUNTERSIGN_WORKSPACE_ROOT": str(WORKSPACE_ROOT),
+    "COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS": "0.2",
+    "COUNTERSIGN_PUBLIC_URL": "http://countersign.test",
+    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+    "EMAIL_FILE_PATH": f"/tmp/countersign-test-mail-{QUEUE}",
 }
 
 
