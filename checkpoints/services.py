@@ -110,6 +110,15 @@ def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving:
     return user
 
 
+def may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> bool:
+    """The same rules as the decisions, as a yes/no for showing buttons."""
+    try:
+        _ensure_may_decide(checkpoint, user, approving=approving)
+    except PermissionDenied:
+        return False
+    return True
+
+
 def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:
     checkpoint.status = status
     checkpoint.decided_at = timezone.now()
