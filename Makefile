@@ -30,6 +30,7 @@ test: venv services
 
 services:
 	./scripts/ensure-services.sh
+	./scripts/ensure-browser.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
