@@ -84,14 +84,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         return Response(JobSerializer(job).data)
 
     @extend_schema(responses=JobStepSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def steps(self, request: Request, pk: str | None = None) -> Response:
         steps = self.get_object().steps.order_by("position")
         return Response(JobStepSerializer(steps, many=True).data)
 
     @extend_schema(responses=JobEventSerializer(many=True), parameters=[
         OpenApiParameter("after", int, description="Only events with a higher seq.")])
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request: Request, pk: str | None = None) -> Response:
         after = request.query_params.get("after", "0")
         if not after.isdigit():
@@ -102,7 +102,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         return Response(JobEventSerializer(events, many=True).data)
 
     @extend_schema(responses=CheckpointSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def checkpoints(self, request: Request, pk: str | None = None) -> Response:
         checkpoints = self.get_object().checkpoints.prefetch_related("decisions__user")
         return Response(CheckpointSerializer(checkpoints, many=True).data)

@@ -7,7 +7,8 @@ from agents.runtime.registry import registered_job_types
 
 
 class JobSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:

@@ -17,7 +17,7 @@ from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus
 from checkpoints.serializers import (
     ApproveSerializer,
     CheckpointSerializer,
-    DecisionSerializer,
+    DecidedSerializer,
     RejectSerializer,
     SubmitSerializer,
 )
@@ -60,10 +60,9 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def _decided(self, decision: Any) -> Response:
         checkpoint = self.get_queryset().get(pk=decision.checkpoint_id)
-        return Response({"decision": DecisionSerializer(decision).data,
-                         "checkpoint": CheckpointSerializer(checkpoint).data})
+        return Response(DecidedSerializer({"decision": decision, "checkpoint": checkpoint}).data)
 
-    @extend_schema(request=ApproveSerializer, responses={200: CheckpointSerializer})
+    @extend_schema(request=ApproveSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         body = ApproveSerializer(data=request.data)
@@ -73,7 +72,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                     payload=body.validated_data["payload"])
         return self._decided(decision)
 
-    @extend_schema(request=RejectSerializer, responses={200: CheckpointSerializer})
+    @extend_schema(request=RejectSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         body = RejectSerializer(data=request.data)
@@ -82,7 +81,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                    reason=body.validated_data["reason"])
         return self._decided(decision)
 
-    @extend_schema(request=SubmitSerializer, responses={200: CheckpointSerializer})
+    @extend_schema(request=SubmitSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
         body = SubmitSerializer(data=request.data)

@@ -4,7 +4,7 @@ from checkpoints.models import Checkpoint, CheckpointDecision
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = CheckpointDecision
@@ -35,3 +35,10 @@ class RejectSerializer(serializers.Serializer):
 class SubmitSerializer(serializers.Serializer):
     data = serializers.JSONField()
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DecidedSerializer(serializers.Serializer):
+    """What a decision returns: the decision made and the checkpoint after it."""
+
+    decision = DecisionSerializer()
+    checkpoint = CheckpointSerializer()

@@ -116,6 +116,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Durable AI-agent jobs that pause at checkpoints until a person decides.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_error_responses",
+    ],
 }
 
 # --- Redis / Celery ---------------------------------------------------------
