@@ -27,7 +27,8 @@ from checkpoints.serializers import CheckpointSerializer
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "countersign_bench"
@@ -57,39 +57,17 @@ T = TypeVar("T")
 
 
 # --- set-up ----------------------------------------------------------------------
-def bench_database_url(url: str) -> str:
-    """The same server and credentials, the benchmark's own database."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
-        sys.exit(f"bench/engine.py needs PostgreSQL; DATABASE_URL is {parts.scheme}://…")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
-
-
-def recreate_database(url: str) -> None:
-    """DROP and CREATE countersign_bench through the maintenance database.
-
-    A fresh database each run: migrations may be edited in place before a release,
-    and figures should not depend on what earlier runs left in the tables.
-    """
-    import psycopg
-    from psycopg import sql
-
-    maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    name = sql.Identifier(BENCH_DATABASE)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
 def setup_django() -> str:
     """Point settings at the bench database and queue, set Django up, migrate."""
-    database_url = bench_database_url(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
-    recreate_database(database_url)
+    sys.path.insert(0, str(ROOT))
+    from bench.database import fresh_database
+
+    database_url = fresh_database(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+                                  BENCH_DATABASE)
     os.environ["DATABASE_URL"] = database_url
     os.environ["COUNTERSIGN_QUEUE"] = QUEUE
     os.environ["COUNTERSIGN_HANDLER_MODULES"] = "bench.handlers"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    sys.path.insert(0, str(ROOT))
 
     import logging
 

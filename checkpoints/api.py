@@ -24,7 +24,9 @@ from checkpoints.serializers import (
 
 
 class CheckpointFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices)
+    # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
+    status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices,
+                                                 distinct=False)
     kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)
     job_type = django_filters.CharFilter(field_name="job__job_type")
     opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
