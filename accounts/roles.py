@@ -23,12 +23,19 @@ GRANTS: dict[Role, frozenset[Capability]] = {
 
 
 def membership_of(user: AbstractBaseUser | AnonymousUser | None) -> Membership | None:
+    """The user's membership, read once per user object (i.e. once per request)."""
     if user is None or not user.is_authenticated:
         return None
-    try:
-        return Membership.objects.select_related("organization").get(user_id=user.pk)
-    except Membership.DoesNotExist:
-        return None
+    cached = getattr(user, "_countersign_membership", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    membership = (Membership.objects.select_related("organization")
+                  .filter(user_id=user.pk).first())
+    user._countersign_membership = membership  # type: ignore[union-attr,attr-defined]
+    return membership
+
+
+_UNSET = object()
 
 
 def organization_of(user: AbstractBaseUser | AnonymousUser | None) -> Organization | None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -10,6 +11,7 @@ from django.utils import timezone
 from accounts.models import ApiToken
 
 TOKEN_PREFIX = "cs_"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _digest(raw: str) -> str:
@@ -43,5 +45,8 @@ def token_authenticate(raw: str) -> User | None:
              .filter(digest=_digest(raw), revoked_at__isnull=True).first())
     if token is None or not token.user.is_active:
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # A write per request would cost more than the request; a minute's precision will do.
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
