@@ -1,10 +1,14 @@
 """What each role may do. One table, read by the API, the admin and the services."""
 
 from enum import StrEnum
+from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Model, QuerySet
 
 from accounts.models import Membership, Organization, Role
+
+_M = TypeVar("_M", bound=Model)
 
 
 class Capability(StrEnum):
@@ -52,3 +56,13 @@ def can(user: AbstractBaseUser | AnonymousUser | None, capability: Capability,
     if organization_id is not None and membership.organization_id != organization_id:
         return False
     return capability in GRANTS[Role(membership.role)]
+
+
+def visible_to(queryset: QuerySet[_M], user: AbstractBaseUser | AnonymousUser,
+               field: str = "organization") -> QuerySet[_M]:
+    """The admin's scoping: superusers see every organization's rows, members their
+    own organization's, anyone else nothing."""
+    if user.is_superuser:  # type: ignore[union-attr]
+        return queryset
+    organization = organization_of(user)
+    return queryset.filter(**{field: organization}) if organization else queryset.none()

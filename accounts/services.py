@@ -1,14 +1,17 @@
-"""API tokens: issued once in the clear, stored as a digest, revocable."""
+"""API tokens (issued once in the clear, stored as a digest, revocable), members,
+and the default organization."""
 
 import hashlib
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, Membership, Organization, Role
 
 TOKEN_PREFIX = "cs_"
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -50,3 +53,73 @@ def token_authenticate(raw: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+def default_organization(slug: str | None = None) -> Organization:
+    """The organization jobs join when none is named (COUNTERSIGN_DEFAULT_ORGANIZATION),
+    or the one with `slug`; the default one is created on first use."""
+    if slug is not None:
+        try:
+            return Organization.objects.get(slug=slug)
+        except Organization.DoesNotExist:
+            raise ValueError(f"no organization with slug {slug!r}") from None
+    default = settings.COUNTERSIGN_DEFAULT_ORGANIZATION
+    organization, _ = Organization.objects.get_or_create(
+        slug=default, defaults={"name": default.replace("-", " ").title()})
+    return organization
+
+
+class MembershipError(ValueError):
+    """A membership change that is not allowed; the message says why."""
+
+
+def _lock(membership: Membership) -> Membership:
+    """Lock the organization first: two admins demoting each other at once must not
+    both see the other as the remaining admin."""
+    Organization.objects.select_for_update().only("pk").get(pk=membership.organization_id)
+    return Membership.objects.select_for_update().get(pk=membership.pk)
+
+
+def other_admins(membership: Membership) -> bool:
+    return (Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN)
+            .exclude(pk=membership.pk).exists())
+
+
+@transaction.atomic
+def member_add(*, organization: Organization, username: str, role: str, email: str = "",
+               password: str | None = None) -> Membership:
+    """A new person in the organization: a new staff user (so the admin's review pages
+    open to them) with this role. Existing users are not adopted: another organization
+    must not learn of, or take over, their accounts."""
+    username = username.strip()
+    if User.objects.filter(username__iexact=username).exists():
+        raise MembershipError(f"the username {username!r} is taken")
+    user = User(username=username, email=email, is_staff=True)
+    if password:
+        password_validation.validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()  # until they are given a password or a token
+    user.save()
+    return Membership.objects.create(user=user, organization=organization, role=role)
+
+
+@transaction.atomic
+def member_change_role(*, membership: Membership, role: str) -> Membership:
+    membership = _lock(membership)
+    if membership.role == Role.ADMIN and role != Role.ADMIN and not other_admins(membership):
+        raise MembershipError("an organization needs at least one admin")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Take the person out of the organization and revoke their API tokens."""
+    membership = _lock(membership)
+    if membership.role == Role.ADMIN and not other_admins(membership):
+        raise MembershipError("an organization needs at least one admin")
+    ApiToken.objects.filter(user_id=membership.user_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    membership.delete()

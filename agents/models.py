@@ -47,11 +47,9 @@ class Job(models.Model):
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
-    # The tenant. Null only for jobs started outside any organization (operators'
-    # command line, scripts); the API always sets it.
+    # The tenant. Jobs started with none named join COUNTERSIGN_DEFAULT_ORGANIZATION.
     organization = models.ForeignKey(
-        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT,
-        related_name="jobs"
+        "accounts.Organization", on_delete=models.PROTECT, related_name="jobs"
     )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
@@ -97,6 +95,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "wake_at"], name="job_status_wake_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
+            models.Index(fields=["organization", "-created_at"], name="job_org_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
+from accounts.services import default_organization
 from agents.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
 from agents.runtime.events import append_event
 from agents.runtime.queue import enqueue_on_commit
@@ -47,6 +48,8 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
     """
     input = {} if input is None else input
     _validate(job_type, input, priority, max_attempts)
+    if organization is None:  # a child job stays in its parent's organization
+        organization = parent.organization if parent else default_organization()
     if idempotency_key:
         existing = Job.objects.filter(created_by=created_by,
                                       idempotency_key=idempotency_key).first()

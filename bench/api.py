@@ -79,7 +79,8 @@ def seed(total: int, pending: int) -> tuple[str, list[int]]:
                 wait_reason="checkpoint", input={"prompt": f"job {start + i}"})
             for i in range(size))
         Checkpoint.objects.bulk_create(
-            Checkpoint(job=job, key="write-files", title=f"Write files for job {start + i}",
+            Checkpoint(job=job, organization=acme, key="write-files",
+                       title=f"Write files for job {start + i}",
                        payload={"files": [{"path": "a.py", "content": "x = 1\n",
                                            "diff": "+x = 1\n"}]},
                        status=(CheckpointStatus.PENDING if start + i < pending

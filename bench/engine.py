@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from accounts.services import default_organization
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "countersign_bench"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
@@ -271,7 +273,8 @@ def plain_tasks(n: int) -> Throughput:
     from bench.handlers import plain_write
 
     truncate()
-    holder = str(Job.objects.create(job_type="bench-plain-holder", status=JobStatus.SUCCEEDED).pk)
+    holder = str(Job.objects.create(organization=default_organization(),
+                                    job_type="bench-plain-holder", status=JobStatus.SUCCEEDED).pk)
     events = JobEvent.objects.filter(job_id=holder)
     started = time.time()
     for seq in range(1, n + 1):  # same priority as a job's run message

@@ -13,22 +13,15 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from accounts.roles import organization_of
+from accounts.roles import visible_to
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 from checkpoints.review import presentation
 
 
-def scoped(queryset: QuerySet[Checkpoint], request: HttpRequest) -> QuerySet[Checkpoint]:
-    """Superusers see everything; everyone else their organization's checkpoints."""
-    if request.user.is_superuser:
-        return queryset
-    organization = organization_of(request.user)
-    return queryset.filter(job__organization=organization) if organization else queryset.none()
-
-
 def pending_count(request: HttpRequest) -> int:
-    return scoped(Checkpoint.objects.filter(status=CheckpointStatus.PENDING), request).count()
+    return visible_to(Checkpoint.objects.filter(status=CheckpointStatus.PENDING),
+                      request.user).count()
 
 
 class DecisionInline(admin.TabularInline):
@@ -58,7 +51,7 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
         # Pending first, oldest first: what waits for a person leads the list.
-        return scoped(super().get_queryset(request), request).annotate(
+        return visible_to(super().get_queryset(request), request.user).annotate(
             pending_first=Case(When(status=CheckpointStatus.PENDING, then=Value(0)),
                                default=Value(1), output_field=IntegerField()),
         ).order_by("pending_first", "opened_at")

@@ -34,7 +34,7 @@ def summary(checkpoint: Checkpoint, event: str) -> dict[str, Any]:
     job = checkpoint.job
     return {
         "event": event,
-        "organization": job.organization.slug if job.organization else None,
+        "organization": job.organization.slug,
         "checkpoint": {
             "id": checkpoint.pk, "key": checkpoint.key, "kind": checkpoint.kind,
             "title": checkpoint.title, "status": checkpoint.status,
@@ -48,8 +48,6 @@ def summary(checkpoint: Checkpoint, event: str) -> dict[str, Any]:
 
 def email_approvers(checkpoint: Checkpoint) -> int:
     organization = checkpoint.job.organization
-    if organization is None:
-        return 0
     recipients = sorted(
         Membership.objects.filter(organization=organization,
                                   role__in=[Role.APPROVER, Role.ADMIN], user__is_active=True)
@@ -70,7 +68,6 @@ def sign(secret: str, body: bytes) -> str:
 def deliver_webhook(checkpoint: Checkpoint, event: str, attempt: int) -> WebhookDelivery:
     """POST the summary once and record the attempt; WebhookFailed if worth retrying."""
     organization = checkpoint.job.organization
-    assert organization is not None and organization.webhook_url
     body = json.dumps(summary(checkpoint, event), separators=(",", ":")).encode()
     request = urllib.request.Request(
         organization.webhook_url, data=body, method="POST",

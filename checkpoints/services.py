@@ -88,22 +88,21 @@ def _ensure_pending(checkpoint: Checkpoint) -> None:
 
 
 def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> User:
-    """Who may decide: in an organization's job, its approvers and admins; elsewhere
-    (and for staff working across organizations) holders of the decide permission."""
+    """Who may decide: the approvers and admins of the job's organization, and staff
+    outside any organization who hold the decide permission."""
     if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
         raise PermissionDenied("sign in to decide checkpoints")
     organization = checkpoint.job.organization
     member = membership_of(user)
-    if organization is not None and member is not None \
-            and member.organization_id != organization.pk:
+    if member is not None and member.organization_id != organization.pk:
         raise PermissionDenied("this checkpoint belongs to another organization")
-    by_role = organization is not None and can(user, Capability.DECIDE, organization.pk)
-    if not by_role and not user.has_perm(DECIDE_PERMISSION):
+    if not can(user, Capability.DECIDE, organization.pk) \
+            and not user.has_perm(DECIDE_PERMISSION):
         raise PermissionDenied(f"{user.get_username()} may not decide checkpoints "
                                f"(needs the approver role or the {DECIDE_PERMISSION} "
                                f"permission)")
-    self_approval = settings.COUNTERSIGN_ALLOW_SELF_APPROVAL or (
-        organization is not None and organization.allow_self_approval)
+    self_approval = (settings.COUNTERSIGN_ALLOW_SELF_APPROVAL
+                     or organization.allow_self_approval)
     if approving and checkpoint.job.created_by_id == user.pk and not self_approval:
         raise PermissionDenied("the person who started a job may not approve its checkpoints "
                                "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)")

@@ -19,7 +19,7 @@ def notify_opened(checkpoint_id: int) -> None:
     """Email the organization's approvers; start the webhook delivery."""
     checkpoint = (Checkpoint.objects.select_related("job__organization")
                   .filter(pk=checkpoint_id).first())
-    if checkpoint is None or checkpoint.job.organization is None:
+    if checkpoint is None:
         return
     notifications.email_approvers(checkpoint)
     if checkpoint.job.organization.webhook_url:
@@ -31,8 +31,7 @@ def notify_opened(checkpoint_id: int) -> None:
 def deliver_webhook(self: Task, checkpoint_id: int, event: str) -> None:
     checkpoint = (Checkpoint.objects.select_related("job__organization")
                   .filter(pk=checkpoint_id).first())
-    if checkpoint is None or not checkpoint.job.organization \
-            or not checkpoint.job.organization.webhook_url:
+    if checkpoint is None or not checkpoint.job.organization.webhook_url:
         return
     attempt = self.request.retries + 1
     try:

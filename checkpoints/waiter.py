@@ -95,7 +95,8 @@ class CheckpointWaiter:
         checkpoint, created = Checkpoint.objects.get_or_create(
             job=job, key=key,
             defaults=dict(
-                kind=self.kind, title=self.title[:300], description=self.description,
+                organization_id=job.organization_id, kind=self.kind,
+                title=self.title[:300], description=self.description,
                 payload=self.payload or {}, payload_schema=self.payload_schema,
                 payload_validator=self.payload_validator,
                 input_schema=self.input_schema, required_approvals=self.required_approvals,

@@ -84,6 +84,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.RolePermissionBackend",  # organization roles -> admin permissions
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -164,7 +168,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _BROKER_DIR = DATA_DIR / "broker"
     _BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
-        data_folder_in=str(_BROKER_DIR), data_folder_out=str(_BROKER_DIR), store_processed=False
+        data_folder_in=str(_BROKER_DIR), data_folder_out=str(_BROKER_DIR), store_processed=False,
+        control_folder=str(_BROKER_DIR / "control"),  # its default is ./control
     )
 if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
     # RabbitMQ needs the queue declared with a priority range.
@@ -216,6 +221,9 @@ COUNTERSIGN_RETRY_BACKOFF_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_SECONDS
 COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS", 300.0)
 # Four-eyes rule: may a job's creator approve its own checkpoints?
 COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool("COUNTERSIGN_ALLOW_SELF_APPROVAL", False)
+# Jobs started with no organization named (command line, scripts) belong to this one,
+# created on first use.
+COUNTERSIGN_DEFAULT_ORGANIZATION = env_str("COUNTERSIGN_DEFAULT_ORGANIZATION", "default")
 # Extra modules that register job handlers, imported by every process.
 COUNTERSIGN_HANDLER_MODULES = env_list("COUNTERSIGN_HANDLER_MODULES", [])
 # Live progress events are published here (best effort); empty disables it.

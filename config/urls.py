@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from accounts.api import ApiTokenViewSet, MemberViewSet
 from agents.api import JobViewSet, WorkerViewSet
 from agents.stream import job_stream
 from checkpoints.api import CheckpointViewSet
@@ -14,6 +15,8 @@ router = DefaultRouter()
 router.register("jobs", JobViewSet, basename="job")
 router.register("checkpoints", CheckpointViewSet, basename="checkpoint")
 router.register("workers", WorkerViewSet, basename="worker")
+router.register("members", MemberViewSet, basename="member")
+router.register("tokens", ApiTokenViewSet, basename="token")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

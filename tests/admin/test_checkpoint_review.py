@@ -1,7 +1,7 @@
 """The admin review page: what a reviewer sees, and deciding from it."""
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.models import Membership, Organization, Role
@@ -26,11 +26,10 @@ def acme() -> Organization:
 
 
 def staff(username: str, organization: Organization, role: Role) -> Client:
+    """A staff member whose admin permissions come from the role alone."""
     user = make_user(username)
     user.is_staff = True
     user.save()
-    user.user_permissions.add(*Permission.objects.filter(
-        codename__in=["view_checkpoint", "view_job"]))
     Membership.objects.create(user=user, organization=organization, role=role)
     client = Client()
     client.force_login(user)

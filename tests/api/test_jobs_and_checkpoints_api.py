@@ -3,12 +3,11 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.models import Membership, Organization, Role
-from accounts.services import token_issue
+from accounts.models import Organization, Role
 from agents.models import Job, JobStatus
 from agents.runtime.engine import run_job
 from checkpoints.models import Checkpoint
-from tests.factories import make_user
+from tests.factories import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -22,16 +21,6 @@ def local_runtime(settings, tmp_path):
 @pytest.fixture
 def acme() -> Organization:
     return Organization.objects.create(name="Acme", slug="acme")
-
-
-def client_for(username: str, organization: Organization | None, role: Role) -> APIClient:
-    user = make_user(username)
-    if organization is not None:
-        Membership.objects.create(user=user, organization=organization, role=role)
-    _, raw = token_issue(user=user, name="test")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 @pytest.fixture

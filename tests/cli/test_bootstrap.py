@@ -48,6 +48,8 @@ def test_creates_the_local_admin_once_in_debug(cli, settings, monkeypatch):
     admin = User.objects.get()
     assert admin.username == "admin" and admin.is_superuser and admin.check_password("s3cret-local")
     assert admin.groups.filter(name="approvers").exists()
+    # ...and an admin of the default organization, so the API shows it that organization.
+    assert (admin.membership.organization.slug, admin.membership.role) == ("default", "admin")
 
 
 def test_default_password_is_admin(cli, settings):

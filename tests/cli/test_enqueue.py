@@ -155,3 +155,34 @@ def test_wait_exits_2_on_timeout(cli):
 
     assert raised.value.returncode == enqueue.EXIT_TIMEOUT
     assert Job.objects.get().status == JobStatus.QUEUED
+
+
+def test_a_job_joins_the_named_organization_or_else_the_default_one(cli, people, settings):
+    from accounts.models import Membership, Organization, Role
+
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    cli("enqueue", "simple-task", "--org", "acme")
+    assert Job.objects.get().organization == acme
+
+    Job.objects.all().delete()
+    settings.COUNTERSIGN_DEFAULT_ORGANIZATION = "ops"
+    cli("enqueue", "simple-task")
+    assert Job.objects.get().organization.slug == "ops"  # created on first use
+
+    Job.objects.all().delete()
+    Membership.objects.create(user=people.creator, organization=acme, role=Role.OPERATOR)
+    cli("enqueue", "simple-task", "--as", "creator")  # a member's job is in their organization
+    assert Job.objects.get().organization == acme
+
+
+def test_an_unknown_or_foreign_organization_is_refused(cli, people):
+    from accounts.models import Membership, Organization, Role
+
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    Organization.objects.create(name="Globex", slug="globex")
+    Membership.objects.create(user=people.creator, organization=acme, role=Role.OPERATOR)
+    with pytest.raises(CommandError, match="no organization with slug 'nope'"):
+        cli("enqueue", "simple-task", "--org", "nope")
+    with pytest.raises(CommandError, match="creator belongs to acme, not globex"):
+        cli("enqueue", "simple-task", "--org", "globex", "--as", "creator")
+    assert not Job.objects.exists()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from accounts.services import default_organization
 from agents.models import Job, JobStatus
 from agents.runtime.queue import send_run_message
 from agents.services import JobConflict, job_cancel, job_create, job_retry
@@ -16,7 +17,8 @@ from tests.utils import wait_for, wait_status
 
 
 def test_cancel_a_queued_job_at_once(worker):
-    job = Job.objects.create(job_type="simple-task", status=JobStatus.QUEUED)
+    job = Job.objects.create(organization=default_organization(),
+                             job_type="simple-task", status=JobStatus.QUEUED)
     job_cancel(job=job)
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 

@@ -11,6 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.services import default_organization
 from agents.models import Job, JobStatus, JobStep
 from agents.runtime import engine
 from agents.runtime.queue import send_run_message
@@ -98,7 +99,8 @@ def test_duplicate_delivery_cannot_run_a_job_twice_at_once(worker, side_effects:
 def test_lost_message_is_recovered_by_the_reconciler(worker):
     # A job whose enqueue never reached the broker (crash between commit and
     # publish, or a broker that forgot it): only the database knows it.
-    job = Job.objects.create(job_type="simple-task", input={}, status=JobStatus.QUEUED)
+    job = Job.objects.create(organization=default_organization(),
+                             job_type="simple-task", input={}, status=JobStatus.QUEUED)
 
     wait_status(job.pk, JobStatus.SUCCEEDED, timeout=20)
     assert Job.objects.get(pk=job.pk).last_enqueued_at is not None

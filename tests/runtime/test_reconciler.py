@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from kombu import Connection, Exchange, Producer, Queue
 
+from accounts.services import default_organization
 from agents.models import Job, JobStatus
 from agents.runtime.reconciler import reconcile
 
@@ -29,7 +30,7 @@ def backlog_queue(settings):
 
 def stranded_job(age_seconds: float) -> Job:
     return Job.objects.create(
-        job_type="simple-task", status=JobStatus.QUEUED,
+        organization=default_organization(), job_type="simple-task", status=JobStatus.QUEUED,
         last_enqueued_at=timezone.now() - timedelta(seconds=age_seconds))
 
 
@@ -55,10 +56,13 @@ def test_with_a_backlog_queued_jobs_get_the_longer_grace(backlog_queue, settings
 
 def test_abandoned_runs_and_due_timers_are_re_sent_whatever_the_backlog(backlog_queue):
     past = timezone.now() - timedelta(seconds=60)
-    Job.objects.create(job_type="simple-task", status=JobStatus.RUNNING, lease_owner="dead",
+    Job.objects.create(organization=default_organization(),
+                       job_type="simple-task", status=JobStatus.RUNNING, lease_owner="dead",
                        lease_expires_at=past, last_enqueued_at=past)
-    Job.objects.create(job_type="test-sleep", status=JobStatus.WAITING, wait_reason="timer",
+    Job.objects.create(organization=default_organization(),
+                       job_type="test-sleep", status=JobStatus.WAITING, wait_reason="timer",
                        wake_at=past, last_enqueued_at=past)
-    Job.objects.create(job_type="test-approval", status=JobStatus.WAITING,
+    Job.objects.create(organization=default_organization(),
+                       job_type="test-approval", status=JobStatus.WAITING,
                        wait_reason="checkpoint", last_enqueued_at=past)
     assert reconcile() == 2

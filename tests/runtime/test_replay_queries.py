@@ -4,6 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.services import default_organization
 from agents.models import JobStatus
 from agents.runtime.engine import run_job
 from agents.services import job_create
@@ -74,6 +75,8 @@ def test_the_database_refuses_a_second_anonymous_job_with_the_same_key():
 
     from agents.models import Job
 
-    Job.objects.create(job_type="simple-task", idempotency_key="dup")
+    Job.objects.create(organization=default_organization(),
+                       job_type="simple-task", idempotency_key="dup")
     with pytest.raises(IntegrityError), transaction.atomic():
-        Job.objects.create(job_type="simple-task", idempotency_key="dup")
+        Job.objects.create(organization=default_organization(),
+                           job_type="simple-task", idempotency_key="dup")

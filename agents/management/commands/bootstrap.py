@@ -1,4 +1,5 @@
-"""`manage.py bootstrap`: the groups every install needs, and a local admin in DEBUG.
+"""`manage.py bootstrap`: the groups and the default organization every install needs,
+and a local admin in DEBUG.
 
 Safe to run on every start: it only adds what is missing.
 """
@@ -13,6 +14,8 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from accounts.models import Membership, Role
+from accounts.services import default_organization
 from agents.management.output import to_json
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ def ensure_local_admin(approvers: Group) -> dict[str, Any] | None:
     password = os.environ.get(ADMIN_PASSWORD_ENV) or "admin"
     user = user_model.objects.create_superuser(ADMIN_USERNAME, "admin@localhost", password)
     user.groups.add(approvers)
+    # An admin of the default organization, so that the API shows it that organization.
+    Membership.objects.create(user=user, organization=default_organization(), role=Role.ADMIN)
     logger.info("created local superuser %s", ADMIN_USERNAME)
     return {"username": ADMIN_USERNAME, "password": password}
 
@@ -84,6 +89,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
+            default_organization()
             groups = {name: ensure_group(name, perms) for name, perms in GROUP_PERMISSIONS.items()}
             admin = ensure_local_admin(groups["approvers"][0])
         if options["json"]:

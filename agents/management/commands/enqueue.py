@@ -3,8 +3,12 @@
 import time
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.models import Organization
+from accounts.roles import organization_of
+from accounts.services import default_organization
 from agents.management.output import (
     decision_hints,
     event_dict,
@@ -76,6 +80,12 @@ class Command(BaseCommand):
             help="the user who starts the job (default: $COUNTERSIGN_USER, else nobody)",
         )
         parser.add_argument(
+            "--org",
+            metavar="SLUG",
+            help="the organization the job belongs to (default: the --as user's, else "
+            "$COUNTERSIGN_DEFAULT_ORGANIZATION)",
+        )
+        parser.add_argument(
             "--idempotency-key",
             default="",
             help="a repeat with the same key (and user) returns the first job",
@@ -132,12 +142,25 @@ class Command(BaseCommand):
                 priority=options["priority"],
                 created_by=user,
                 idempotency_key=key,
+                organization=self.organization(options["org"], user),
             )
         except (JobError, UnknownJobType) as exc:
             raise CommandError(str(exc)) from None
         if repeated:
             self.stderr.write(f"idempotency key {key!r} was used before: this is that job")
         return job
+
+    def organization(self, slug: str | None, user: User | None) -> Organization:
+        member_of = organization_of(user)
+        if slug is None:
+            return member_of or default_organization()
+        try:
+            organization = default_organization(slug)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if member_of is not None and member_of.pk != organization.pk:
+            raise CommandError(f"{user} belongs to {member_of.slug}, not {slug}")
+        return organization
 
     def follow(self, job: Job, *, as_json: bool, timeout: float | None) -> Job:
         """Print the job's events as they are written, polling the database."""

@@ -1,0 +1,154 @@
+"""/api/v1/tokens/ and /api/v1/members/: self-service tokens, and members managed by
+their organization's admins, never reaching into another organization."""
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken, Membership, Organization, Role
+from tests.factories import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def admin(acme) -> APIClient:
+    return client_for("ada", acme, Role.ADMIN)
+
+
+@pytest.fixture
+def viewer(acme) -> APIClient:
+    return client_for("vera", acme, Role.VIEWER)
+
+
+@pytest.fixture
+def outsider() -> APIClient:
+    return client_for("gus", Organization.objects.create(name="Globex", slug="globex"),
+                      Role.ADMIN)
+
+
+def bearer(raw: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def test_a_token_is_shown_once_listed_without_it_and_revoked(viewer):
+    issued = viewer.post("/api/v1/tokens/", {"name": "laptop"}, format="json")
+    assert issued.status_code == 201
+    raw = issued.json()["token"]
+    assert raw.startswith(issued.json()["prefix"])
+    assert bearer(raw).get("/api/v1/jobs/").status_code == 200
+
+    listed = viewer.get("/api/v1/tokens/").json()["results"]
+    assert {t["name"] for t in listed} == {"test", "laptop"}
+    assert all("token" not in t and "digest" not in t for t in listed)
+    assert raw not in str(listed)
+    detail = viewer.get(f"/api/v1/tokens/{issued.json()['id']}/").json()
+    assert "token" not in detail
+
+    assert viewer.delete(f"/api/v1/tokens/{issued.json()['id']}/").status_code == 204
+    assert bearer(raw).get("/api/v1/jobs/").status_code == 401
+    assert ApiToken.objects.get(pk=issued.json()["id"]).revoked_at is not None
+
+
+def test_a_token_needs_a_name_and_other_peoples_tokens_are_not_found(viewer, admin):
+    response = viewer.post("/api/v1/tokens/", {}, format="json")
+    assert response.status_code == 400
+    assert "name" in response.json()["error"]["fields"]
+
+    others = ApiToken.objects.get(user__username="ada")
+    assert viewer.get(f"/api/v1/tokens/{others.pk}/").status_code == 404
+    assert viewer.delete(f"/api/v1/tokens/{others.pk}/").status_code == 404
+    assert ApiToken.objects.get(pk=others.pk).revoked_at is None
+
+
+def test_anonymous_callers_get_no_tokens_or_members():
+    assert APIClient().get("/api/v1/tokens/").status_code == 401
+    assert APIClient().post("/api/v1/members/", {}, format="json").status_code == 401
+
+
+def test_members_are_listed_to_the_organization_only(admin, viewer, outsider):
+    names = [m["username"] for m in viewer.get("/api/v1/members/").json()["results"]]
+    assert names == ["ada", "vera"]
+    gus = Membership.objects.get(user__username="gus")
+    assert viewer.get(f"/api/v1/members/{gus.pk}/").status_code == 404
+    assert admin.patch(f"/api/v1/members/{gus.pk}/", {"role": "viewer"},
+                       format="json").status_code == 404
+    assert admin.delete(f"/api/v1/members/{gus.pk}/").status_code == 404
+    assert Membership.objects.get(pk=gus.pk).role == Role.ADMIN
+
+
+def test_an_admin_adds_a_member_who_can_then_use_the_admin_site(admin, acme):
+    response = admin.post("/api/v1/members/", {"username": "nina", "email": "nina@acme.test",
+                                                "role": "approver",
+                                                "password": "a-long-unusual-passphrase"},
+                          format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json() | {"id": 0, "created_at": ""} == {
+        "id": 0, "username": "nina", "email": "nina@acme.test", "role": "approver",
+        "created_at": ""}
+    assert "password" not in response.json()
+    nina = User.objects.get(username="nina")
+    assert nina.is_staff and nina.check_password("a-long-unusual-passphrase")
+    assert nina.membership.organization == acme
+    # The role reaches the admin through the role backend: no permissions by hand.
+    assert nina.has_perm("checkpoints.decide_checkpoint")
+    assert not nina.has_perm("agents.change_job")
+
+
+def test_adding_a_member_is_validated(admin):
+    taken = admin.post("/api/v1/members/", {"username": "ADA", "role": "viewer"}, format="json")
+    assert taken.status_code == 400
+    assert taken.json()["error"]["fields"]["username"] == ["This username is taken."]
+    weak = admin.post("/api/v1/members/", {"username": "nina", "role": "viewer",
+                                           "password": "123"}, format="json")
+    assert weak.status_code == 400 and "password" in weak.json()["error"]["fields"]
+    bad_role = admin.post("/api/v1/members/", {"username": "nina", "role": "owner"},
+                          format="json")
+    assert "role" in bad_role.json()["error"]["fields"]
+    assert not User.objects.filter(username="nina").exists()
+
+
+def test_only_admins_manage_members(viewer, acme):
+    client_for("oscar", acme, Role.OPERATOR)
+    oscar = Membership.objects.get(user__username="oscar")
+    assert viewer.post("/api/v1/members/", {"username": "x", "role": "admin"},
+                       format="json").status_code == 403
+    assert viewer.patch(f"/api/v1/members/{oscar.pk}/", {"role": "admin"},
+                        format="json").status_code == 403
+    assert viewer.delete(f"/api/v1/members/{oscar.pk}/").status_code == 403
+    assert viewer.put(f"/api/v1/members/{oscar.pk}/", {"role": "admin"},
+                      format="json").status_code == 405
+
+
+def test_roles_change_but_the_last_admin_stays(admin):
+    ada = Membership.objects.get(user__username="ada")
+    demote = admin.patch(f"/api/v1/members/{ada.pk}/", {"role": "viewer"}, format="json")
+    assert demote.status_code == 400
+    assert demote.json()["error"]["fields"]["role"] == ["an organization needs at least one admin"]
+    assert admin.delete(f"/api/v1/members/{ada.pk}/").status_code == 400
+
+    created = admin.post("/api/v1/members/", {"username": "bob", "role": "viewer"},
+                         format="json").json()
+    promoted = admin.patch(f"/api/v1/members/{created['id']}/", {"role": "admin"},
+                           format="json")
+    assert promoted.json()["role"] == "admin"
+    assert admin.patch(f"/api/v1/members/{ada.pk}/", {"role": "viewer"},
+                       format="json").json()["role"] == "viewer"
+
+
+def test_removing_a_member_revokes_their_tokens(admin, viewer):
+    vera = Membership.objects.get(user__username="vera")
+    assert viewer.get("/api/v1/jobs/").status_code == 200
+
+    assert admin.delete(f"/api/v1/members/{vera.pk}/").status_code == 204
+
+    assert not Membership.objects.filter(pk=vera.pk).exists()
+    assert viewer.get("/api/v1/jobs/").status_code == 401
+    assert not ApiToken.objects.filter(user__username="vera", revoked_at__isnull=True).exists()
