@@ -26,7 +26,7 @@ class IssuedTokenSerializer(ApiTokenSerializer):
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True)  # may be blank
 
     class Meta:
         model = Membership
