@@ -4,7 +4,9 @@ member's organization; cancel and retry go through the same services as the API.
 import json
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -12,8 +14,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from accounts.roles import visible_to
-from agents.models import Job, JobStep
+from accounts.roles import organization_of, visible_to
+from accounts.services import default_organization
+from agents import agent_services
+from agents.models import Agent, Job, JobStep, Memory, Message
 from agents.services import JobConflict, job_cancel, job_retry
 from checkpoints.models import Checkpoint
 
@@ -64,12 +68,13 @@ def seconds(value: float | None) -> str:
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "job_type", "status", "wait_reason", "priority", "attempts",
+    list_display = ("id", "job_type", "status", "agent", "wait_reason", "priority", "attempts",
                     "duration", "tokens", "cost_display", "created_by", "created_at")
-    list_filter = ("status", "job_type", "priority")
+    # Only agents of jobs the user may see: the plain filter would list every organization's.
+    list_filter = ("status", "job_type", "priority", ("agent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("id", "job_type", "idempotency_key")
     date_hierarchy = "created_at"
-    list_select_related = ("created_by",)
+    list_select_related = ("created_by", "agent")
     readonly_fields = (*[f.name for f in Job._meta.fields], "timeline")
     inlines = [JobStepInline, CheckpointInline]
     actions = ["cancel_jobs", "retry_jobs"]
@@ -135,3 +140,92 @@ class JobAdmin(admin.ModelAdmin):
             except JobConflict as exc:
                 self.message_user(request, f"{job.pk}: {exc}", messages.WARNING)
         self.message_user(request, f"{count} job(s) {done}.")
+
+
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = ["name", "description", "status", "provider", "model", "parameters",
+                  "instructions", "personality", "tools", "history_messages",
+                  "context_window_tokens", "max_turns", "max_concurrency", "on_tool_rejection"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for field, errors in agent_services.config_errors(data).items():
+            self.add_error(field if field in self.fields else None, errors)
+        return data
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ("name", "status", "provider", "model", "tool_list", "organization",
+                    "updated_at")
+    list_filter = ("status", "provider")
+    search_fields = ("name", "description")
+    readonly_fields = ("statistics",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
+        return visible_to(super().get_queryset(request), request.user).filter(
+            deleted_at__isnull=True)
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm,
+                   change: bool) -> None:
+        if not change:
+            obj.organization = organization_of(request.user) or default_organization()
+            obj.created_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: Agent) -> None:
+        agent_services.agent_delete(obj)  # soft: its jobs and conversations stay
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            agent_services.agent_delete(agent)
+
+    @admin.display(description="tools")
+    def tool_list(self, agent: Agent) -> str:
+        return ", ".join(agent.tools) or "—"
+
+    @admin.display(description="statistics")
+    def statistics(self, agent: Agent) -> SafeString:
+        if agent.pk is None:
+            return format_html("—")
+        stats = agent_services.agent_statistics(agent)
+        return format_html_join("", "<div><b>{}</b>: {}</div>",
+                                ((k.replace("_", " "), "—" if v is None else v)
+                                 for k, v in stats.items()))
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("agent", "session_id", "role", "short", "job", "created_at")
+    list_filter = ("role",)
+    search_fields = ("session_id", "content")
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return visible_to(super().get_queryset(request), request.user,
+                          field="agent__organization").select_related("agent")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="content")
+    def short(self, message: Message) -> str:
+        return message.content[:80]
+
+
+@admin.register(Memory)
+class MemoryAdmin(admin.ModelAdmin):
+    list_display = ("agent", "content", "created_at")
+    search_fields = ("content",)
+    exclude = ("embedding",)
+    readonly_fields = ("agent", "content", "source_job", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Memory]:
+        return visible_to(super().get_queryset(request), request.user,
+                          field="agent__organization").select_related("agent")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -7,14 +7,14 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import HasCapability
 from accounts.roles import Capability, organization_of
 from agents import workers
-from agents.models import Job, JobStatus
+from agents.models import Agent, Job, JobStatus
 from agents.serializers import (
     JobCreateSerializer,
     JobEventSerializer,
@@ -31,10 +31,12 @@ class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    # A plain number: a choice field would validate against every organization's agents.
+    agent = django_filters.NumberFilter(field_name="agent_id")
 
     class Meta:
         model = Job
-        fields = ["status", "job_type", "priority", "created_after", "created_before"]
+        fields = ["status", "job_type", "priority", "agent", "created_after", "created_before"]
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -68,9 +70,22 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
                     if key else None)
         if existing is not None:
             return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
+        data = dict(serializer.validated_data)
+        agent = None
+        if "agent" in data:
+            agent = self._agent(data.pop("agent"))
+            if data["job_type"] == "agent-task":
+                data["input"] = {**data["input"], "agent_id": agent.pk}
         job = job_create(created_by=request.user, idempotency_key=key,  # type: ignore[arg-type]
-                         organization=organization_of(request.user), **serializer.validated_data)
+                         organization=organization_of(request.user), agent=agent, **data)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    def _agent(self, agent_id: int) -> Agent:
+        agent = Agent.objects.alive().filter(
+            pk=agent_id, organization=organization_of(self.request.user)).first()
+        if agent is None:
+            raise ValidationError({"agent": [f"no agent {agent_id} in your organization"]})
+        return agent
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
@@ -96,8 +111,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     def events(self, request: Request, pk: str | None = None) -> Response:
         after = request.query_params.get("after", "0")
         if not after.isdigit():
-            from rest_framework.exceptions import ValidationError
-
             raise ValidationError({"after": ["A non-negative integer is required."]})
         events = self.get_object().events.filter(seq__gt=int(after)).order_by("seq")[:1000]
         return Response(JobEventSerializer(events, many=True).data)

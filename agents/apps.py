@@ -6,6 +6,9 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents and jobs"
 
     def ready(self) -> None:
+        from agents import receivers
         from agents.handlers import load_handler_modules
+        from agents.signals import job_finished
 
         load_handler_modules()
+        job_finished.connect(receivers.wake_parent, dispatch_uid="agents.wake_parent")

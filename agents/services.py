@@ -7,10 +7,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from jsonschema import Draft202012Validator
 
 from accounts.models import Organization
 from accounts.services import default_organization
-from agents.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
+from agents.models import TERMINAL_STATUSES, Agent, Job, JobStatus, JobStep, StepStatus
 from agents.runtime.events import append_event
 from agents.runtime.queue import enqueue_on_commit
 from agents.runtime.registry import get_handler
@@ -28,9 +29,14 @@ class JobConflict(JobError):
 
 
 def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None) -> None:
-    get_handler(job_type)  # raises UnknownJobType with the list of known types
+    spec = get_handler(job_type)  # raises UnknownJobType with the list of known types
     if not isinstance(input, dict):
         raise JobError("input must be a JSON object")
+    if spec.input_schema is not None:
+        problems = [f"{'.'.join(map(str, e.absolute_path)) or 'input'}: {e.message}"
+                    for e in Draft202012Validator(spec.input_schema).iter_errors(input)]
+        if problems:
+            raise JobError(f"invalid input for {job_type}: " + "; ".join(problems))
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise JobError("priority must be an integer from 0 to 9")
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
@@ -40,7 +46,7 @@ def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None
 def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
                created_by: User | None = None, idempotency_key: str = "",
                parent: Job | None = None, max_attempts: int | None = None,
-               organization: Organization | None = None) -> Job:
+               organization: Organization | None = None, agent: Agent | None = None) -> Job:
     """Create a job and enqueue it once the transaction commits.
 
     With an idempotency key, a repeated request by the same creator returns the
@@ -62,7 +68,7 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
         with transaction.atomic():
             job = Job.objects.create(
                 job_type=job_type, input=input, priority=priority, created_by=created_by,
-                organization=organization,
+                organization=organization, agent=agent,
                 idempotency_key=idempotency_key, parent=parent, max_attempts=attempts)
             append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
             enqueue_on_commit(str(job.pk), priority)

@@ -7,11 +7,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import ApiTokenViewSet, MemberViewSet
+from agents.agent_api import AgentViewSet
 from agents.api import JobViewSet, WorkerViewSet
 from agents.stream import job_stream
 from checkpoints.api import CheckpointViewSet
 
 router = DefaultRouter()
+router.register("agents", AgentViewSet, basename="agent")
 router.register("jobs", JobViewSet, basename="job")
 router.register("checkpoints", CheckpointViewSet, basename="checkpoint")
 router.register("workers", WorkerViewSet, basename="worker")

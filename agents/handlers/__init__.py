@@ -9,6 +9,7 @@ BUILTIN_MODULES = (
     "agents.handlers.simple_task",
     "agents.handlers.code_generation",
     "agents.handlers.data_processing",
+    "agents.handlers.agent_task",
 )
 
 

@@ -19,13 +19,15 @@ class HandlerSpec:
     fn: HandlerFn
     retry: RetryPolicy | None
     description: str
+    input_schema: dict[str, Any] | None = None  # checked when a job is created
 
 
 _handlers: dict[str, HandlerSpec] = {}
 
 
 def handler(
-    job_type: str, *, retry: RetryPolicy | None = None, description: str = ""
+    job_type: str, *, retry: RetryPolicy | None = None, description: str = "",
+    input_schema: dict[str, Any] | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
     """Register `fn` as the handler of `job_type`.
 
@@ -42,6 +44,7 @@ def handler(
             fn=fn,
             retry=retry,
             description=doc if isinstance(doc, str) else "".join(doc),
+            input_schema=input_schema,
         )
         return fn
 

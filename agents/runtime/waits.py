@@ -89,3 +89,31 @@ class TimerWaiter:
 
 
 register_waiter("timer", TimerWaiter)
+
+
+@dataclass
+class ChildJobWaiter:
+    """Wait for another job to end. The child's row is locked while the parent
+    decides to wait, so a child ending at that moment either is seen as ended or
+    finds the parent waiting and wakes it (agents.receivers.wake_parent)."""
+
+    job_id: str
+    reason: str = "child job"
+
+    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
+             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+        from agents.models import TERMINAL_STATUSES, Job
+
+        child = (Job.objects.select_for_update()
+                 .only("status", "result", "error_type", "error_message").get(pk=self.job_id))
+        if child.status in TERMINAL_STATUSES:
+            error = f"{child.error_type}: {child.error_message}" if child.error_type else ""
+            return Resolved({"job_id": self.job_id, "status": child.status,
+                             "result": child.result, "error": error})
+        return Pending(state={"job_id": self.job_id})
+
+    def load(self, data: Any) -> dict[str, Any]:
+        return dict(data)
+
+
+register_waiter("child job", ChildJobWaiter)

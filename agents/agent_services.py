@@ -1,0 +1,170 @@
+"""Agents: validated configuration, soft deletion, running them as jobs, statistics."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from agents.models import Agent, AgentStatus, Job, JobStatus
+from agents.providers.registry import model_error
+from agents.services import JobError, job_create
+from agents.tools import tool_names
+
+PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 2.0),
+    "top_p": (float, 0.0, 1.0),
+    "max_tokens": (int, 1, 200_000),
+    "presence_penalty": (float, -2.0, 2.0),
+    "frequency_penalty": (float, -2.0, 2.0),
+}
+PERSONALITY_KEYS = {"traits", "tone", "behaviour", "language_style"}
+
+
+class AgentInvalid(ValueError):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def parameter_errors(parameters: Any) -> list[str]:
+    if not isinstance(parameters, dict):
+        return ["must be a JSON object"]
+    errors = []
+    for name, value in parameters.items():
+        if name == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not isinstance(stops, list) or len(stops) > 4 \
+                    or not all(isinstance(s, str) for s in stops):
+                errors.append("stop must be a string or a list of at most 4 strings")
+            continue
+        if name not in PARAMETER_RANGES:
+            errors.append(f"unknown parameter {name!r}; known: "
+                          f"{', '.join([*PARAMETER_RANGES, 'stop'])}")
+            continue
+        kind, low, high = PARAMETER_RANGES[name]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not isinstance(value, int)):
+            errors.append(f"{name} must be {'an integer' if kind is int else 'a number'}")
+        elif not low <= value <= high:
+            errors.append(f"{name} must be between {low:g} and {high:g}")
+    return errors
+
+
+def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
+    """Field errors of an agent's configuration (only of the fields given)."""
+    errors: dict[str, list[str]] = {}
+    if "provider" in fields or "model" in fields:
+        problem = model_error(fields.get("provider", ""), fields.get("model", ""))
+        if problem:
+            errors["provider" if problem.startswith("unknown provider") else "model"] = [problem]
+    if "tools" in fields:
+        tools = fields["tools"]
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            errors["tools"] = ["must be a list of tool names"]
+        else:
+            unknown = sorted(set(tools) - set(tool_names()))
+            if unknown:
+                errors["tools"] = [f"unknown tool(s) {', '.join(unknown)}; known: "
+                                   f"{', '.join(tool_names())}"]
+    if "parameters" in fields and (problems := parameter_errors(fields["parameters"])):
+        errors["parameters"] = problems
+    if "personality" in fields:
+        persona = fields["personality"]
+        if not isinstance(persona, dict) or set(persona) - PERSONALITY_KEYS:
+            errors["personality"] = [f"an object with only {', '.join(sorted(PERSONALITY_KEYS))}"]
+        elif "traits" in persona and not (isinstance(persona["traits"], list) and all(
+                isinstance(t, str) for t in persona["traits"])):
+            errors["personality"] = ["traits must be a list of strings"]
+    return errors
+
+
+def _save(agent: Agent) -> Agent:
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:
+        raise AgentInvalid({"name": ["an agent with this name exists in the organization"]}
+                           ) from None
+    return agent
+
+
+def agent_create(*, organization: Organization, created_by: User | None,
+                 **fields: Any) -> Agent:
+    full = {"provider": Agent._meta.get_field("provider").get_default(),
+            "model": Agent._meta.get_field("model").get_default(), **fields}
+    if errors := config_errors(full):
+        raise AgentInvalid(errors)
+    return _save(Agent(organization=organization, created_by=created_by, **full))
+
+
+def agent_update(agent: Agent, **fields: Any) -> Agent:
+    check = dict(fields)
+    if "provider" in fields or "model" in fields:  # a model is checked with its provider
+        check.setdefault("provider", agent.provider)
+        check.setdefault("model", agent.model)
+    if errors := config_errors(check):
+        raise AgentInvalid(errors)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    return _save(agent)
+
+
+def agent_delete(agent: Agent) -> None:
+    """Soft delete: the agent's jobs and messages stay; its name may be used again."""
+    agent.deleted_at = timezone.now()
+    agent.status = AgentStatus.OFFLINE
+    agent.save(update_fields=["deleted_at", "status", "updated_at"])
+
+
+def agent_execute(agent: Agent, *, user: User | None, task: str,
+                  context: dict[str, Any] | None = None, max_tokens: int | None = None,
+                  session_id: str = "", priority: int = 5, idempotency_key: str = "") -> Job:
+    """Start an `agent-task` job for the agent."""
+    if agent.deleted_at is not None:
+        raise JobError(f"agent {agent.name!r} was deleted")
+    if agent.status == AgentStatus.OFFLINE:
+        raise JobError(f"agent {agent.name!r} is offline; set it idle to run it")
+    job_input: dict[str, Any] = {"agent_id": agent.pk, "task": task}
+    if context:
+        job_input["context"] = context
+    if max_tokens:
+        job_input["max_tokens"] = max_tokens
+    if session_id:
+        job_input["session_id"] = session_id
+    return job_create(job_type="agent-task", input=job_input, priority=priority,
+                      created_by=user, organization=agent.organization, agent=agent,
+                      idempotency_key=idempotency_key)
+
+
+def agent_statistics(agent: Agent) -> dict[str, Any]:
+    """From the agent's jobs, in one query: a read of committed rows, so concurrent
+    runs cannot make it drift the way a counter updated by each run could."""
+    finished = Q(status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED,
+                             JobStatus.CANCELLED])
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"),
+                                 output_field=DurationField())
+    row = Job.objects.filter(agent=agent).aggregate(
+        executions=Count("pk"),
+        finished=Count("pk", filter=finished),
+        succeeded=Count("pk", filter=Q(status=JobStatus.SUCCEEDED)),
+        avg_tokens_in=Avg("tokens_in", filter=finished),
+        avg_tokens_out=Avg("tokens_out", filter=finished),
+        avg_cost=Avg("cost", filter=finished & Q(cost__isnull=False)),
+        avg_duration=Avg(duration, filter=finished & Q(started_at__isnull=False)),
+    )
+    avg_duration: timedelta | None = row["avg_duration"]
+    return {
+        "executions": row["executions"],
+        "finished": row["finished"],
+        "succeeded": row["succeeded"],
+        "success_rate": round(row["succeeded"] / row["finished"], 4) if row["finished"] else None,
+        "average_tokens_in": round(row["avg_tokens_in"], 1) if row["avg_tokens_in"] else 0,
+        "average_tokens_out": round(row["avg_tokens_out"], 1) if row["avg_tokens_out"] else 0,
+        "average_cost": None if row["avg_cost"] is None else str(round(row["avg_cost"], 6)),
+        "average_duration_seconds": None if avg_duration is None
+        else round(avg_duration.total_seconds(), 3),
+    }

@@ -1,0 +1,105 @@
+"""Calling an agent's model from a job: retries, streamed text as coalesced progress
+events, and the tokens and cost of every call summed on the job."""
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from agents.models import Agent, Job
+from agents.providers.base import Completion, Message, ProviderError, ToolSpec
+from agents.providers.pricing import cost
+from agents.providers.registry import get_provider
+from agents.providers.retry import with_retries
+from agents.runtime.errors import NonRetryableError
+
+
+class LLMRefused(NonRetryableError):
+    """The provider said no in a way retrying will not change (bad key, bad model, ...)."""
+
+
+class StreamCoalescer:
+    """Streamed text as `llm.delta` events: one per interval, not one per chunk, so a
+    fast stream costs a few rows a second, and a reader still sees text within ~50 ms."""
+
+    def __init__(self, emit: Callable[[str, dict[str, Any]], None], turn: int,
+                 interval: float | None = None) -> None:
+        self.emit, self.turn = emit, turn
+        self.interval = settings.COUNTERSIGN_STREAM_COALESCE_SECONDS if interval is None \
+            else interval
+        self.pending: list[str] = []
+        self.last = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.pending.append(text)
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.emit("llm.delta", {"turn": self.turn, "text": "".join(self.pending)})
+            self.pending = []
+        self.last = time.monotonic()
+
+
+def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, turn: int,
+               emit: Callable[[str, dict[str, Any]], None],
+               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One completion (retried as the provider allows), as JSON for a memoized step."""
+    try:
+        provider = get_provider(agent.provider)
+    except ProviderError as exc:
+        raise LLMRefused(str(exc)) from exc
+    parameters = {**agent.parameters, **(overrides or {})}
+    stream = StreamCoalescer(emit, turn)
+
+    def retried(attempt: int, error: ProviderError, wait: float) -> None:
+        stream.pending = []  # the next attempt streams from the start
+        emit("llm.retry", {"turn": turn, "attempt": attempt + 1, "error": str(error)[:300],
+                           "wait_seconds": round(wait, 2)})
+
+    started = time.monotonic()
+    try:
+        completion = with_retries(
+            lambda: provider.complete(model=agent.model, messages=messages, tools=tools,
+                                      parameters=parameters, on_chunk=stream),
+            on_retry=retried)
+    except ProviderError as exc:
+        if exc.retryable:
+            raise  # the step's and the job's retry policies may try again later
+        raise LLMRefused(str(exc)) from exc
+    stream.flush()
+    price = call_cost(agent.provider, completion, agent.model)
+    return {"completion": completion.as_dict(), "provider": agent.provider,
+            "cost": None if price is None else str(price),
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def call_cost(provider: str, completion: Completion, configured_model: str) -> Decimal | None:
+    """Priced by the model that answered, else by the one configured (a dated
+    snapshot such as gpt-4o-2024-08-06 may be missing from the table)."""
+    for model in (completion.model, configured_model):
+        price = cost(provider, model, completion.tokens_in, completion.tokens_out)
+        if price is not None:
+            return price
+    return None
+
+
+def usage_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tokens summed; the cost is unknown (None) if any call's cost is."""
+    tokens_in = sum(c["completion"]["tokens_in"] for c in calls)
+    tokens_out = sum(c["completion"]["tokens_out"] for c in calls)
+    costs = [c["cost"] for c in calls]
+    total = None if any(c is None for c in costs) else sum((Decimal(c) for c in costs),
+                                                           Decimal(0))
+    return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost": total}
+
+
+def record_usage(job_id: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Set the job's totals from all its calls so far: recomputed, never incremented,
+    so a replayed or retried run cannot count a call twice."""
+    totals = usage_totals(calls)
+    Job.objects.filter(pk=job_id).update(**totals)
+    return totals

@@ -1,0 +1,62 @@
+"""The tool registry. A tool has a name, a description and a JSON schema for its
+arguments (what the model sees), and a `requires_approval` flag: such a tool runs
+only after a person approved the call, possibly with edited arguments."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+
+if TYPE_CHECKING:
+    from agents.models import Agent
+    from agents.runtime.context import JobContext
+
+
+@dataclass(frozen=True)
+class ToolInvocation:
+    ctx: "JobContext"
+    agent: "Agent"
+    key: str  # unique per call within the job: prefix for the tool's own step keys
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[[ToolInvocation], Any]
+    requires_approval: bool = False
+    # A durable tool makes its own steps and waits (run_job); others run inside one step.
+    durable: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "parameters": self.parameters}
+
+    def argument_errors(self, arguments: Any) -> list[str]:
+        validator = Draft202012Validator(self.parameters)
+        return [f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+                for e in validator.iter_errors(arguments)]
+
+
+_tools: dict[str, Tool] = {}
+
+
+def register_tool(tool: Tool) -> Tool:
+    Draft202012Validator.check_schema(tool.parameters)
+    _tools[tool.name] = tool
+    return tool
+
+
+def get_tool(name: str) -> Tool:
+    try:
+        return _tools[name]
+    except KeyError:
+        raise LookupError(f"unknown tool {name!r}; known: {', '.join(sorted(_tools))}") from None
+
+
+def tool_names() -> list[str]:
+    return sorted(_tools)
