@@ -5,6 +5,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -118,7 +119,9 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["get"])
     def executions(self, request: Request, pk: str | None = None) -> Response:
         """The agent's jobs, newest first (filters as on /jobs/)."""
-        jobs: QuerySet[Job] = self.get_object().jobs.select_related("created_by")
+        # Not get_object(): it would apply the agent filters (status=...) to the agent.
+        agent = get_object_or_404(self.get_queryset(), pk=pk)
+        jobs: QuerySet[Job] = agent.jobs.select_related("created_by")
         found = JobFilter(request.query_params, queryset=jobs.order_by("-created_at"),
                           request=request)
         if not found.is_valid():

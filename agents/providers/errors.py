@@ -1,15 +1,17 @@
-"""SDK exceptions turned into ProviderErrors: which are worth retrying (and after how
-long, as the server said), and for the others what a person should fix. Messages
-never carry the API key, and the SDK exception is not chained (`from None` at the
-call sites) because its text may quote part of the key back."""
+"""What goes wrong in a provider call, as ProviderErrors: SDK exceptions (which are worth
+retrying, and after how long as the server said; for the others, what a person should
+fix) and tool arguments a model wrote as broken JSON. Messages never carry the API key,
+and the SDK exception is not chained (`from None` at the call sites) because its text
+may quote part of the key back."""
 
 import email.utils
+import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx2
 
@@ -141,3 +143,18 @@ class ErrorMapper:
             text = text.replace(self.api_key, "[redacted]")
         text = " ".join(text.split())
         return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
+def parse_arguments(provider: str, tool: str, raw: str) -> dict[str, Any]:
+    """A tool call's arguments, which the model wrote as JSON (and may have got wrong)."""
+    if not raw.strip():
+        return {}  # some servers send "" for a tool without parameters
+    try:
+        arguments = json.loads(raw)
+    except ValueError as error:
+        raise ProviderError(f"{provider} returned invalid JSON arguments for tool '{tool}': "
+                            f"{error} in {raw[:200]!r}", retryable=False) from None
+    if not isinstance(arguments, dict):
+        raise ProviderError(f"{provider} returned arguments for tool '{tool}' that are not "
+                            f"a JSON object: {raw[:200]!r}", retryable=False)
+    return arguments

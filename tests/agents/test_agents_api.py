@@ -139,6 +139,7 @@ def test_execute_runs_an_agent_task_and_counts_it(admin, operator):
                            format="json").json()
     Job.objects.filter(pk=failed["id"]).update(status=JobStatus.FAILED)
     executions = operator.get(f"/api/v1/agents/{agent['id']}/executions/?status=succeeded")
+    assert executions.status_code == 200, executions.json()
     assert [j["id"] for j in executions.json()["results"]] == [job["id"]]
     stats = operator.get(f"/api/v1/agents/{agent['id']}/statistics/").json()
     assert (stats["executions"], stats["finished"], stats["succeeded"]) == (2, 2, 1)
