@@ -1,6 +1,7 @@
 """Calling an agent's model from a job: retries, streamed text as coalesced progress
 events, and the tokens and cost of every call summed on the job."""
 
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -21,8 +22,9 @@ class LLMRefused(NonRetryableError):
 
 
 class StreamCoalescer:
-    """Streamed text as `llm.delta` events: one per interval, not one per chunk, so a
-    fast stream costs a few rows a second, and a reader still sees text within ~50 ms."""
+    """Streamed text as `llm.delta` events: at most one per interval, not one per chunk,
+    so a fast stream costs a few rows a second. A timer sends what is pending when
+    the interval is up, so no text waits for the next chunk to arrive."""
 
     def __init__(self, emit: Callable[[str, dict[str, Any]], None], turn: int,
                  interval: float | None = None) -> None:
@@ -30,16 +32,42 @@ class StreamCoalescer:
         self.interval = settings.COUNTERSIGN_STREAM_COALESCE_SECONDS if interval is None \
             else interval
         self.pending: list[str] = []
-        self.last = time.monotonic()
+        self.first_at = 0.0
+        self.last = float("-inf")
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
 
     def __call__(self, text: str) -> None:
-        self.pending.append(text)
-        if time.monotonic() - self.last >= self.interval:
-            self.flush()
+        with self.lock:
+            if not self.pending:
+                self.first_at = time.time()
+            self.pending.append(text)
+            wait = self.last + self.interval - time.monotonic()
+            if wait <= 0:
+                self._flush()
+            elif self.timer is None:
+                self.timer = threading.Timer(wait, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def discard(self) -> None:
+        """Drop what is pending (a retried call streams again from the start)."""
+        with self.lock:
+            self.pending = []
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.pending:
-            self.emit("llm.delta", {"turn": self.turn, "text": "".join(self.pending)})
+            # `at`: when the first of these chunks arrived (wall clock), so a reader can
+            # measure how long text takes to reach it (bench/streaming.py does).
+            self.emit("llm.delta", {"turn": self.turn, "text": "".join(self.pending),
+                                    "at": round(self.first_at, 4)})
             self.pending = []
         self.last = time.monotonic()
 
@@ -56,7 +84,7 @@ def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, 
     stream = StreamCoalescer(emit, turn)
 
     def retried(attempt: int, error: ProviderError, wait: float) -> None:
-        stream.pending = []  # the next attempt streams from the start
+        stream.discard()
         emit("llm.retry", {"turn": turn, "attempt": attempt + 1, "error": str(error)[:300],
                            "wait_seconds": round(wait, 2)})
 

@@ -26,6 +26,7 @@ from agents.runtime.events import channel_name
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15.0
+FINAL_EVENTS = frozenset(f"job.{status}" for status in TERMINAL_STATUSES)
 STATUS_CHECK_SECONDS = 2.0
 
 
@@ -96,6 +97,8 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                 if live["seq"] > last:
                     last = live["seq"]
                     yield _frame(live["seq"], live["kind"], live)
+                if live["kind"] in FINAL_EVENTS:
+                    next_check = now  # check the status now, not at the next interval
             elif now - quiet_since >= KEEPALIVE_SECONDS:
                 quiet_since = now
                 yield ": keep-alive\n\n"

@@ -50,7 +50,8 @@ class AnthropicProvider:
             with self._client.messages.create(**request, stream=True) as stream:
                 return self._streamed(stream, on_chunk)
         except (anthropic.APIError, httpx2.RequestError) as error:
-            raise self._errors.translate(error, model=model) from None
+            failure = self._errors.translate(error, model=model)
+        raise failure  # outside the except: no SDK error (whose text may quote the key) chained
 
     def _completion(self, message: AnthropicMessage) -> Completion:
         text = "".join(block.text for block in message.content if block.type == "text")

@@ -1,8 +1,8 @@
 """What goes wrong in a provider call, as ProviderErrors: SDK exceptions (which are worth
 retrying, and after how long as the server said; for the others, what a person should
 fix) and tool arguments a model wrote as broken JSON. Messages never carry the API key,
-and the SDK exception is not chained (`from None` at the call sites) because its text
-may quote part of the key back."""
+and the providers raise these outside their `except` blocks, so the SDK exception (whose
+text may quote the key back) is not chained on for a traceback or error tracker to show."""
 
 import email.utils
 import json

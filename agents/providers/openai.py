@@ -44,7 +44,8 @@ class OpenAIProvider:
                     **request, stream=True, stream_options={"include_usage": True}) as stream:
                 return self._streamed(stream, on_chunk)
         except (openai.APIError, httpx2.RequestError) as error:
-            raise self._errors.translate(error, model=model) from None
+            failure = self._errors.translate(error, model=model)
+        raise failure  # outside the except: no SDK error (whose text may quote the key) chained
 
     def _completion(self, response: ChatCompletion) -> Completion:
         if not response.choices:

@@ -2,6 +2,7 @@
 first, edits and rejections, tool errors, memory search and turn limits."""
 
 import json
+import time
 
 import pytest
 from django.contrib.auth.models import User
@@ -146,3 +147,20 @@ def test_a_provider_without_a_key_fails_with_a_message_a_person_can_act_on(acme,
     job.refresh_from_db()
     assert "set ANTHROPIC_API_KEY in the environment of the workers" in job.error_message
     assert job.attempts == 1  # not retried: retrying cannot help
+
+
+def test_streamed_text_is_coalesced_without_holding_back_the_tail():
+    from agents.llm import StreamCoalescer
+
+    emitted: list[tuple[float, dict]] = []
+    coalescer = StreamCoalescer(lambda kind, data: emitted.append((time.monotonic(), data)),
+                                turn=1, interval=0.2)
+    started = time.monotonic()
+    for word in ("a", "b", "c", "d"):
+        coalescer(word)
+    assert [e[1]["text"] for e in emitted] == ["a"]  # the first chunk goes at once
+    deadline = time.monotonic() + 5
+    while len(emitted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the timer's flush, bounded
+    assert [e[1]["text"] for e in emitted] == ["a", "bcd"]
+    assert 0.15 <= emitted[1][0] - started < 1.0  # sent by the timer, not by a later chunk

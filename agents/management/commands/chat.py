@@ -1,0 +1,87 @@
+"""`manage.py chat AGENT`: talk to an agent from the terminal. Each line you type is a
+chat job (as POST /api/v1/agents/{id}/chat/ makes); the reply streams as it is written.
+A worker must be running (`make run`)."""
+
+import sys
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from agents.agent_services import agent_execute
+from agents.follow import follow
+from agents.management.output import find_user
+from agents.models import Agent, Job, JobStatus
+from agents.services import JobError
+from checkpoints.models import Checkpoint, CheckpointStatus
+
+
+class Command(BaseCommand):
+    help = "Chat with an agent (by name or id) in the terminal; an empty line or EOF ends."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", help="the agent's name or id")
+        parser.add_argument("--org", metavar="SLUG", help="the agent's organization, if the "
+                            "name is not unique across organizations")
+        parser.add_argument("--session", default="", help="continue this session id")
+        parser.add_argument("--as", dest="as_user", metavar="USER",
+                            help="who is talking (default: $COUNTERSIGN_USER, else nobody)")
+        parser.add_argument("--timeout", type=float, default=600.0,
+                            help="seconds to wait for each reply (default 600)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        agent = self.find_agent(options["agent"], options["org"])
+        user = find_user(options["as_user"])
+        session = options["session"] or uuid.uuid4().hex[:12]
+        self.stdout.write(f"Chatting with {agent.name} ({agent.provider}/{agent.model}), "
+                          f"session {session}. An empty line ends.")
+        for line in sys.stdin if not sys.stdin.isatty() else iter(self.prompt, None):
+            message = line.strip()
+            if not message:
+                break
+            try:
+                job = agent_execute(agent, user=user, task=message, session_id=session)
+            except JobError as exc:
+                raise CommandError(str(exc)) from None
+            self.reply(job, options["timeout"])
+
+    def prompt(self) -> str:
+        try:
+            return input("> ") + "\n"
+        except EOFError:
+            return ""
+
+    def reply(self, job: Job, timeout: float) -> None:
+        """Print the streamed text; say so when a tool waits for approval."""
+        shown: set[int] = set()
+        for event in follow(str(job.pk), timeout=timeout):
+            if event["kind"] == "llm.delta":
+                self.stdout.write(event["data"]["text"], ending="")
+                self.stdout.flush()
+            elif event["kind"] == "checkpoint.opened" and event["data"]["checkpoint_id"] \
+                    not in shown:
+                shown.add(event["data"]["checkpoint_id"])
+                self.stdout.write(f"\n[waiting for approval: {event['data']['title']} — "
+                                  f"checkpoint {event['data']['checkpoint_id']}]")
+        job.refresh_from_db()
+        if job.status == JobStatus.SUCCEEDED:
+            self.stdout.write("")
+        elif job.status == JobStatus.WAITING:
+            pending = Checkpoint.objects.filter(job=job, status=CheckpointStatus.PENDING)
+            ids = ", ".join(str(c.pk) for c in pending)
+            self.stdout.write(f"\n[still waiting for checkpoint {ids}; the reply will be in "
+                              f"job {job.pk}]")
+        else:
+            self.stderr.write(f"\n[job {job.pk} {job.status}: {job.error_message}]")
+
+    def find_agent(self, given: str, org: str | None) -> Agent:
+        agents = Agent.objects.alive()
+        if org:
+            agents = agents.filter(organization__slug=org)
+        found = list(agents.filter(pk=int(given)) if given.isdigit() else agents.filter(
+            name=given))
+        if not found:
+            raise CommandError(f"no agent {given!r}" + (f" in {org}" if org else ""))
+        if len(found) > 1:
+            raise CommandError(f"{len(found)} agents are named {given!r}; pass --org SLUG")
+        return found[0]
