@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from agents.processes import WorkerProcess
+from tests.llm_server import LLMServer
 
 QUEUE = f"countersign-test-{uuid.uuid4().hex[:8]}"
 WORKSPACE_ROOT = Path(f"/tmp/countersign-test-workspaces-{QUEUE}")
@@ -69,12 +70,38 @@ def purge_queue() -> None:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[WorkerProcess]:
-    """One real worker (one pool slot, embedded beat) for the session."""
+def llm_server_session() -> Iterator[LLMServer]:
+    """A local server speaking the OpenAI and Anthropic wire protocols, for the session:
+    the worker's providers talk to it (see celery_worker)."""
+    with LLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_server(llm_server_session: LLMServer) -> Iterator[LLMServer]:
+    """The session's LLM server with no scripted replies and no recorded requests."""
+    llm_server_session.reset()
+    yield llm_server_session
+    llm_server_session.reset()
+
+
+LLM_KEYS = {"OPENAI_API_KEY": "sk-test-openai-key", "ANTHROPIC_API_KEY": "test-anthropic-key"}
+
+
+def llm_env(server: LLMServer) -> dict[str, str]:
+    return {**LLM_KEYS, "OPENAI_BASE_URL": server.openai_base_url,
+            "ANTHROPIC_BASE_URL": server.anthropic_base_url}
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory,
+                  llm_server_session: LLMServer) -> Iterator[WorkerProcess]:
+    """One real worker (one pool slot, embedded beat) for the session, whose OpenAI
+    and Anthropic providers reach the local LLM server."""
     tmp = tmp_path_factory.mktemp("worker")
     worker = WorkerProcess(
         log_path=tmp / "worker.log", env=dict(os.environ, **RUNTIME_ENV,
+                                              **llm_env(llm_server_session),
                                               DATABASE_URL=database_url()),
         queues=[QUEUE], hostname=f"test-{QUEUE}@%h", beat=True,
         schedule_file=str(tmp / "beat-schedule"))

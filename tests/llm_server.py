@@ -17,9 +17,11 @@ request says `"stream": true`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -175,6 +177,10 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not hold up stop()
     llm: LLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients hang up; that's fine
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -388,10 +394,8 @@ class _Anthropic(_Dialect):
         for call in reply.tool_calls:
             arguments: Any = call.arguments
             if isinstance(arguments, str):
-                try:
+                with contextlib.suppress(ValueError):  # invalid JSON goes as the string it is
                     arguments = json.loads(arguments)
-                except ValueError:
-                    pass  # sent as the (invalid) string it is
             content.append({"type": "tool_use", "id": call.id or f"toolu_{llm.next_id()}",
                             "name": call.name, "input": arguments})
         return {**self._message(reply, model, llm), "content": content,
