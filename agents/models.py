@@ -138,7 +138,8 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # USD, exact to 1e-10: a cheap call costs fractions of a millionth. Null: unknown.
+    cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,0 +1,142 @@
+"""The agent loop end to end: a real worker, the real OpenAI and Anthropic SDKs, and a
+local server speaking their wire protocols."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+
+from accounts.models import Membership, Organization, Role
+from agents.agent_services import agent_create, agent_execute
+from agents.models import Job, JobEvent, JobStatus
+from checkpoints import services
+from checkpoints.models import Checkpoint
+from tests.llm_server import Reply, ToolCallReply
+from tests.utils import wait_status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def acme(worker) -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def reviewer(acme) -> User:
+    user = User.objects.create_user("april")
+    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
+    return user
+
+
+def tool_messages(body: dict) -> list[dict]:
+    return [m for m in body["messages"] if m["role"] == "tool"]
+
+
+def test_an_approved_edit_reaches_the_tool_and_the_costs_add_up(acme, reviewer, llm_server,
+                                                                settings):
+    agent = agent_create(organization=acme, created_by=None, name="coder", provider="openai",
+                         model="gpt-4o-mini", tools=["write_file"])
+    llm_server.script(
+        Reply(tool_calls=[ToolCallReply("write_file", {"path": "plan.md", "content": "v1"},
+                                        pieces=3)], tokens_in=100, tokens_out=20),
+        Reply(text="I wrote the plan.", chunks=["I wrote", " the plan."], tokens_in=150,
+              tokens_out=10))
+    job = agent_execute(agent, user=None, task="Write the plan")
+
+    wait_status(job.pk, JobStatus.WAITING)
+    checkpoint = Checkpoint.objects.get(job=job)
+    assert checkpoint.payload == {"tool": "write_file",
+                                  "arguments": {"path": "plan.md", "content": "v1"}}
+    services.approve(checkpoint, reviewer, payload={
+        "tool": "write_file", "arguments": {"path": "plan.md", "content": "v2 (edited)"}})
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+
+    workspace = settings.COUNTERSIGN_WORKSPACE_ROOT / str(job.pk)
+    assert (workspace / "plan.md").read_text() == "v2 (edited)"
+    second = llm_server.requests[1].body
+    result = json.loads(tool_messages(second)[0]["content"])
+    assert result["result"]["written"][0]["path"] == "plan.md"
+    assert second["messages"][0]["role"] == "system" and second["stream"] is True
+    assert llm_server.requests[0].api_key == "sk-test-openai-key"
+
+    job.refresh_from_db()
+    assert job.result["answer"] == "I wrote the plan."
+    assert (job.tokens_in, job.tokens_out) == (250, 30)
+    # gpt-4o-mini: $0.15 in, $0.60 out per million tokens
+    assert job.cost == Decimal("250") * Decimal("0.15") / 10**6 + Decimal("30") * Decimal(
+        "0.60") / 10**6 == Decimal("0.0000555")
+    deltas = JobEvent.objects.filter(job=job, kind="llm.delta").order_by("seq")
+    assert "".join(e.data["text"] for e in deltas) == "I wrote the plan."
+
+
+def test_a_rejected_call_is_reported_to_the_model(acme, reviewer, llm_server):
+    agent = agent_create(organization=acme, created_by=None, name="caller",
+                         provider="anthropic", model="claude-sonnet-4-0", tools=["http_request"])
+    llm_server.script(
+        Reply(tool_calls=[ToolCallReply("http_request", {"url": "https://example.com/x"})],
+              tokens_in=1000, tokens_out=50),
+        Reply(text="Understood, I will not call it.", tokens_in=1200, tokens_out=8))
+    job = agent_execute(agent, user=None, task="Fetch the page")
+    wait_status(job.pk, JobStatus.WAITING)
+    services.reject(Checkpoint.objects.get(job=job), reviewer, reason="not that host")
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+
+    reported = llm_server.requests[1].body["messages"][-1]["content"][0]
+    assert reported["type"] == "tool_result"
+    assert "a reviewer rejected this call: not that host" in json.dumps(reported)
+    job.refresh_from_db()
+    assert (job.tokens_in, job.tokens_out) == (2200, 58)
+    assert job.cost == Decimal("0.0066") + Decimal("0.00087")  # $3 in, $15 out per million
+
+
+def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_server):
+    agent = agent_create(organization=acme, created_by=None, name="new", provider="openai",
+                         model="gpt-9-preview")
+    llm_server.script(Reply(text="hi", tokens_in=5, tokens_out=1, model="gpt-9-preview"))
+    job = agent_execute(agent, user=None, task="hello")
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+    job.refresh_from_db()
+    assert (job.tokens_in, job.cost) == (5, None)
+
+    from tests.llm_server import ErrorReply
+
+    llm_server.script(ErrorReply(401, "Incorrect API key provided: sk-test-***"))
+    failed = agent_execute(agent, user=None, task="hello again")
+    wait_status(failed.pk, JobStatus.FAILED)
+    failed.refresh_from_db()
+    assert "openai rejected the API key (401): check OPENAI_API_KEY" in failed.error_message
+    assert "sk-test" not in failed.error_message + failed.error_traceback
+    assert Job.objects.get(pk=failed.pk).attempts == 1
+
+
+def test_run_job_starts_a_child_and_resumes_when_it_ends(acme):
+    agent = agent_create(organization=acme, created_by=None, name="boss", tools=["run_job"])
+    task = 'Delegate.\n/tool run_job {"job_type": "simple-task", "input": {"steps": 2}}'
+    job = agent_execute(agent, user=None, task=task)
+
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+
+    child = Job.objects.get(parent=job)
+    assert (child.status, child.organization_id) == (JobStatus.SUCCEEDED, acme.pk)
+    job.refresh_from_db()
+    assert '"status": "succeeded"' in job.result["answer"]
+    kinds = list(JobEvent.objects.filter(job=job).values_list("kind", flat=True))
+    assert "job.waiting" in kinds and "job.woken" in kinds  # it held no worker meanwhile
+
+
+def test_the_chat_command_streams_a_reply(acme, monkeypatch):
+    import io
+
+    from django.core.management import call_command
+
+    agent_create(organization=acme, created_by=None, name="chatty")
+    monkeypatch.setattr("sys.stdin", io.StringIO("Tell me about the release\n\n"))
+    out = io.StringIO()
+    call_command("chat", "chatty", "--session", "cli-1", "--timeout", "30", stdout=out)
+
+    text = out.getvalue()
+    assert "Chatting with chatty (offline/offline-echo), session cli-1" in text
+    assert "Offline answer: I would now work on: Tell me about the release" in text
+    assert Job.objects.get().input["session_id"] == "cli-1"
