@@ -54,6 +54,7 @@ class Reply:
     model: str | None = None  # default: the model the request named
     finish_reason: str | None = None  # in the API's own words; default from tool_calls
     delay: float = 0.0  # seconds before answering (to make a client time out)
+    chunk_delay: float = 0.0  # seconds between streamed events (a model writing)
 
     def text_chunks(self) -> list[str]:
         if self.chunks is not None:
@@ -232,7 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_error(dialect, reply)
         elif request.stream:
-            self._send_events(dialect.stream(reply, model, request.body, self.server.llm))
+            self._send_events(dialect.stream(reply, model, request.body, self.server.llm),
+                              pause=reply.chunk_delay)
         else:
             self._send_json(200, dialect.json(reply, model, self.server.llm))
 
@@ -264,14 +266,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_common_headers(headers)
         self.wfile.write(data)
 
-    def _send_events(self, frames: Iterator[str]) -> None:
-        """Server-sent events, one HTTP chunk per event, so each arrives on its own."""
+    def _send_events(self, frames: Iterator[str], pause: float = 0.0) -> None:
+        """Server-sent events, one HTTP chunk per event, so each arrives on its own
+        (`pause` seconds apart)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self._send_common_headers({})
-        for frame in frames:
+        for index, frame in enumerate(frames):
+            if pause and index:
+                time.sleep(pause)
             data = frame.encode()
             self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()

@@ -1,14 +1,18 @@
 """`code-generation`: draft files, show them with diffs, write only what is approved.
 
-Input: {"prompt": "...", "files": [{"path": ..., "content": ...}] (optional)}.
-With `files`, those are the draft; otherwise an offline, deterministic
-generator drafts a small Python module from the prompt (the LLM-backed
-generator arrives with agents).
+Input: {"prompt": "...", "files": [{"path": ..., "content": ...}] (optional),
+"agent_id": N (optional)}. With `files`, those are the draft. With an agent (the
+job's, or `agent_id`) whose provider is not offline, its model drafts the files;
+otherwise an offline, deterministic generator drafts a small Python module from the
+prompt. Either way nothing is written before a person approves.
 """
 
 import difflib
+import json
 import re
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from agents.runtime import JobContext, NonRetryableError, handler
 from agents.workspace import (
@@ -53,6 +57,48 @@ def offline_draft(prompt: str) -> list[dict[str, str]]:
     )
     return [{"path": f"{slug}.py", "content": module},
             {"path": f"tests/test_{slug}.py", "content": test}]
+
+
+FILES_INSTRUCTIONS = (
+    "Reply with only a JSON object, no prose and no code fences: "
+    '{"files": [{"path": "relative/path.py", "content": "the whole file"}]}. '
+    "Paths are relative to the project root.")
+
+
+def parse_files(text: str) -> list[dict[str, str]]:
+    """The files in a model's reply (a JSON object, possibly fenced)."""
+    body = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", body, re.DOTALL)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        data = json.loads(body[body.index("{"):body.rindex("}") + 1])
+    except ValueError as exc:
+        raise NonRetryableError(f"the model's reply is not the JSON asked for: {exc}; it "
+                                f"began {text[:120]!r}") from exc
+    errors = list(Draft202012Validator(FILES_SCHEMA).iter_errors(data))
+    if errors:
+        raise NonRetryableError(f"the model's files do not match the schema: "
+                                f"{errors[0].message}")
+    return [{"path": f["path"], "content": f["content"]} for f in data["files"]]
+
+
+def agent_draft(ctx: JobContext, prompt: str) -> list[dict[str, str]] | None:
+    """Files drafted by the job's agent's model, or None to use the offline generator."""
+    from agents.handlers.agent_task import system_prompt
+    from agents.llm import call_model, record_usage
+    from agents.models import Agent
+
+    agent_id = ctx.job.agent_id or ctx.input.get("agent_id")
+    agent = Agent.objects.alive().filter(
+        pk=agent_id, organization_id=ctx.job.organization_id).first() if agent_id else None
+    if agent is None or agent.provider == "offline":
+        return None
+    messages = [{"role": "system", "content": f"{system_prompt(agent)}\n\n{FILES_INSTRUCTIONS}"},
+                {"role": "user", "content": prompt}]
+    out = ctx.step("llm:draft", lambda: call_model(agent, messages, [], turn=1, emit=ctx.emit))
+    record_usage(ctx.job_id, [out])
+    return parse_files(out["completion"]["text"])
 
 
 def validate_edited_files(checkpoint: Any, payload: dict[str, Any]) -> dict[str, list[str]]:
@@ -107,7 +153,9 @@ def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, An
 def code_generation(ctx: JobContext) -> dict[str, Any]:
     prompt = str(ctx.input.get("prompt", ""))
     supplied = ctx.input.get("files")
-    draft = ctx.step("draft", lambda: supplied if supplied is not None else offline_draft(prompt))
+    drafted = agent_draft(ctx, prompt) if supplied is None else None
+    draft = ctx.step("draft", lambda: supplied if supplied is not None
+                     else drafted or offline_draft(prompt))
     payload = ctx.step("review", lambda: review_payload(ctx, draft))
     decision = ctx.checkpoint(
         "write-files",

@@ -140,3 +140,31 @@ def test_the_chat_command_streams_a_reply(acme, monkeypatch):
     assert "Chatting with chatty (offline/offline-echo), session cli-1" in text
     assert "Offline answer: I would now work on: Tell me about the release" in text
     assert Job.objects.get().input["session_id"] == "cli-1"
+
+
+def test_code_generation_drafts_with_the_agents_model_and_still_asks_first(
+        acme, reviewer, llm_server, settings):
+    from agents.services import job_create
+
+    agent = agent_create(organization=acme, created_by=None, name="dev", provider="openai",
+                         model="gpt-4o")
+    files = {"files": [{"path": "app/hello.py", "content": "print('hi')\n"}]}
+    llm_server.script(Reply(text=f"```json\n{json.dumps(files)}\n```", tokens_in=400,
+                            tokens_out=60))
+    job = job_create(job_type="code-generation", input={"prompt": "a greeting script"},
+                     organization=acme, agent=agent)
+
+    wait_status(job.pk, JobStatus.WAITING)
+    workspace = settings.COUNTERSIGN_WORKSPACE_ROOT / str(job.pk)
+    assert not (workspace / "app" / "hello.py").exists()
+    checkpoint = Checkpoint.objects.get(job=job)
+    assert [f["path"] for f in checkpoint.payload["files"]] == ["app/hello.py"]
+    assert "JSON object" in llm_server.requests[0].body["messages"][0]["content"]
+    services.approve(checkpoint, reviewer)
+    wait_status(job.pk, JobStatus.SUCCEEDED)
+
+    assert (workspace / "app" / "hello.py").read_text() == "print('hi')\n"
+    job.refresh_from_db()
+    assert (job.tokens_in, job.tokens_out) == (400, 60)
+    assert job.cost == Decimal("0.001") + Decimal("0.0006")  # $2.50 in, $10 out per million
+    assert len(llm_server.requests) == 1  # the resumed run replayed the memoized draft

@@ -1,0 +1,244 @@
+"""Streaming benchmark: how fast streamed model text reaches an SSE client, and how
+many SSE streams one web process holds.
+
+1. Chunk latency. A real worker runs agent-task jobs whose OpenAI provider (the real
+   SDK) streams from a local server speaking the OpenAI wire protocol, one chunk
+   every --chunk-delay seconds. A client follows each job at /api/v1/jobs/ID/stream/
+   on uvicorn. For every `llm.delta` event: the time from the first of its chunks
+   reaching the worker (`at`) to the event reaching the client.
+2. Concurrent streams. N clients open streams on one uvicorn process (jobs that stay
+   waiting); then one event per job is published and the time until every stream
+   has it is measured, with the process's memory.
+
+Run: `make bench-streaming`, or `python bench/streaming.py --help`.
+"""
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.api import free_port, start_server  # noqa: E402
+
+BENCH_DATABASE = "countersign_bench_streaming"
+QUEUE = f"countersign-bench-stream-{uuid.uuid4().hex[:8]}"
+
+
+def setup_django() -> None:
+    from bench.database import fresh_database
+
+    url = fresh_database(os.environ.get("DATABASE_URL",
+                                        "postgres://postgres@127.0.0.1:5432/test"),
+                         BENCH_DATABASE)
+    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE, DEBUG="1",
+                      LOG_LEVEL="WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+def follow(port: int, token: str, job_id: str) -> list[tuple[float, float]]:
+    """Read the job's stream to its end. For each llm.delta event, in ms: from its first
+    chunk reaching the worker, and from the event being emitted (after coalescing)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", f"/api/v1/jobs/{job_id}/stream/",
+                 headers={"Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    assert response.status == 200, response.status
+    latencies = []
+    for raw in response:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            if event["kind"] == "llm.delta":
+                now = time.time()
+                emitted = datetime.fromisoformat(event["created_at"]).timestamp()
+                latencies.append(((now - event["data"]["at"]) * 1000, (now - emitted) * 1000))
+    conn.close()
+    return latencies
+
+
+def chunk_latency(port: int, token: str, agent: object, llm: object, runs: int, chunks: int,
+                  delay: float) -> tuple[list[tuple[float, float]], int]:
+    from agents.agent_services import agent_execute
+    from tests.llm_server import Reply
+
+    latencies: list[tuple[float, float]] = []
+    for _ in range(runs):
+        # The model "thinks" 0.3 s first, so the client is listening when text starts.
+        llm.script(Reply(chunks=[f"w{i} " for i in range(chunks)], chunk_delay=delay,  # type: ignore[attr-defined]
+                         delay=0.3))
+        job = agent_execute(agent, user=None, task="Stream, please")  # type: ignore[arg-type]
+        latencies += follow(port, token, str(job.pk))
+    return latencies, runs * chunks
+
+
+async def open_stream(port: int, token: str, job_id: str) -> tuple[asyncio.StreamReader,
+                                                                   asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /api/v1/jobs/{job_id}/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 f"Authorization: Bearer {token}\r\n\r\n".encode())
+    await writer.drain()
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise RuntimeError(status.decode().strip())
+    return reader, writer
+
+
+async def wait_for_event(reader: asyncio.StreamReader, marker: bytes) -> float:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise RuntimeError("stream closed")
+        if marker in line:
+            return time.perf_counter()
+
+
+async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, float]:
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    from agents.runtime.events import channel_name
+
+    opened = await asyncio.gather(*(open_stream(port, token, j) for j in job_ids),
+                                  return_exceptions=True)
+    streams = [s for s in opened if not isinstance(s, BaseException)]
+    failures = len(opened) - len(streams)
+    marker = f"bench-{uuid.uuid4().hex[:6]}".encode()
+    waiting = [asyncio.create_task(wait_for_event(reader, marker)) for reader, _ in streams]
+    client = aioredis.Redis.from_url(settings.COUNTERSIGN_EVENTS_REDIS_URL)
+    await asyncio.sleep(0.5)  # let every stream finish its replay and subscribe
+    started = time.perf_counter()
+    message = json.dumps({"seq": 10**6, "kind": "bench.ping", "data": {"m": marker.decode()},
+                          "created_at": ""})
+    for job_id, _ in zip(job_ids, opened, strict=True):
+        await client.publish(channel_name(job_id), message)
+    done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 60)
+    delivered = [t - started for t in done if isinstance(t, float)]
+    for _, writer in streams:
+        writer.close()
+    await client.aclose()
+    p50, p99 = percentiles([d * 1000 for d in delivered]) if len(delivered) > 1 else (0, 0)
+    return {"opened": len(streams), "failed": failures, "delivered": len(delivered),
+            "p50": p50, "p99": p99, "all": max(delivered, default=0) * 1000}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children (uvicorn's worker)."""
+    total = 0
+    for candidate in [pid, *child_pids(pid)]:
+        status = Path(f"/proc/{candidate}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in children.read_text().split()] if children.exists() else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="streamed replies (part 1)")
+    parser.add_argument("--chunks", type=int, default=200, help="chunks per reply")
+    parser.add_argument("--chunk-delay", type=float, default=0.01, help="seconds between chunks")
+    parser.add_argument("--streams", default="250,500,1000", help="stream counts (part 2)")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    setup_django()
+    from django.contrib.auth.models import User
+
+    from accounts.models import Membership, Organization, Role
+    from accounts.services import token_issue
+    from agents.agent_services import agent_create
+    from agents.models import Job, JobStatus
+    from agents.processes import WorkerProcess
+    from tests.llm_server import LLMServer
+
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    user = User.objects.create_user("bench")
+    Membership.objects.create(user=user, organization=acme, role=Role.ADMIN)
+    token = token_issue(user=user, name="bench")[1]
+    agent = agent_create(organization=acme, created_by=user, name="streamer",
+                         provider="openai", model="gpt-4o-mini")
+    llm = LLMServer().start()
+    env = dict(os.environ, OPENAI_BASE_URL=llm.openai_base_url, OPENAI_API_KEY="sk-bench")
+    log = Path("/tmp") / f"{QUEUE}.log"
+    worker = WorkerProcess(log_path=log, env=env, queues=[QUEUE],
+                           hostname=f"bench-{QUEUE}@%h")
+    port = free_port()
+    web = start_server(port, workers=1)
+    try:
+        worker.wait_ready()
+        latencies, chunks = chunk_latency(port, token, agent, llm, args.runs, args.chunks,
+                                          args.chunk_delay)
+        p50, p99 = percentiles([chunk for chunk, _ in latencies])
+        e50, e99 = percentiles([event for _, event in latencies])
+        print(f"Countersign streaming benchmark: {os.cpu_count()} cores, one uvicorn "
+              f"process, one worker, coalescing every "
+              f"{os.environ.get('COUNTERSIGN_STREAM_COALESCE_SECONDS', '0.05')} s")
+        print(f"chunk -> SSE client: {chunks} chunks in {len(latencies)} events; "
+              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (event emitted -> client: p50 "
+              f"{e50:.1f} ms, p99 {e99:.1f} ms)")
+        rows = []
+        idle_mb = rss_mb(web.pid)
+        for count in (int(n) for n in args.streams.split(",")):
+            jobs = Job.objects.bulk_create(
+                Job(job_type="simple-task", organization=acme, status=JobStatus.WAITING,
+                    wait_reason="checkpoint") for _ in range(count))
+            opened_at = time.perf_counter()
+            result = asyncio.run(hold_streams(port, token, [str(j.pk) for j in jobs]))
+            result["open_s"] = time.perf_counter() - opened_at
+            result["rss"] = rss_mb(web.pid)
+            rows.append((count, result))
+            print(f"{count} streams: {result['opened']} open ({result['failed']} failed), "
+                  f"event to all in {result['all']:.0f} ms (p50 {result['p50']:.0f}, "
+                  f"p99 {result['p99']:.0f}), web RSS {result['rss']:.0f} MB "
+                  f"(idle {idle_mb:.0f} MB)")
+    finally:
+        web.terminate()
+        try:
+            web.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            web.kill()
+        worker.stop()
+        llm.stop()
+    print("\n<!-- bench:streaming -->")
+    print("| Measure | Result |\n|---|---|")
+    print(f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "
+          f"apart, {len(latencies)} events) | p50 {p50:.1f} ms, p99 {p99:.1f} ms |")
+    print(f"| Event emitted by the worker → SSE client (without the coalescing wait) | "
+          f"p50 {e50:.1f} ms, p99 {e99:.1f} ms |")
+    for count, r in rows:
+        print(f"| {count} concurrent streams on one process | {r['opened']} held, "
+              f"{r['failed']} refused; one event to all in {r['all']:.0f} ms (p50 "
+              f"{r['p50']:.0f}, p99 {r['p99']:.0f}); RSS {r['rss']:.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
