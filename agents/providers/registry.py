@@ -38,10 +38,12 @@ class Endpoint:
 
 ENDPOINTS: dict[str, Endpoint] = {endpoint.name: endpoint for endpoint in [
     Endpoint("offline", "offline", key_required=False, model_pattern=r"offline-[\w.-]+"),
+    # Explicit default URLs: given None, the SDKs would read their own variables, and an
+    # empty OPENAI_BASE_URL (as compose passes when unset) would become the base URL.
     Endpoint("openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
-             model_pattern=r"(gpt-|o\d|chatgpt-|ft:)[\w.:-]*"),
+             "https://api.openai.com/v1", model_pattern=r"(gpt-|o\d|chatgpt-|ft:)[\w.:-]*"),
     Endpoint("anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-             model_pattern=r"claude-[\w.-]+"),
+             "https://api.anthropic.com", model_pattern=r"claude-[\w.-]+"),
     Endpoint("groq", "openai", "GROQ_API_KEY", "GROQ_BASE_URL",
              "https://api.groq.com/openai/v1"),
     Endpoint("openrouter", "openai", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL",
