@@ -12,8 +12,9 @@ def test_an_empty_base_url_variable_falls_back_to_the_real_service(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "")
-    assert str(get_provider("openai")._client.base_url) == "https://api.openai.com/v1/"
-    assert str(get_provider("anthropic")._client.base_url) == "https://api.anthropic.com"
+    openai, anthropic = get_provider("openai"), get_provider("anthropic")
+    assert str(openai._client.base_url) == "https://api.openai.com/v1/"  # type: ignore[attr-defined]
+    assert str(anthropic._client.base_url) == "https://api.anthropic.com"  # type: ignore[attr-defined]
 
 
 def test_without_keys_the_default_is_offline_and_keyed_providers_refuse(monkeypatch):
