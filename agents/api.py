@@ -24,13 +24,14 @@ from agents.serializers import (
 )
 from agents.services import job_cancel, job_create, job_retry
 from checkpoints.serializers import CheckpointSerializer
+from config.filters import UTCDateTimeFilter
 
 
 class JobFilter(django_filters.FilterSet):
     # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     # A plain number: a choice field would validate against every organization's agents.
     agent = django_filters.NumberFilter(field_name="agent_id")
 

@@ -21,6 +21,7 @@ from checkpoints.serializers import (
     RejectSerializer,
     SubmitSerializer,
 )
+from config.filters import UTCDateTimeFilter
 
 
 class CheckpointFilter(django_filters.FilterSet):
@@ -29,8 +30,8 @@ class CheckpointFilter(django_filters.FilterSet):
                                                  distinct=False)
     kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)
     job_type = django_filters.CharFilter(field_name="job__job_type")
-    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    opened_after = UTCDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = UTCDateTimeFilter(field_name="opened_at", lookup_expr="lt")
 
     class Meta:
         model = Checkpoint

@@ -173,3 +173,7 @@ def test_chat_keeps_the_conversation_of_a_session(admin, operator):
     assert run_job(other["id"]) == JobStatus.SUCCEEDED
     assert [m["role"] for m in Job.objects.get(pk=other["id"]).steps.get(key="prompt").output
             or []] == ["system", "user"]
+
+
+def test_a_malformed_agent_id_is_not_found(viewer):
+    assert viewer.get("/api/v1/agents/x%F3/executions/").status_code == 404  # found by schemathesis
