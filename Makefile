@@ -34,7 +34,6 @@ services:
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
 bench: venv services

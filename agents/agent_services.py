@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus, Job, JobStatus
-from agents.providers.registry import model_error
+from agents.providers.registry import model_error, parameter_error
 from agents.services import JobError, job_create
 from agents.tools import tool_names
 
@@ -72,6 +72,9 @@ def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
                                    f"{', '.join(tool_names())}"]
     if "parameters" in fields and (problems := parameter_errors(fields["parameters"])):
         errors["parameters"] = problems
+    elif "parameters" in fields and "provider" in fields and (
+            refused := parameter_error(fields["provider"], fields["parameters"])):
+        errors["parameters"] = [refused]
     if "personality" in fields:
         persona = fields["personality"]
         if not isinstance(persona, dict) or set(persona) - PERSONALITY_KEYS:
@@ -103,9 +106,10 @@ def agent_create(*, organization: Organization, created_by: User | None,
 
 def agent_update(agent: Agent, **fields: Any) -> Agent:
     check = dict(fields)
-    if "provider" in fields or "model" in fields:  # a model is checked with its provider
+    if fields.keys() & {"provider", "model", "parameters"}:  # checked together
         check.setdefault("provider", agent.provider)
         check.setdefault("model", agent.model)
+        check.setdefault("parameters", agent.parameters)
     if errors := config_errors(check):
         raise AgentInvalid(errors)
     for name, value in fields.items():

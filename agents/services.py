@@ -43,6 +43,24 @@ def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None
         raise JobError("max_attempts must be a positive integer")
 
 
+def job_depth(job: Job) -> int:
+    """0 for a top-level job, 1 for its child, and so on."""
+    depth, parent_id = 0, job.parent_id
+    while parent_id is not None and depth <= settings.COUNTERSIGN_MAX_JOB_DEPTH:
+        depth += 1
+        parent_id = Job.objects.filter(pk=parent_id).values_list("parent_id", flat=True).first()
+    return depth
+
+
+def child_depth_error(parent: Job) -> str:
+    """Why `parent` may not start a child job, or ""."""
+    limit = settings.COUNTERSIGN_MAX_JOB_DEPTH
+    if job_depth(parent) + 1 > limit:
+        return (f"jobs may nest at most {limit} deep (COUNTERSIGN_MAX_JOB_DEPTH); "
+                f"this job cannot start another")
+    return ""
+
+
 def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
                created_by: User | None = None, idempotency_key: str = "",
                parent: Job | None = None, max_attempts: int | None = None,
@@ -54,6 +72,8 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
     """
     input = {} if input is None else input
     _validate(job_type, input, priority, max_attempts)
+    if parent is not None and (too_deep := child_depth_error(parent)):
+        raise JobError(too_deep)
     if organization is None:  # a child job stays in its parent's organization
         organization = parent.organization if parent else default_organization()
     if idempotency_key:

@@ -93,6 +93,10 @@ def llm_env(server: LLMServer) -> dict[str, str]:
             "ANTHROPIC_BASE_URL": server.anthropic_base_url}
 
 
+def worker_env(server: LLMServer) -> dict[str, str]:
+    return dict(os.environ, **RUNTIME_ENV, **llm_env(server), DATABASE_URL=database_url())
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory,
                   llm_server_session: LLMServer) -> Iterator[WorkerProcess]:
@@ -100,9 +104,7 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
     and Anthropic providers reach the local LLM server."""
     tmp = tmp_path_factory.mktemp("worker")
     worker = WorkerProcess(
-        log_path=tmp / "worker.log", env=dict(os.environ, **RUNTIME_ENV,
-                                              **llm_env(llm_server_session),
-                                              DATABASE_URL=database_url()),
+        log_path=tmp / "worker.log", env=worker_env(llm_server_session),
         queues=[QUEUE], hostname=f"test-{QUEUE}@%h", beat=True,
         schedule_file=str(tmp / "beat-schedule"))
     try:
@@ -112,6 +114,20 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
         worker.stop()
         with contextlib.suppress(Exception):  # the broker may be what a test stopped
             purge_queue()
+
+
+@pytest.fixture
+def more_slots(worker: WorkerProcess, tmp_path: Path,
+               llm_server_session: LLMServer) -> Iterator[WorkerProcess]:
+    """A second worker with three pool slots on the session's queue, for the test."""
+    extra = WorkerProcess(log_path=tmp_path / "extra-worker.log",
+                          env=worker_env(llm_server_session), queues=[QUEUE],
+                          hostname=f"extra-{QUEUE}@%h", concurrency=3)
+    try:
+        extra.wait_ready()
+        yield extra
+    finally:
+        extra.stop()
 
 
 @pytest.fixture

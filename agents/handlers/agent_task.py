@@ -85,8 +85,11 @@ def run_tool_call(ctx: JobContext, agent: Agent, call: ToolCall, key: str) -> di
             return {"error": f"a reviewer rejected this call: {exc}"}
         arguments = decision.payload["arguments"]
     invocation = ToolInvocation(ctx=ctx, agent=agent, key=key, arguments=arguments)
-    if tool.durable:
-        return {"result": tool.run(invocation)}
+    if tool.durable:  # it makes its own steps; a refusal is decided the same way on replay
+        try:
+            return {"result": tool.run(invocation)}
+        except ToolFailed as exc:
+            return {"error": str(exc)}
 
     def run() -> dict[str, Any]:
         try:

@@ -35,8 +35,8 @@ class AnthropicProvider:
         request: dict[str, Any] = {
             "model": model, "messages": turns,
             "max_tokens": parameters.get("max_tokens") or DEFAULT_MAX_TOKENS}
-        # This SDK (2.x, API version 2026-10-21) has no temperature or top_p any more;
-        # the other neutral parameters have no Anthropic equivalent.
+        # This SDK (2.x) has no temperature, top_p or penalties; an agent configured
+        # with them is refused when saved (registry.parameter_error).
         if stop := parameters.get("stop"):
             request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if system:

@@ -20,6 +20,8 @@ class Endpoint:
     default_url: str | None = None
     key_required: bool = True
     model_pattern: str = r".+"  # what a model name for this provider looks like
+    # The neutral parameters its API accepts (None: all of them).
+    parameters: frozenset[str] | None = None
 
     def base_url(self) -> str | None:
         return (os.environ.get(self.url_env) if self.url_env else None) or self.default_url
@@ -43,7 +45,9 @@ ENDPOINTS: dict[str, Endpoint] = {endpoint.name: endpoint for endpoint in [
     Endpoint("openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
              "https://api.openai.com/v1", model_pattern=r"(gpt-|o\d|chatgpt-|ft:)[\w.:-]*"),
     Endpoint("anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-             "https://api.anthropic.com", model_pattern=r"claude-[\w.-]+"),
+             "https://api.anthropic.com", model_pattern=r"claude-[\w.-]+",
+             # The Messages API (SDK 2.x) has no temperature, top_p or penalties.
+             parameters=frozenset({"max_tokens", "stop"})),
     Endpoint("groq", "openai", "GROQ_API_KEY", "GROQ_BASE_URL",
              "https://api.groq.com/openai/v1"),
     Endpoint("openrouter", "openai", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL",
@@ -73,6 +77,18 @@ def model_error(provider: str, model: str) -> str | None:
         return f"unknown provider {provider!r}; known: {', '.join(ENDPOINTS)}"
     if not re.fullmatch(endpoint.model_pattern, model or ""):
         return f"{model!r} is not a {provider} model"
+    return None
+
+
+def parameter_error(provider: str, parameters: object) -> str | None:
+    """Why `parameters` cannot go to `provider`, or None."""
+    endpoint = ENDPOINTS.get(provider)
+    if endpoint is None or endpoint.parameters is None or not isinstance(parameters, dict):
+        return None
+    refused = sorted(set(parameters) - endpoint.parameters)
+    if refused:
+        return (f"{provider} does not accept {', '.join(refused)}; it accepts "
+                f"{', '.join(sorted(endpoint.parameters))}")
     return None
 
 

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Job, JobEvent, JobStatus, JobStep
-from agents.runtime import leases
+from agents.runtime import admission, leases
 from agents.runtime.context import JobContext, to_json
 from agents.runtime.errors import (
     JobCancelled,
@@ -217,6 +217,15 @@ def run_job(job_id: str) -> str:
     if job.cancel_requested:
         return _end(run, JobStatus.CANCELLED, {}, log_extra)
 
+    try:
+        if not admission.admit(run):
+            logger.info("agent at its concurrency cap; job parked", extra=log_extra)
+            return "parked"
+    except JobCancelled:
+        return _end(run, JobStatus.CANCELLED, {}, log_extra)
+    except LeaseLost:
+        return "lease-lost"
+
     # One query loads every recorded step; a first run (the claim saw none) skips it.
     recorded = JobStep.objects.filter(job_id=job.pk) if getattr(job, "has_steps", True) else []
     steps = {s.key: s for s in recorded}
@@ -224,10 +233,17 @@ def run_job(job_id: str) -> str:
     ctx = JobContext(job, steps, run)
     policy = spec.retry or default_policy()
     run.start_heartbeat()
+    outcome = "error"
     try:
-        return _run_handler(run, spec.fn, ctx, policy, log_extra)
+        outcome = _run_handler(run, spec.fn, ctx, policy, log_extra)
+        return outcome
     finally:
         run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
+        if job.agent_id is not None:
+            try:
+                admission.release(job, outcome)
+            except Exception:  # never mask how the run ended; the next run of the agent fixes it
+                logger.exception("could not release the agent's slot", extra=log_extra)
 
 
 def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,

@@ -87,9 +87,11 @@ def _search_memory(call: ToolInvocation) -> dict[str, Any]:
 
 def _run_job(call: ToolInvocation) -> dict[str, Any]:
     """Start a child job (once: the start is a step) and wait for it to end."""
-    from agents.services import job_create
+    from agents.services import child_depth_error, job_create
 
     ctx, job = call.ctx, call.ctx.job
+    if too_deep := child_depth_error(job):  # told to the model, which may do without
+        raise ToolFailed(too_deep)
     child_id = ctx.step(f"{call.key}:start", lambda: str(job_create(
         job_type=call.arguments["job_type"], input=call.arguments.get("input", {}),
         parent=job, organization=job.organization, created_by=job.created_by,

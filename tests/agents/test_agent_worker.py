@@ -9,11 +9,11 @@ from django.contrib.auth.models import User
 
 from accounts.models import Membership, Organization, Role
 from agents.agent_services import agent_create, agent_execute
-from agents.models import Job, JobEvent, JobStatus
+from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
 from checkpoints import services
 from checkpoints.models import Checkpoint
 from tests.llm_server import Reply, ToolCallReply
-from tests.utils import wait_status
+from tests.utils import wait_for, wait_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,6 +109,31 @@ def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_se
     assert "openai rejected the API key (401): check OPENAI_API_KEY" in failed.error_message
     assert "sk-test" not in failed.error_message + failed.error_traceback
     assert Job.objects.get(pk=failed.pk).attempts == 1
+
+
+def test_a_capped_agent_runs_one_job_at_a_time_on_four_slots(acme, llm_server, more_slots):
+    agent = agent_create(organization=acme, created_by=None, name="solo", provider="openai",
+                         model="gpt-4o-mini", max_concurrency=1)
+    llm_server.script(*[Reply(text=f"answer {n}", delay=0.3) for n in range(4)])
+    jobs = [agent_execute(agent, user=None, task=f"task {n}") for n in range(4)]
+
+    wait_for(lambda: Agent.objects.get(pk=agent.pk).status == AgentStatus.BUSY,
+             message="the agent to be busy")
+    for job in jobs:
+        wait_status(job.pk, JobStatus.SUCCEEDED, timeout=60)
+
+    runs = []
+    for job in jobs:
+        events = {e.kind: e.created_at for e in JobEvent.objects.filter(
+            job=job, kind__in=["job.started", "job.succeeded"])}
+        runs.append((events["job.started"], events["job.succeeded"]))
+    runs.sort()
+    for (_, ended), (started, _) in zip(runs, runs[1:], strict=False):
+        assert started >= ended, "two runs of the agent overlapped"
+    # With four free slots, the cap is what kept them apart.
+    assert JobEvent.objects.filter(job__in=jobs, kind="job.waiting",
+                                   data__reason="agent concurrency").exists()
+    assert Agent.objects.get(pk=agent.pk).status == AgentStatus.IDLE
 
 
 def test_run_job_starts_a_child_and_resumes_when_it_ends(acme):

@@ -70,6 +70,8 @@ def test_an_admin_configures_an_agent(admin):
     ({"parameters": {"max_tokens": 1.5}}, "parameters", "max_tokens must be an integer"),
     ({"parameters": {"seed": 1}}, "parameters", "unknown parameter 'seed'"),
     ({"personality": {"mood": "x"}}, "personality", "an object with only"),
+    ({"provider": "anthropic", "model": "claude-sonnet-4-0", "parameters": {"temperature": 0.2}},
+     "parameters", "anthropic does not accept temperature; it accepts max_tokens, stop"),
 ])
 def test_bad_configuration_gets_field_errors(admin, fields, field, message):
     response = admin.post("/api/v1/agents/", {"name": "x", "model": "offline-echo", **fields},
@@ -88,6 +90,21 @@ def test_a_model_is_checked_against_the_provider_on_update(admin):
     ok = admin.patch(f"/api/v1/agents/{agent['id']}/",
                      {"provider": "openai", "model": "gpt-4o-mini"}, format="json")
     assert ok.json()["provider"] == "openai"
+
+
+def test_parameters_are_checked_against_the_provider_on_update(admin):
+    agent = make_agent(admin, provider="anthropic", model="claude-sonnet-4-0",
+                       parameters={"max_tokens": 300})
+    response = admin.patch(f"/api/v1/agents/{agent['id']}/",
+                           {"parameters": {"top_p": 0.9}}, format="json")
+    assert response.status_code == 400
+    assert "anthropic does not accept top_p" in response.json()["error"]["fields"]["parameters"][0]
+    moved = admin.patch(f"/api/v1/agents/{agent['id']}/", {"provider": "openai",
+                        "model": "gpt-4o", "parameters": {"top_p": 0.9}}, format="json")
+    assert moved.status_code == 200 and moved.json()["parameters"] == {"top_p": 0.9}
+    back = admin.patch(f"/api/v1/agents/{agent['id']}/",
+                       {"provider": "anthropic", "model": "claude-sonnet-4-0"}, format="json")
+    assert back.status_code == 400  # its top_p would be dropped silently
 
 
 def test_names_are_unique_per_organization_until_deleted(admin):

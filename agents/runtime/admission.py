@@ -1,0 +1,84 @@
+"""An agent's concurrency cap and status, kept by the runs of its jobs.
+
+A run of an agent's job is admitted after it claims its lease and before the
+handler starts. Admission and release lock the agent's row, so they happen one at
+a time per agent: the count of running jobs read under the lock is exact, and two
+runs cannot both take the last slot. A run that finds no free slot parks: its job
+waits (reason `agent concurrency`) holding no worker, and the next run of that
+agent to end wakes the oldest, most urgent parked job. A parked job also has a
+`wake_at` a little later, so the reconciler retries it if that wake-up is lost.
+
+The agent's status follows its runs: `busy` while any runs, then `idle`, or
+`error` if the run that ended last failed. `offline` is a person's choice and is
+never changed here.
+"""
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus, Job, JobStatus
+from agents.runtime.queue import enqueue_on_commit, wake_at_after
+
+if TYPE_CHECKING:
+    from agents.runtime.engine import Run
+
+PARKED = "agent concurrency"
+
+
+def _running_others(agent_id: int, job_id: uuid.UUID) -> int:
+    return (Job.objects.filter(agent_id=agent_id, status=JobStatus.RUNNING,
+                               lease_expires_at__gt=timezone.now())
+            .exclude(pk=job_id).count())
+
+
+def admit(run: "Run") -> bool:
+    """May this run go on? If not, its job is parked (and committed) before returning."""
+    job = run.job
+    if job.agent_id is None:
+        return True
+    with transaction.atomic():
+        cap = (Agent.objects.select_for_update().filter(pk=job.agent_id)
+               .values_list("max_concurrency", flat=True).first())
+        if cap is None:  # the agent row is gone; the handler reports it
+            return True
+        if cap and _running_others(job.agent_id, job.pk) >= cap:
+            run.mark_waiting(PARKED, wake_at_after(settings.COUNTERSIGN_AGENT_SLOT_RECHECK_SECONDS))
+            return False
+        Agent.objects.filter(pk=job.agent_id, status__in=[AgentStatus.IDLE, AgentStatus.ERROR]
+                             ).update(status=AgentStatus.BUSY)
+    return True
+
+
+def release(job: Job, outcome: str) -> None:
+    """After an admitted run ends (finished, waiting or retrying): set the agent's
+    status and hand the freed slot to the next parked job."""
+    if job.agent_id is None:
+        return
+    with transaction.atomic():
+        cap = (Agent.objects.select_for_update().filter(pk=job.agent_id)
+               .values_list("max_concurrency", flat=True).first())
+        if cap is None:
+            return
+        if _running_others(job.agent_id, job.pk):
+            status = AgentStatus.BUSY
+        else:
+            status = AgentStatus.ERROR if outcome == JobStatus.FAILED else AgentStatus.IDLE
+        Agent.objects.filter(pk=job.agent_id).exclude(status=AgentStatus.OFFLINE
+                                                      ).update(status=status)
+        if cap:
+            _wake_next_parked(job.agent_id)
+
+
+def _wake_next_parked(agent_id: int) -> None:
+    parked = (Job.objects.filter(agent_id=agent_id, status=JobStatus.WAITING, wait_reason=PARKED)
+              .order_by("-priority", "created_at").values_list("pk", "priority").first())
+    if parked is None:
+        return
+    pk, priority = parked
+    if Job.objects.filter(pk=pk, status=JobStatus.WAITING, wait_reason=PARKED
+                          ).update(wake_at=timezone.now()):
+        enqueue_on_commit(str(pk), priority)

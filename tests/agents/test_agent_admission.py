@@ -1,0 +1,116 @@
+"""An agent's concurrency cap and status, kept by its runs (in-process runs here; the
+worker test in test_agent_worker.py runs them on several real pool slots)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Organization
+from agents.agent_services import agent_create, agent_execute
+from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
+from agents.runtime.admission import PARKED
+from agents.runtime.engine import run_job
+from agents.services import JobError, job_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def local_runtime(settings, tmp_path):
+    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
+    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+def occupy_slot(agent: Agent) -> Job:
+    """A job of the agent that another worker is running now."""
+    job = agent_execute(agent, user=None, task="long")
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, lease_owner="elsewhere",
+                                         lease_expires_at=timezone.now() + timedelta(minutes=5))
+    return job
+
+
+def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
+    agent = agent_create(organization=acme, created_by=None, name="solo", max_concurrency=1)
+    busy = occupy_slot(agent)
+    job = agent_execute(agent, user=None, task="wait your turn")
+
+    assert run_job(str(job.pk)) == "parked"
+    job.refresh_from_db()
+    assert (job.status, job.wait_reason, job.lease_owner) == (JobStatus.WAITING, PARKED, "")
+    assert job.wake_at > timezone.now() + timedelta(seconds=20)  # the fallback re-check
+    assert job.attempts == 1  # parking costs no attempt
+    assert not job.steps.exists()
+
+    # The running job ends: its release hands the slot to the parked job.
+    Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")
+    from agents.runtime.admission import release
+
+    release(busy, JobStatus.SUCCEEDED)
+    job.refresh_from_db()
+    assert job.wake_at <= timezone.now()
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    kinds = list(JobEvent.objects.filter(job=job).exclude(kind="llm.delta").order_by("seq")
+                 .values_list("kind", flat=True))
+    assert kinds == ["job.queued", "job.waiting", "job.started", "job.succeeded"]
+
+
+def test_no_cap_means_no_parking_and_a_dead_run_holds_no_slot(acme):
+    free = agent_create(organization=acme, created_by=None, name="free")
+    occupy_slot(free)
+    assert run_job(str(agent_execute(free, user=None, task="go").pk)) == JobStatus.SUCCEEDED
+
+    capped = agent_create(organization=acme, created_by=None, name="capped", max_concurrency=1)
+    dead = occupy_slot(capped)
+    Job.objects.filter(pk=dead.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert run_job(str(agent_execute(capped, user=None, task="go").pk)) == JobStatus.SUCCEEDED
+
+
+def test_the_status_follows_the_runs(acme):
+    agent = agent_create(organization=acme, created_by=None, name="worker")
+    ok = agent_execute(agent, user=None, task="fine")
+    assert run_job(str(ok.pk)) == JobStatus.SUCCEEDED
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.IDLE
+
+    other = occupy_slot(agent)  # still running when the next run ends
+    assert run_job(str(agent_execute(agent, user=None, task="fine").pk)) == JobStatus.SUCCEEDED
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.BUSY
+    Job.objects.filter(pk=other.pk).update(status=JobStatus.CANCELLED, lease_owner="")
+
+    failing = agent_execute(agent, user=None, task="fine")
+    Agent.objects.filter(pk=agent.pk).update(deleted_at=timezone.now())  # the run fails
+    assert run_job(str(failing.pk)) == JobStatus.FAILED
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.ERROR
+
+    Agent.objects.filter(pk=agent.pk).update(deleted_at=None, status=AgentStatus.OFFLINE)
+    queued_before = job_create(job_type="agent-task", input={"agent_id": agent.pk, "task": "x"},
+                               organization=acme, agent=agent)
+    assert run_job(str(queued_before.pk)) == JobStatus.SUCCEEDED
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.OFFLINE  # a person's choice stays
+
+
+def test_jobs_nest_only_so_deep(acme, settings):
+    settings.COUNTERSIGN_MAX_JOB_DEPTH = 2
+    top = job_create(job_type="simple-task", organization=acme)
+    child = job_create(job_type="simple-task", parent=top)
+    grandchild = job_create(job_type="simple-task", parent=child)
+    with pytest.raises(JobError, match="at most 2 deep"):
+        job_create(job_type="simple-task", parent=grandchild)
+
+    agent = agent_create(organization=acme, created_by=None, name="boss", tools=["run_job"])
+    deep = job_create(job_type="agent-task", parent=child, agent=agent, input={
+        "agent_id": agent.pk,
+        "task": 'Delegate.\n/tool run_job {"job_type": "simple-task"}'})
+    assert run_job(str(deep.pk)) == JobStatus.SUCCEEDED
+    deep.refresh_from_db()
+    assert "jobs may nest at most 2 deep" in deep.result["answer"]  # told to the model
+    assert not deep.children.exists()
