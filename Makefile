@@ -31,6 +31,7 @@ test: venv services
 services:
 	./scripts/ensure-services.sh
 	./scripts/ensure-browser.sh
+	./scripts/ensure-promtool.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -72,7 +72,7 @@ class JobAdmin(admin.ModelAdmin):
                     "duration", "tokens", "cost_display", "created_by", "created_at")
     # Only agents of jobs the user may see: the plain filter would list every organization's.
     list_filter = ("status", "job_type", "priority", ("agent", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("id", "job_type", "idempotency_key")
+    search_fields = ("id", "job_type", "idempotency_key", "request_id")
     date_hierarchy = "created_at"
     list_select_related = ("created_by", "agent")
     readonly_fields = (*[f.name for f in Job._meta.fields], "timeline")

@@ -5,9 +5,9 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import filters, mixins, status, viewsets
+from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -123,14 +123,25 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         return Response(CheckpointSerializer(checkpoints, many=True).data)
 
 
+class WorkerPoolSerializer(serializers.Serializer):
+    n = serializers.IntegerField(min_value=1, help_text="How many processes.")
+
+
+class WorkerConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The worker refused the command."
+
+
 class WorkerViewSet(viewsets.ViewSet):
-    """Celery workers: status for every member; pausing and resuming for admins.
+    """Celery workers: status for every member; pausing, resuming and resizing for admins.
 
     Workers serve every organization, so this shows processes, never jobs' data.
     """
 
     permission_classes = [HasCapability]
-    capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER}
+    capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER,
+                    "grow": Capability.ADMINISTER, "shrink": Capability.ADMINISTER}
     lookup_value_regex = "[^/]+"
 
     @extend_schema(responses=WorkerSerializer(many=True))
@@ -151,8 +162,30 @@ class WorkerViewSet(viewsets.ViewSet):
     def stop(self, request: Request, pk: str | None = None) -> Response:
         return Response(WorkerSerializer(self._call(workers.worker_pause, pk)).data)
 
-    def _call(self, fn: Any, name: str | None) -> dict[str, Any]:
+    @extend_schema(request=WorkerPoolSerializer, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def grow(self, request: Request, pk: str | None = None) -> Response:
+        """Add `n` processes to the worker's pool."""
+        return Response(WorkerSerializer(self._resize(workers.worker_grow, pk)).data)
+
+    @extend_schema(request=WorkerPoolSerializer, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def shrink(self, request: Request, pk: str | None = None) -> Response:
+        """Stop `n` idle processes of the worker's pool; at least one must stay."""
+        return Response(WorkerSerializer(self._resize(workers.worker_shrink, pk)).data)
+
+    def _resize(self, fn: Any, name: str | None) -> dict[str, Any]:
+        serializer = WorkerPoolSerializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
         try:
-            return fn(name or "")  # type: ignore[no-any-return]
+            return self._call(fn, name, serializer.validated_data["n"])
+        except ValueError as exc:
+            raise ValidationError({"n": [str(exc)]}) from exc
+        except workers.WorkerControlError as exc:
+            raise WorkerConflict(str(exc)) from exc
+
+    def _call(self, fn: Any, name: str | None, *args: Any) -> dict[str, Any]:
+        try:
+            return fn(name or "", *args)  # type: ignore[no-any-return]
         except workers.WorkerNotFound as exc:
             raise NotFound(str(exc)) from exc

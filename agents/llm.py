@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
+from agents import metrics
 from agents.models import Agent, Job
 from agents.providers.base import Completion, Message, ProviderError, ToolSpec
 from agents.providers.pricing import cost
@@ -100,9 +101,24 @@ def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, 
         raise LLMRefused(str(exc)) from exc
     stream.flush()
     price = call_cost(agent.provider, completion, agent.model)
+    seconds = time.monotonic() - started
+    record_call_metrics(agent.provider, agent.model, completion, price, seconds)
     return {"completion": completion.as_dict(), "provider": agent.provider,
             "cost": None if price is None else str(price),
-            "seconds": round(time.monotonic() - started, 3)}
+            "seconds": round(seconds, 3)}
+
+
+def record_call_metrics(provider: str, model: str, completion: Completion,
+                        price: Decimal | None, seconds: float) -> None:
+    """Labelled by the configured model, not the dated snapshot that answered, so the
+    series stay few."""
+    metrics.inc("agent_llm_tokens_total", completion.tokens_in, provider=provider, model=model,
+                direction="in")
+    metrics.inc("agent_llm_tokens_total", completion.tokens_out, provider=provider, model=model,
+                direction="out")
+    if price is not None:
+        metrics.inc("agent_llm_cost_total", float(price), provider=provider, model=model)
+    metrics.observe("agent_llm_request_seconds", seconds, provider=provider, model=model)
 
 
 def call_cost(provider: str, completion: Completion, configured_model: str) -> Decimal | None:

@@ -111,6 +111,9 @@ class Job(models.Model):
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    # The X-Request-ID of the request that created the job (a child job: its parent's),
+    # so the request's log lines and the job's can be found together.
+    request_id = models.CharField(max_length=100, blank=True, default="")
     # The tenant. Jobs started with none named join COUNTERSIGN_DEFAULT_ORGANIZATION.
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.PROTECT, related_name="jobs"

@@ -15,7 +15,8 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "job_type", "status", "wait_reason", "wake_at", "priority", "input",
                   "result", "attempts", "max_attempts", "error_type", "error_message",
-                  "idempotency_key", "parent", "agent", "created_by", "cancel_requested",
+                  "idempotency_key", "request_id", "parent", "agent", "created_by",
+                  "cancel_requested",
                   "created_at",
                   "started_at", "finished_at", "duration_seconds", "tokens_in", "tokens_out",
                   "cost"]

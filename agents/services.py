@@ -11,11 +11,13 @@ from jsonschema import Draft202012Validator
 
 from accounts.models import Organization
 from accounts.services import default_organization
+from agents import metrics
 from agents.models import TERMINAL_STATUSES, Agent, Job, JobStatus, JobStep, StepStatus
 from agents.runtime.events import append_event
 from agents.runtime.queue import enqueue_on_commit
 from agents.runtime.registry import get_handler
 from agents.signals import job_finished
+from config import logs
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
         if existing is not None:
             return existing
     spec = get_handler(job_type)
+    # The request that asked for the job; a child started by a run inherits its parent's.
+    request_id = logs.get_request_id() or (parent.request_id if parent else "")
     attempts = max_attempts or (spec.retry.max_attempts if spec.retry
                                 else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS)
     try:
@@ -89,9 +93,11 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
             job = Job.objects.create(
                 job_type=job_type, input=input, priority=priority, created_by=created_by,
                 organization=organization, agent=agent,
-                idempotency_key=idempotency_key, parent=parent, max_attempts=attempts)
+                idempotency_key=idempotency_key, parent=parent, max_attempts=attempts,
+                request_id=request_id)
             append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
             enqueue_on_commit(str(job.pk), priority)
+            metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
@@ -107,9 +113,10 @@ def wake_job(*, job_id: str, reason: str = "") -> bool:
         status=JobStatus.QUEUED, wait_reason="", wake_at=None)
     if not woken:  # not waiting (cancelled meanwhile, say): nothing to wake
         return False
-    priority = Job.objects.values_list("priority", flat=True).get(pk=job_id)
+    priority, job_type = Job.objects.values_list("priority", "job_type").get(pk=job_id)
     append_event(str(job_id), "job.woken", {"reason": reason} if reason else {})
     enqueue_on_commit(str(job_id), priority)
+    metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     return True
 
 
@@ -132,6 +139,11 @@ def job_cancel(*, job: Job, user: User | None = None) -> Job:
     locked.save(update_fields=["status", "cancel_requested", "finished_at", "wait_reason",
                                "wake_at", "updated_at"])
     append_event(str(locked.pk), "job.cancelled", {"by": by})
+    metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.CANCELLED)
+    if locked.started_at is not None:
+        metrics.observe("agent_jobs_duration_seconds",
+                        (locked.finished_at - locked.started_at).total_seconds(),
+                        job_type=locked.job_type, status=JobStatus.CANCELLED)
     job_finished.send(sender=Job, job_id=str(locked.pk), status=JobStatus.CANCELLED)
     return locked
 
@@ -157,4 +169,5 @@ def job_retry(*, job: Job, user: User | None = None) -> Job:
     locked.save()
     append_event(str(locked.pk), "job.retried", {"by": getattr(user, "username", None)})
     enqueue_on_commit(str(locked.pk), locked.priority)
+    metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.QUEUED)
     return locked

@@ -6,6 +6,7 @@ from celery import shared_task
 from celery.signals import task_postrun, task_prerun
 from django.db import close_old_connections
 
+import agents.metrics.heartbeat  # noqa: F401  (workers report they are up)
 from agents.runtime import engine, reconciler
 
 

@@ -2,18 +2,27 @@
 
 Pausing a worker stops it taking new messages from the job queue; what it is
 running finishes normally, and paused jobs are unaffected (they hold no worker).
+Growing or shrinking changes how many processes a (prefork) worker's pool runs.
 """
 
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
 
 INSPECT_TIMEOUT = 1.0
+# How long pause/resume/grow/shrink wait for the change to show before answering.
+SETTLE_TIMEOUT = 5.0
 
 
 class WorkerNotFound(LookupError):
     pass
+
+
+class WorkerControlError(RuntimeError):
+    """The worker refused a control command (e.g. every process busy) or did not answer."""
 
 
 def _app() -> Any:
@@ -46,7 +55,7 @@ def workers_status(timeout: float = INSPECT_TIMEOUT, name: str | None = None
             "name": name,
             "consuming": job_queue in consumed,
             "queues": consumed,
-            "concurrency": worker_stats.get("pool", {}).get("max-concurrency"),
+            "concurrency": _pool_size(worker_stats.get("pool", {})),
             "processed": sum(worker_stats.get("total", {}).values()),
             "active": len(running),
             "active_jobs": [task["args"][0] for task in running
@@ -54,6 +63,14 @@ def workers_status(timeout: float = INSPECT_TIMEOUT, name: str | None = None
             "pid": worker_stats.get("pid"),
         })
     return workers
+
+
+def _pool_size(pool: dict[str, Any]) -> int | None:
+    # A prefork pool lists its child processes; `max-concurrency` is the size it
+    # started with and stays there after pool_grow/pool_shrink.
+    if "processes" in pool:
+        return len(pool["processes"])
+    return pool.get("max-concurrency")
 
 
 def worker_status(name: str) -> dict[str, Any]:
@@ -68,11 +85,60 @@ def worker_pause(name: str) -> dict[str, Any]:
     worker_status(name)
     _app().control.cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, destination=[name],
                                    reply=True, limit=1, timeout=INSPECT_TIMEOUT * 3)
-    return worker_status(name)
+    return _settle(name, lambda status: not status["consuming"])
 
 
 def worker_resume(name: str) -> dict[str, Any]:
     worker_status(name)
     _app().control.add_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, destination=[name],
                                 reply=True, limit=1, timeout=INSPECT_TIMEOUT * 3)
-    return worker_status(name)
+    return _settle(name, lambda status: status["consuming"])
+
+
+def worker_grow(name: str, n: int) -> dict[str, Any]:
+    """Add `n` processes to the worker's pool (prefork only); its status after."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    before = worker_status(name)["concurrency"]
+    _pool_command("pool_grow", name, n)
+    return _settle(name, _has_processes(None if before is None else before + n))
+
+
+def worker_shrink(name: str, n: int) -> dict[str, Any]:
+    """Stop `n` idle processes of the worker's pool; its status after. A pool of
+    none would keep taking messages (prefetch) and never run them, so refuse."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    before = worker_status(name)["concurrency"]
+    if before is not None and before - n < 1:
+        raise ValueError(f"{name} has {before} process(es); shrinking by {n} would leave "
+                         "none (pause it instead, or stop it)")
+    _pool_command("pool_shrink", name, n)
+    return _settle(name, _has_processes(None if before is None else before - n))
+
+
+def _pool_command(command: str, name: str, n: int) -> None:
+    replies = getattr(_app().control, command)(n=n, destination=[name], reply=True, limit=1,
+                                               timeout=INSPECT_TIMEOUT * 3)
+    answer = next((reply[name] for reply in replies or [] if name in reply), None)
+    if answer is None:
+        raise WorkerControlError(f"{name} did not answer {command}")
+    if "error" in answer:
+        raise WorkerControlError(f"{name} refused {command}: {answer['error']}")
+
+
+def _has_processes(expected: int | None) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: expected is None or status["concurrency"] == expected
+
+
+def _settle(name: str, done: Callable[[dict[str, Any]], bool],
+            timeout: float = SETTLE_TIMEOUT) -> dict[str, Any]:
+    """The worker's status once `done(status)`, or as it is when `timeout` runs out:
+    workers reply to these commands before they carry them out (consumers change
+    on the next loop iteration, pool processes start and stop after that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = worker_status(name)
+        if done(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)

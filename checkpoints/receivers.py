@@ -1,7 +1,9 @@
 from typing import Any
 
+from django.db.models import Count
 from django.utils import timezone
 
+from agents import metrics
 from checkpoints.models import Checkpoint, CheckpointStatus
 
 
@@ -9,5 +11,9 @@ def close_pending_checkpoints(sender: Any, job_id: str, status: str, **kwargs: A
     """A job that ended (cancelled, failed) leaves no checkpoint waiting for a reviewer."""
     if status == "succeeded":  # it went past all its waits: nothing can be pending
         return
-    Checkpoint.objects.filter(job_id=job_id, status=CheckpointStatus.PENDING).update(
-        status=CheckpointStatus.CANCELLED, decided_at=timezone.now())
+    pending = Checkpoint.objects.filter(job_id=job_id, status=CheckpointStatus.PENDING)
+    kinds = list(pending.values("kind").annotate(n=Count("pk")))
+    if pending.update(status=CheckpointStatus.CANCELLED, decided_at=timezone.now()):
+        for row in kinds:
+            metrics.inc("agent_checkpoints_total", row["n"], kind=row["kind"],
+                        status=CheckpointStatus.CANCELLED)

@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
 from accounts.roles import Capability, can, membership_of
+from agents import metrics
 from agents.models import Job
 from agents.runtime.events import append_event
 from agents.services import wake_job
@@ -22,6 +23,7 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
+from config.sentry import checkpoint_breadcrumb
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +124,15 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
     checkpoint.status = status
     checkpoint.decided_at = timezone.now()
     checkpoint.save(update_fields=["status", "decided_at"])
+    metrics.inc("agent_checkpoints_total", kind=checkpoint.kind, status=status)
+    metrics.observe("agent_checkpoint_decision_seconds",
+                    (checkpoint.decided_at - checkpoint.opened_at).total_seconds(),
+                    kind=checkpoint.kind)
     user = decision.user.get_username() if decision.user else None
     append_event(str(checkpoint.job_id), "checkpoint.decided",
                  {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
     wake_job(job_id=str(checkpoint.job_id), reason=f"checkpoint {checkpoint.key} {status}")
+    checkpoint_breadcrumb(checkpoint, decision)
     logger.info("checkpoint %s %s", checkpoint.pk, status,
                 extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
 
@@ -163,6 +170,10 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
         append_event(str(checkpoint.job_id), "checkpoint.approval_recorded",
                      {"checkpoint_id": checkpoint.pk, "by": decider.get_username(),
                       "approvals": approvals, "required": checkpoint.required_approvals})
+        checkpoint_breadcrumb(checkpoint, decision)  # short of the quorum: still pending
+        logger.info("checkpoint approval recorded (%s of %s)", approvals,
+                    checkpoint.required_approvals,
+                    extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
     return decision
 
 

@@ -5,6 +5,7 @@ from django.conf import settings
 
 from checkpoints import notifications, services
 from checkpoints.models import Checkpoint
+from config import logs
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +22,11 @@ def notify_opened(checkpoint_id: int) -> None:
                   .filter(pk=checkpoint_id).first())
     if checkpoint is None:
         return
-    notifications.email_approvers(checkpoint)
-    if checkpoint.job.organization.webhook_url:
-        deliver_webhook.delay(checkpoint_id, "checkpoint.opened")
+    with logs.bind(checkpoint_id=checkpoint_id, job_id=str(checkpoint.job_id),
+                   request_id=checkpoint.job.request_id):
+        notifications.email_approvers(checkpoint)
+        if checkpoint.job.organization.webhook_url:
+            deliver_webhook.delay(checkpoint_id, "checkpoint.opened")
 
 
 @shared_task(name="checkpoints.deliver_webhook", bind=True, ignore_result=True,
@@ -35,12 +38,16 @@ def deliver_webhook(self: Task, checkpoint_id: int, event: str) -> None:
         return
     attempt = self.request.retries + 1
     try:
-        notifications.deliver_webhook(checkpoint, event, attempt)
+        with logs.bind(checkpoint_id=checkpoint_id, job_id=str(checkpoint.job_id),
+                       request_id=checkpoint.job.request_id):
+            notifications.deliver_webhook(checkpoint, event, attempt)
     except notifications.WebhookFailed as exc:
         # Only transient failures (network, 5xx, 429) come here; retry with backoff.
         if attempt >= settings.COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS:
             logger.warning("webhook for checkpoint %s gave up after %s attempts: %s",
-                           checkpoint_id, attempt, exc)
+                           checkpoint_id, attempt, exc,
+                           extra={"checkpoint_id": checkpoint_id,
+                                  "job_id": str(checkpoint.job_id)})
             return
         raise self.retry(countdown=settings.COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS
                          * 2 ** (attempt - 1)) from exc

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from agents import metrics
 from agents.models import Job, JobStep
 from agents.runtime import JobRejected, NonRetryableError, Pending, Resolved
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
@@ -107,8 +108,11 @@ class CheckpointWaiter:
             ),
         )
         if created:
+            metrics.inc("agent_checkpoints_total", kind=self.kind, status=checkpoint.status)
             emit("checkpoint.opened", {"checkpoint_id": checkpoint.pk, "key": key,
                                        "kind": self.kind, "title": checkpoint.title})
+            logger.info("checkpoint opened (%s)", self.kind,
+                        extra={"checkpoint_id": checkpoint.pk})
             if checkpoint.status == CheckpointStatus.PENDING:
                 _notify_on_commit(checkpoint.pk)
         elif checkpoint.status == CheckpointStatus.CANCELLED:

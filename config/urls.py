@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from accounts.api import ApiTokenViewSet, MemberViewSet
 from agents.agent_api import AgentViewSet
 from agents.api import JobViewSet, WorkerViewSet
+from agents.metrics.views import metrics
 from agents.stream import job_stream
 from checkpoints.api import CheckpointViewSet
 
@@ -56,4 +57,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -20,6 +20,7 @@ WORKSPACE_ROOT = Path(f"/tmp/countersign-test-workspaces-{QUEUE}")
 # Short leases and intervals so crash recovery and timers happen in seconds.
 RUNTIME_ENV = {
     "COUNTERSIGN_QUEUE": QUEUE,
+    "COUNTERSIGN_METRICS_PREFIX": f"countersign-test:{QUEUE}:metrics",
     "COUNTERSIGN_HANDLER_MODULES": "tests.handlers",
     "COUNTERSIGN_LEASE_SECONDS": "3",
     "COUNTERSIGN_HEARTBEAT_SECONDS": "0.5",
@@ -32,6 +33,9 @@ RUNTIME_ENV = {
     "COUNTERSIGN_PUBLIC_URL": "http://countersign.test",
     "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
     "EMAIL_FILE_PATH": f"/tmp/countersign-test-mail-{QUEUE}",
+    # As in production, so tests read the worker's log lines as JSON
+    # (tests/api/test_request_ids_worker.py).
+    "LOG_FORMAT": "json",
 }
 
 
@@ -40,6 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from config.celery import app
 
     settings.CELERY_TASK_DEFAULT_QUEUE = QUEUE
+    settings.COUNTERSIGN_METRICS_PREFIX = RUNTIME_ENV["COUNTERSIGN_METRICS_PREFIX"]
     app.conf.task_default_queue = QUEUE
     settings.COUNTERSIGN_LEASE_SECONDS = 3.0
     settings.COUNTERSIGN_HEARTBEAT_SECONDS = 0.5
@@ -50,9 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:
-    """One test database per checkout, so a CI clone and a working tree (or
-    two sessions) running the suite at once never drop each other's database."""
-    digest = hashlib.sha1(str(settings.BASE_DIR).encode()).hexdigest()[:10]
+    """One test database per checkout and DATABASE_URL, so a CI clone and a working
+    tree (or two sessions) running the suite at once never drop each other's database."""
+    where = f"{settings.BASE_DIR}:{settings.DATABASES['default']['NAME']}"
+    digest = hashlib.sha1(where.encode()).hexdigest()[:10]
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_countersign_{digest}"
 
 

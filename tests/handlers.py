@@ -5,11 +5,14 @@ Side effects go to files named in the job's input, so the test process can
 count exactly how often each step body ran in the worker process.
 """
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from agents.runtime import JobContext, NonRetryableError, RetryPolicy, handler
+
+logger = logging.getLogger(__name__)
 
 
 def mark(log: str, line: str) -> None:
@@ -161,3 +164,11 @@ def suicide(ctx: JobContext) -> None:
     ctx.step("ok", lambda: mark(ctx.input["log"], "ok"))
     ctx.step("boom", lambda: (mark(ctx.input["log"], "boom"), os.kill(os.getpid(),
                                                                        signal.SIGKILL)))
+
+
+@handler("test-logging")
+def logging_steps(ctx: JobContext) -> int:
+    """Two steps that log, for the log-context tests (test_logging)."""
+    for key in ("fetch", "write"):
+        ctx.step(key, lambda key=key: logger.info("step %s working", key))
+    return 2

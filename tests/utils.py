@@ -6,7 +6,7 @@ from agents.processes import poll_until
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+def wait_for(predicate: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> T:
     """Poll until `predicate()` is truthy; fail the test with `message` on timeout."""
     return poll_until(predicate, timeout=timeout, what=message, interval=interval)

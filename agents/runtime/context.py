@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -9,6 +10,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from agents import metrics
 from agents.models import Job, JobStep, StepKind, StepStatus
 from agents.runtime.errors import (
     LeaseLost,
@@ -19,6 +21,7 @@ from agents.runtime.errors import (
 )
 from agents.runtime.retry import RetryPolicy
 from agents.runtime.waits import Pending, TimerWaiter, Waiter, make_waiter
+from config import logs
 
 if TYPE_CHECKING:
     from agents.runtime.engine import Run
@@ -84,12 +87,14 @@ class JobContext:
         attempt = memo.attempt + 1 if memo is not None else 1
         started = timezone.now()
         try:
-            output = to_json(fn())
+            with logs.bind(step_key=key):
+                output = to_json(fn())
         except Exception as exc:
             self._run.check_lease()
             self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.FAILED,
                        output=None, error=f"{type(exc).__name__}: {exc}", attempt=attempt,
                        started=started)
+            self._step_metrics(StepStatus.FAILED, started)
             if retry is not None:
                 if attempt < retry.max_attempts and retry.is_retryable(exc):
                     raise RetryStep(key, retry.delay(attempt), exc) from exc
@@ -100,8 +105,15 @@ class JobContext:
         self._run.check_lease()
         self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.SUCCEEDED,
                    output=output, error="", attempt=attempt, started=started)
+        self._step_metrics(StepStatus.SUCCEEDED, started)
         self._run.flush_events(older_than=EVENT_FLUSH_SECONDS)
         return cast(T, output)
+
+    def _step_metrics(self, status: str, started: datetime) -> None:
+        job_type = self.job.job_type
+        metrics.inc("agent_job_steps_total", job_type=job_type, status=status)
+        metrics.observe("agent_step_duration_seconds",
+                        (timezone.now() - started).total_seconds(), job_type=job_type)
 
     def wait(self, key: str, waiter: Waiter) -> Any:
         """Suspend the job until `waiter` resolves; return its (memoized) result."""
@@ -113,7 +125,8 @@ class JobContext:
         started = memo.started_at if memo is not None and memo.started_at else timezone.now()
         mark = self._run.event_mark()
         try:
-            outcome = self._poll(key, position, memo, waiter, started)
+            with logs.bind(step_key=key):
+                outcome = self._poll(key, position, memo, waiter, started)
         except BaseException:
             self._run.drop_events_since(mark)  # they describe rows that were rolled back
             raise

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents import metrics
 from agents.models import Job, JobEvent, JobStatus, JobStep
 from agents.runtime import admission, leases
 from agents.runtime.context import JobContext, to_json
@@ -29,6 +30,8 @@ from agents.runtime.queue import enqueue_on_commit, prompt_on_commit
 from agents.runtime.registry import get_handler
 from agents.runtime.retry import RetryPolicy
 from agents.signals import job_finished
+from config import logs
+from config.sentry import job_transaction, report_job_failure
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +117,7 @@ class Run:
             raise LeaseLost()
         self.job.status, self.job.wait_reason, self.job.wake_at = (
             JobStatus.WAITING, reason, wake_at)
+        metrics.inc("agent_jobs_total", job_type=self.job.job_type, status=JobStatus.WAITING)
         # In the same transaction, so the timeline never shows a decision before the wait.
         self.emit("job.waiting", {"reason": reason,
                                   "wake_at": wake_at.isoformat() if wake_at else None})
@@ -158,6 +162,12 @@ class Run:
             logger.warning("lease lost before the outcome was written; another run owns it",
                            extra={"job_id": str(self.job.pk)})
             return False
+        job_type = self.job.job_type
+        metrics.inc("agent_jobs_total", job_type=job_type, status=status)
+        if self.job.started_at is not None:
+            elapsed = (timezone.now() - self.job.started_at).total_seconds()
+            metrics.observe("agent_jobs_duration_seconds", elapsed, job_type=job_type,
+                            status=status)
         return True
 
     def schedule_retry(self, delay: float, error: BaseException, *, count_attempt: bool) -> bool:
@@ -173,6 +183,8 @@ class Run:
                                          cancel_requested=False).update(**fields)
             if updated:
                 enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
+                metrics.inc("agent_jobs_total", job_type=self.job.job_type,
+                            status=JobStatus.RETRYING)
         if not updated and Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
                                               cancel_requested=True).exists():
             raise JobCancelled()
@@ -194,17 +206,28 @@ def _error_fields(error: BaseException) -> dict[str, str]:
 
 def run_job(job_id: str) -> str:
     """Run the job if it is ours to run. Returns what happened, for logs and tests."""
+    # Every line of the run names the job; nothing bound by an earlier run (or by a
+    # request running it in-process) shows through, and all of it is reset after.
+    with logs.bind(job_id=job_id, job_type=None, request_id=None, step_key=None,
+                   checkpoint_id=None), metrics.batched():
+        return _claim_and_run(job_id)
+
+
+def _claim_and_run(job_id: str) -> str:
     owner = leases.new_owner()
     job = leases.claim(job_id, owner)
     if job is None:
         logger.debug("job not runnable or leased elsewhere; message dropped",
                      extra={"job_id": job_id})
         return "skipped"
+    logs.update(job_type=job.job_type, request_id=job.request_id)
+    metrics.inc("agent_jobs_total", job_type=job.job_type, status=JobStatus.RUNNING)
     run = Run(job, owner)
     log_extra = {"job_id": job_id, "job_type": job.job_type}
     try:
         spec = get_handler(job.job_type)
     except UnknownJobType as exc:
+        report_job_failure(job, exc)
         run.finish(JobStatus.FAILED, **_error_fields(exc))
         _finished(job, JobStatus.FAILED)
         return JobStatus.FAILED
@@ -212,6 +235,7 @@ def run_job(job_id: str) -> str:
     if job.attempts > job.max_attempts:
         lost = WorkerLost(f"the worker running this job died (SIGKILL, OOM or hard time "
                           f"limit) and no attempts are left (max_attempts={job.max_attempts})")
+        report_job_failure(job, lost)
         return _end(run, JobStatus.FAILED, _error_fields(lost), log_extra)
 
     if job.cancel_requested:
@@ -235,7 +259,8 @@ def run_job(job_id: str) -> str:
     run.start_heartbeat()
     outcome = "error"
     try:
-        outcome = _run_handler(run, spec.fn, ctx, policy, log_extra)
+        with job_transaction(job):  # the run as a Sentry transaction (no-op without Sentry)
+            outcome = _run_handler(run, spec.fn, ctx, policy, log_extra)
         return outcome
     finally:
         run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
@@ -288,6 +313,7 @@ def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,
             except JobCancelled:
                 return _end(run, JobStatus.CANCELLED, {}, log_extra)
             return JobStatus.RETRYING
+        report_job_failure(job, exc)  # before the log line, whose Sentry event is then a dupe
         logger.exception("job failed", extra=log_extra)
         return _end(run, JobStatus.FAILED, _error_fields(exc), log_extra)
     run.stop_heartbeat()

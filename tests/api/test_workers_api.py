@@ -41,3 +41,36 @@ def test_workers_status_pause_and_resume(worker):
         started = admin.post(url + "start/")
     assert started.json()["consuming"] is True
     wait_status(job.pk, JobStatus.SUCCEEDED)
+
+
+def test_admins_grow_and_shrink_a_worker_pool(worker):
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    admin = client_as("ada", acme, Role.ADMIN)
+    operator = client_as("oscar", acme, Role.OPERATOR)
+    name = next(w["name"] for w in admin.get("/api/v1/workers/").json()
+                if w["name"].startswith(f"test-{QUEUE}@"))
+    url = f"/api/v1/workers/{name}/"
+
+    for action in ("grow", "shrink"):
+        assert operator.post(url + f"{action}/", {"n": 1}, format="json").status_code == 403
+        for bad in ({"n": 0}, {"n": -1}, {"n": "two"}, {}):
+            response = admin.post(url + f"{action}/", bad, format="json")
+            assert response.status_code == 400, (action, bad)
+            assert "n" in response.json()["error"]["fields"]
+        missing = admin.post(f"/api/v1/workers/nobody@nowhere/{action}/", {"n": 1}, format="json")
+        assert missing.status_code == 404
+    # one process: shrinking it away is refused
+    refused = admin.post(url + "shrink/", {"n": 1}, format="json")
+    assert refused.status_code == 400 and "would leave none" in str(refused.json())
+    assert admin.get(url).json()["concurrency"] == 1
+
+    try:
+        grown = admin.post(url + "grow/", {"n": 1}, format="json")
+        assert grown.status_code == 200 and grown.json()["name"] == name
+        wait_for(lambda: admin.get(url).json()["concurrency"] == 2, message="a pool of 2")
+    finally:
+        # other tests share this worker: back to one process (retry while all are busy)
+        wait_for(lambda: admin.get(url).json()["concurrency"] == 1
+                 or admin.post(url + "shrink/", {"n": 1}, format="json").status_code == 200,
+                 message="the pool to shrink")
+    wait_for(lambda: admin.get(url).json()["concurrency"] == 1, message="a pool of 1")

@@ -83,6 +83,7 @@ def test_memory_transport_is_never_usable_across_processes():
                 "CELERY_BROKER_URL": "filesystem://",
                 "REDIS_URL": "",
                 "COUNTERSIGN_EVENTS_REDIS_URL": "",
+                "COUNTERSIGN_METRICS_REDIS_URL": "",
             },
         ),
         (
@@ -92,6 +93,7 @@ def test_memory_transport_is_never_usable_across_processes():
                 "CELERY_BROKER_URL": "redis://127.0.0.1:5555/0",
                 "REDIS_URL": "redis://127.0.0.1:5555/0",
                 "COUNTERSIGN_EVENTS_REDIS_URL": "redis://127.0.0.1:5555/0",
+                "COUNTERSIGN_METRICS_REDIS_URL": "redis://127.0.0.1:5555/0",
             },
         ),
         (
@@ -101,6 +103,7 @@ def test_memory_transport_is_never_usable_across_processes():
                 "CELERY_BROKER_URL": LIVE_REDIS,
                 "REDIS_URL": "redis://127.0.0.1:6379/3",
                 "COUNTERSIGN_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/3",
+                "COUNTERSIGN_METRICS_REDIS_URL": "redis://127.0.0.1:6379/3",
             },
         ),
     ],

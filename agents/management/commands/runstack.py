@@ -113,14 +113,16 @@ def choose_broker(
 def child_env(base: Mapping[str, str], choice: BrokerChoice) -> dict[str, str]:
     """The environment of every child: the chosen broker, and Redis for live events."""
     env = dict(base, CELERY_BROKER_URL=choice.url, PYTHONUNBUFFERED="1")
-    if choice.kind == "filesystem":
-        env["REDIS_URL"] = env["COUNTERSIGN_EVENTS_REDIS_URL"] = ""
+    redis_users = ("REDIS_URL", "COUNTERSIGN_EVENTS_REDIS_URL", "COUNTERSIGN_METRICS_REDIS_URL")
+    if choice.kind == "filesystem":  # no Redis: no live events, no metrics counters
+        env.update(dict.fromkeys(redis_users, ""))
     elif choice.kind == "redis-server":
-        env["REDIS_URL"] = env["COUNTERSIGN_EVENTS_REDIS_URL"] = choice.url
+        env.update(dict.fromkeys(redis_users, choice.url))
     elif choice.url.startswith(("redis://", "rediss://")):
         # An explicit REDIS_URL (say, another database number) stays as configured.
         env.setdefault("REDIS_URL", choice.url)
-        env.setdefault("COUNTERSIGN_EVENTS_REDIS_URL", env["REDIS_URL"])
+        for name in redis_users[1:]:
+            env.setdefault(name, env["REDIS_URL"])
     return env
 
 

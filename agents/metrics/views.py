@@ -1,0 +1,21 @@
+"""The `/metrics` endpoint."""
+
+import hmac
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from agents.metrics.exposition import render
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition. With COUNTERSIGN_METRICS_TOKEN set, only a scraper
+    sending `Authorization: Bearer <token>` may read it."""
+    token = settings.COUNTERSIGN_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return HttpResponse("a bearer token is required\n", status=401,
+                                content_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

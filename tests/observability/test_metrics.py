@@ -1,0 +1,237 @@
+"""/metrics: jobs run by a real worker process, scraped here and checked by promtool."""
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from accounts.models import Membership, Organization, Role
+from agents.agent_services import agent_create, agent_execute
+from agents.models import JobStatus
+from agents.services import job_cancel, job_create
+from checkpoints import services
+from checkpoints.models import Checkpoint
+from tests.conftest import database_url
+from tests.llm_server import Reply
+from tests.utils import wait_for, wait_status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: Client | None = None) -> tuple[str, Samples]:
+    response = (client or Client()).get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    return response.content.decode(), parse(response.content.decode())
+
+
+def parse(text: str) -> Samples:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def promtool_check(text: str) -> None:
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                             capture_output=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.fixture
+def acme(worker) -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def approver(acme) -> User:
+    user = User.objects.create_user("april")
+    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
+    return user
+
+
+def test_jobs_through_every_status_are_counted(acme, approver, llm_server, tmp_path):
+    _, before = scrape()
+
+    approved = job_create(job_type="test-approval", organization=acme)
+    cancelled = job_create(job_type="test-approval", organization=acme)
+    wait_status(approved.pk, JobStatus.WAITING)
+    wait_status(cancelled.pk, JobStatus.WAITING)
+    text, waiting = scrape()
+    # Gauges are the state now, read from the database.
+    assert value(waiting, "agent_checkpoints_pending", kind="approval") == 2
+    assert value(waiting, "agent_jobs_waiting", reason="checkpoint") == 2
+    assert value(waiting, "agent_checkpoint_oldest_pending_seconds", kind="approval") >= 0
+    assert value(waiting, "agent_workers_up", worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@"
+                 f"{os.uname().nodename}") == 1
+
+    services.approve(Checkpoint.objects.get(job=approved), approver)
+    job_cancel(job=cancelled)
+    failed = job_create(job_type="test-flaky-job", organization=acme,
+                        input={"log": str(tmp_path / "log"), "failures": 0, "fatal": True})
+    agent = agent_create(organization=acme, created_by=None, name="counter", provider="openai",
+                         model="gpt-4o-mini")
+    llm_server.script(Reply(text="done", tokens_in=100, tokens_out=20))
+    answered = agent_execute(agent, user=None, task="count")
+    for job, status in [(approved, JobStatus.SUCCEEDED), (failed, JobStatus.FAILED),
+                        (answered, JobStatus.SUCCEEDED)]:
+        wait_status(job.pk, status)
+
+    # The worker sends a run's figures when the run ends: poll until they are in.
+    def settled() -> Samples | None:
+        _, now = scrape()
+        done = value(now, "agent_jobs_total", job_type="agent-task", status="succeeded") - \
+            value(before, "agent_jobs_total", job_type="agent-task", status="succeeded")
+        return now if done == 1 else None
+
+    after = wait_for(settled, message="the worker's figures to reach Redis")
+    text, _ = scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    approval = {"job_type": "test-approval"}
+    assert delta("agent_jobs_total", **approval, status="queued") == 3  # 2 created, 1 woken
+    assert delta("agent_jobs_total", **approval, status="running") == 3  # 2 runs + 1 resume
+    assert delta("agent_jobs_total", **approval, status="waiting") == 2
+    assert delta("agent_jobs_total", **approval, status="succeeded") == 1
+    assert delta("agent_jobs_total", **approval, status="cancelled") == 1
+    assert delta("agent_jobs_total", job_type="test-flaky-job", status="failed") == 1
+    assert delta("agent_jobs_duration_seconds_count", **approval, status="succeeded") == 1
+    assert delta("agent_jobs_duration_seconds_count", **approval, status="cancelled") == 1
+    assert delta("agent_jobs_duration_seconds_bucket", **approval, status="succeeded",
+                 le="+Inf") == 1
+    assert delta("agent_job_steps_total", **approval, status="succeeded") == 1  # "after"
+    assert delta("agent_job_steps_total", job_type="test-flaky-job", status="succeeded") == 1
+    assert delta("agent_step_duration_seconds_count", **approval) == 1
+
+    assert delta("agent_checkpoints_total", kind="approval", status="pending") == 2
+    assert delta("agent_checkpoints_total", kind="approval", status="approved") == 1
+    assert delta("agent_checkpoints_total", kind="approval", status="cancelled") == 1
+    assert delta("agent_checkpoint_decision_seconds_count", kind="approval") == 1
+    assert value(after, "agent_checkpoints_pending", kind="approval") == 0
+
+    llm = {"provider": "openai", "model": "gpt-4o-mini"}
+    assert delta("agent_llm_tokens_total", **llm, direction="in") == 100
+    assert delta("agent_llm_tokens_total", **llm, direction="out") == 20
+    # $0.15 in and $0.60 out per million tokens
+    expected = Decimal(100) * Decimal("0.15") / 10**6 + Decimal(20) * Decimal("0.60") / 10**6
+    assert delta("agent_llm_cost_total", **llm) == pytest.approx(float(expected), rel=1e-9)
+    assert delta("agent_llm_request_seconds_count", **llm) == 1
+
+    # HTTP and database metrics from django-prometheus are served too.
+    assert "django_http_requests_total_by_method_total" in text
+    assert "django_db_execute_total" in text
+    promtool_check(text)
+    assert_shipped_queries_use_served_names(text)
+
+
+def assert_shipped_queries_use_served_names(text: str) -> None:
+    """The dashboard and the alert rules ask only for series that /metrics serves."""
+    import re
+
+    families = list(text_string_to_metric_families(text))
+    served = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    deploy = Path(settings.BASE_DIR) / "deploy"
+    for path in [deploy / "grafana" / "countersign-dashboard.json",
+                 deploy / "prometheus" / "alerts.yml"]:
+        asked = set(re.findall(r"\b((?:agent|django)_[a-z_]+)", path.read_text()))
+        assert asked and asked <= served, f"{path.name}: {sorted(asked - served)}"
+
+
+def test_counts_outlive_the_process_that_made_them_and_every_process_reads_the_same():
+    env = {**os.environ, "COUNTERSIGN_METRICS_PREFIX": settings.COUNTERSIGN_METRICS_PREFIX,
+           "DATABASE_URL": database_url()}
+    record = ("from agents import metrics; "
+              "metrics.inc('agent_jobs_total', 2, job_type='elsewhere', status='queued')")
+    for _ in range(2):  # two processes, each gone before the scrape
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", record], env=env, check=True,
+                       cwd=settings.BASE_DIR, capture_output=True, timeout=120)
+    _, here = scrape()
+    printed = subprocess.run([sys.executable, "manage.py", "metrics"], env=env, check=True,
+                             cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120)
+    there = parse(printed.stdout)
+    labels = {"job_type": "elsewhere", "status": "queued"}
+    assert value(here, "agent_jobs_total", **labels) == 4
+    assert value(there, "agent_jobs_total", **labels) == 4
+
+
+def test_a_metrics_token_keeps_other_readers_out(settings):
+    settings.COUNTERSIGN_METRICS_TOKEN = "scrape-secret"
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    ok = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert ok.status_code == 200 and b"agent_jobs_total" in ok.content
+
+
+def test_the_shipped_alert_rules_are_valid():
+    rules = Path(settings.BASE_DIR) / "deploy" / "prometheus" / "alerts.yml"
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+
+
+def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
+    """uvicorn with two processes sharing PROMETHEUS_MULTIPROC_DIR: whichever process
+    answers a scrape counts the requests both served."""
+    import http.client
+
+    from agents.processes import poll_until
+    from tests.api.conftest import free_port
+    from tests.conftest import RUNTIME_ENV
+
+    port, shared = free_port(), tmp_path / "prometheus"
+    shared.mkdir()
+    env = {**os.environ, **RUNTIME_ENV, "DATABASE_URL": database_url(),
+           "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    with open(tmp_path / "uvicorn.log", "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "2", "--log-level", "warning"],
+            env=env, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
+
+    def get(path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def answered_by_both() -> bool:
+        try:
+            get("/healthz")
+        except OSError:
+            return False
+        return len(list(shared.glob("*.db"))) >= 2  # each process has written its files
+
+    try:
+        poll_until(answered_by_both, timeout=60, what="both uvicorn processes to serve")
+        for _ in range(20):
+            assert get("/healthz")[0] == 200
+        seen = []
+        for _ in range(8):  # new connections: the two processes take turns unpredictably
+            status, text = get("/metrics")
+            assert status == 200
+            gets = value(parse(text), "django_http_requests_total_by_method_total",
+                         method="GET")
+            seen.append(gets)
+        # Every scrape counts every GET before it, whichever process served it.
+        assert all(count >= 20 + n for n, count in enumerate(seen)), seen
+        assert seen == sorted(seen)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
