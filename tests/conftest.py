@@ -7,12 +7,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.conf import settings
 
 from agents.processes import WorkerProcess
 from tests.llm_server import LLMServer
+
+if TYPE_CHECKING:
+    from accounts.models import Organization
 
 QUEUE = f"countersign-test-{uuid.uuid4().hex[:8]}"
 WORKSPACE_ROOT = Path(f"/tmp/countersign-test-workspaces-{QUEUE}")
@@ -140,6 +144,22 @@ def more_slots(worker: WorkerProcess, tmp_path: Path,
 def worker(celery_worker: WorkerProcess, transactional_db: None) -> Iterator[WorkerProcess]:
     """The session worker, with committed (transactional) data it can see."""
     yield celery_worker
+
+
+@pytest.fixture
+def local_runtime(settings: Any, tmp_path: Path) -> None:
+    """For jobs run in this process (`engine.run_job` called by the test): workspaces
+    under the test's folder, and no lease heartbeat, whose own connection could not
+    see the test's uncommitted rows."""
+    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
+    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0
+
+
+@pytest.fixture
+def acme() -> "Organization":
+    from accounts.models import Organization
+
+    return Organization.objects.create(name="Acme", slug="acme")
 
 
 @pytest.fixture

@@ -11,18 +11,7 @@ from agents.services import job_create
 from checkpoints.models import Checkpoint, CheckpointStatus
 from tests.factories import make_user
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_runtime(settings, tmp_path):
-    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
-    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 def staff(username: str, organization: Organization, role: Role) -> Client:

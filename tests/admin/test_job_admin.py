@@ -9,18 +9,7 @@ from agents.runtime.engine import run_job
 from agents.services import job_create
 from tests.admin.test_checkpoint_review import paused, staff
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_runtime(settings, tmp_path):
-    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
-    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 def job_url(job: Job) -> str:

@@ -6,25 +6,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import Organization
 from agents.agent_services import agent_create, agent_execute
 from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
 from agents.runtime.admission import PARKED
 from agents.runtime.engine import run_job
 from agents.services import JobError, job_create
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_runtime(settings, tmp_path):
-    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
-    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 def occupy_slot(agent: Agent) -> Job:

@@ -9,18 +9,7 @@ from agents.runtime.engine import run_job
 from checkpoints.models import Checkpoint
 from tests.factories import client_for
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_runtime(settings, tmp_path):
-    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
-    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0  # in-process runs see uncommitted rows
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import logging
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.models import Organization, Role
+from accounts.models import Role
 from agents.models import Job, JobStatus
 from agents.runtime.engine import run_job
 from agents.services import job_create
@@ -15,13 +15,7 @@ from checkpoints.models import Checkpoint
 from config import logs
 from tests.factories import client_for
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_runtime(settings, tmp_path):
-    settings.COUNTERSIGN_WORKSPACE_ROOT = tmp_path
-    settings.COUNTERSIGN_HEARTBEAT_SECONDS = 600.0  # in-process runs see uncommitted rows
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 @pytest.fixture
@@ -31,11 +25,6 @@ def records(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO)
     caplog.handler.addFilter(logs.ContextFilter())
     return caplog
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
 
 
 @pytest.fixture
