@@ -144,7 +144,8 @@ def job_cancel(*, job: Job, user: User | None = None) -> Job:
         metrics.observe("agent_jobs_duration_seconds",
                         (locked.finished_at - locked.started_at).total_seconds(),
                         job_type=locked.job_type, status=JobStatus.CANCELLED)
-    job_finished.send(sender=Job, job_id=str(locked.pk), status=JobStatus.CANCELLED)
+    job_finished.send(sender=Job, job_id=str(locked.pk), status=JobStatus.CANCELLED,
+                      parent_id=locked.parent_id)
     return locked
 
 

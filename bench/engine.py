@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from accounts.services import default_organization
-
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "countersign_bench"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
@@ -268,6 +266,7 @@ def warm_up(n: int = 20) -> None:
 
 def plain_tasks(n: int) -> Throughput:
     """N plain Celery tasks, each one INSERT of a JobEvent row for one holder job."""
+    from accounts.services import default_organization
     from agents.models import Job, JobEvent, JobStatus
     from agents.runtime.queue import broker_priority
     from bench.handlers import plain_write

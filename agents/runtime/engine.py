@@ -334,4 +334,4 @@ def _end(run: Run, status: str, fields: dict[str, Any], log_extra: dict[str, str
 
 
 def _finished(job: Job, status: str) -> None:
-    job_finished.send(sender=Job, job_id=str(job.pk), status=status)
+    job_finished.send(sender=Job, job_id=str(job.pk), status=status, parent_id=job.parent_id)
