@@ -64,36 +64,44 @@ def approver(acme) -> User:
 def test_jobs_through_every_status_are_counted(acme, approver, llm_server, tmp_path):
     _, before = scrape()
 
-    approved = job_create(job_type="test-approval", organization=acme)
-    cancelled = job_create(job_type="test-approval", organization=acme)
-    wait_status(approved.pk, JobStatus.WAITING)
-    wait_status(cancelled.pk, JobStatus.WAITING)
+    approved, cancelled, rejected = (job_create(job_type="test-approval", organization=acme)
+                                     for _ in range(3))
+    for job in (approved, cancelled, rejected):
+        wait_status(job.pk, JobStatus.WAITING)
     text, waiting = scrape()
     # Gauges are the state now, read from the database.
-    assert value(waiting, "agent_checkpoints_pending", kind="approval") == 2
-    assert value(waiting, "agent_jobs_waiting", reason="checkpoint") == 2
+    assert value(waiting, "agent_checkpoints_pending", kind="approval") == 3
+    assert value(waiting, "agent_jobs_waiting", reason="checkpoint") == 3
     assert value(waiting, "agent_checkpoint_oldest_pending_seconds", kind="approval") >= 0
     assert value(waiting, "agent_workers_up", worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@"
                  f"{os.uname().nodename}") == 1
 
     services.approve(Checkpoint.objects.get(job=approved), approver)
+    services.reject(Checkpoint.objects.get(job=rejected), approver, reason="not now")
     job_cancel(job=cancelled)
     failed = job_create(job_type="test-flaky-job", organization=acme,
-                        input={"log": str(tmp_path / "log"), "failures": 0, "fatal": True})
+                        input={"log": str(tmp_path / "fatal"), "failures": 0, "fatal": True})
+    retried = job_create(job_type="test-flaky-job", organization=acme,
+                         input={"log": str(tmp_path / "flaky"), "failures": 1})
     agent = agent_create(organization=acme, created_by=None, name="counter", provider="openai",
                          model="gpt-4o-mini")
     llm_server.script(Reply(text="done", tokens_in=100, tokens_out=20))
     answered = agent_execute(agent, user=None, task="count")
-    for job, status in [(approved, JobStatus.SUCCEEDED), (failed, JobStatus.FAILED),
-                        (answered, JobStatus.SUCCEEDED)]:
+    ends = [(approved, JobStatus.SUCCEEDED), (rejected, JobStatus.REJECTED),
+            (failed, JobStatus.FAILED), (retried, JobStatus.SUCCEEDED),
+            (answered, JobStatus.SUCCEEDED)]
+    for job, status in ends:
         wait_status(job.pk, status)
 
-    # The worker sends a run's figures when the run ends: poll until they are in.
+    # The worker sends a run's figures just after the run ends: poll until all are in.
     def settled() -> Samples | None:
         _, now = scrape()
-        done = value(now, "agent_jobs_total", job_type="agent-task", status="succeeded") - \
-            value(before, "agent_jobs_total", job_type="agent-task", status="succeeded")
-        return now if done == 1 else None
+        for job, status in ends:
+            labels = {"job_type": job.job_type, "status": status}
+            if value(now, "agent_jobs_total", **labels) == value(before, "agent_jobs_total",
+                                                                  **labels):
+                return None
+        return now
 
     after = wait_for(settled, message="the worker's figures to reach Redis")
     text, _ = scrape()
@@ -102,24 +110,31 @@ def test_jobs_through_every_status_are_counted(acme, approver, llm_server, tmp_p
         return value(after, name, **labels) - value(before, name, **labels)
 
     approval = {"job_type": "test-approval"}
-    assert delta("agent_jobs_total", **approval, status="queued") == 3  # 2 created, 1 woken
-    assert delta("agent_jobs_total", **approval, status="running") == 3  # 2 runs + 1 resume
-    assert delta("agent_jobs_total", **approval, status="waiting") == 2
+    assert delta("agent_jobs_total", **approval, status="queued") == 5  # 3 created, 2 woken
+    assert delta("agent_jobs_total", **approval, status="running") == 5  # 3 runs + 2 resumes
+    assert delta("agent_jobs_total", **approval, status="waiting") == 3
     assert delta("agent_jobs_total", **approval, status="succeeded") == 1
+    assert delta("agent_jobs_total", **approval, status="rejected") == 1
     assert delta("agent_jobs_total", **approval, status="cancelled") == 1
-    assert delta("agent_jobs_total", job_type="test-flaky-job", status="failed") == 1
+    flaky = {"job_type": "test-flaky-job"}
+    assert delta("agent_jobs_total", **flaky, status="failed") == 1
+    assert delta("agent_jobs_total", **flaky, status="retrying") == 1
+    assert delta("agent_jobs_total", **flaky, status="running") == 3  # 1 + 2 attempts
+    assert delta("agent_jobs_total", **flaky, status="succeeded") == 1
     assert delta("agent_jobs_duration_seconds_count", **approval, status="succeeded") == 1
     assert delta("agent_jobs_duration_seconds_count", **approval, status="cancelled") == 1
     assert delta("agent_jobs_duration_seconds_bucket", **approval, status="succeeded",
                  le="+Inf") == 1
     assert delta("agent_job_steps_total", **approval, status="succeeded") == 1  # "after"
-    assert delta("agent_job_steps_total", job_type="test-flaky-job", status="succeeded") == 1
+    # "setup" once per job: the retried attempt replays it from memory
+    assert delta("agent_job_steps_total", **flaky, status="succeeded") == 2
     assert delta("agent_step_duration_seconds_count", **approval) == 1
 
-    assert delta("agent_checkpoints_total", kind="approval", status="pending") == 2
+    assert delta("agent_checkpoints_total", kind="approval", status="pending") == 3
     assert delta("agent_checkpoints_total", kind="approval", status="approved") == 1
+    assert delta("agent_checkpoints_total", kind="approval", status="rejected") == 1
     assert delta("agent_checkpoints_total", kind="approval", status="cancelled") == 1
-    assert delta("agent_checkpoint_decision_seconds_count", kind="approval") == 1
+    assert delta("agent_checkpoint_decision_seconds_count", kind="approval") == 2
     assert value(after, "agent_checkpoints_pending", kind="approval") == 0
 
     llm = {"provider": "openai", "model": "gpt-4o-mini"}
