@@ -11,8 +11,12 @@ from agents.metrics.exposition import render
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition. With COUNTERSIGN_METRICS_TOKEN set, only a scraper
-    sending `Authorization: Bearer <token>` may read it."""
+    sending `Authorization: Bearer <token>` may read it. The figures add up every
+    organization's work, so with DEBUG off the token is required."""
     token = settings.COUNTERSIGN_METRICS_TOKEN
+    if not token and not settings.DEBUG:
+        return HttpResponse("/metrics is off: set COUNTERSIGN_METRICS_TOKEN (DEBUG is off)\n",
+                            status=403, content_type="text/plain")
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):

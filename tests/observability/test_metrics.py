@@ -27,8 +27,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+TOKEN = "scrape-secret"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings):
+    settings.COUNTERSIGN_METRICS_TOKEN = TOKEN  # tests run with DEBUG off, as production
+
+
 def scrape(client: Client | None = None) -> tuple[str, Samples]:
-    response = (client or Client()).get("/metrics")
+    response = (client or Client()).get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=")
     return response.content.decode(), parse(response.content.decode())
@@ -183,11 +191,16 @@ def test_counts_outlive_the_process_that_made_them_and_every_process_reads_the_s
 
 
 def test_a_metrics_token_keeps_other_readers_out(settings):
-    settings.COUNTERSIGN_METRICS_TOKEN = "scrape-secret"
     assert Client().get("/metrics").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     ok = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
     assert ok.status_code == 200 and b"agent_jobs_total" in ok.content
+
+    settings.COUNTERSIGN_METRICS_TOKEN = ""
+    off = Client().get("/metrics")  # every organization's figures: not without a token
+    assert off.status_code == 403 and b"COUNTERSIGN_METRICS_TOKEN" in off.content
+    settings.DEBUG = True
+    assert Client().get("/metrics").status_code == 200  # local development
 
 
 def test_the_shipped_alert_rules_are_valid():
@@ -210,7 +223,7 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
     port, shared = free_port(), tmp_path / "prometheus"
     shared.mkdir()
     env = {**os.environ, **RUNTIME_ENV, "DATABASE_URL": database_url(),
-           "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+           "PROMETHEUS_MULTIPROC_DIR": str(shared), "COUNTERSIGN_METRICS_TOKEN": TOKEN}
     with open(tmp_path / "uvicorn.log", "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
@@ -220,7 +233,7 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
     def get(path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
             response = conn.getresponse()
             return response.status, response.read().decode()
         finally:
