@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus, Job, JobStatus
 from agents.providers.registry import model_error, parameter_error
-from agents.services import JobError, job_create
+from agents.services import job_create
 from agents.tools import tool_names
 
 PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
@@ -127,11 +127,8 @@ def agent_delete(agent: Agent) -> None:
 def agent_execute(agent: Agent, *, user: User | None, task: str,
                   context: dict[str, Any] | None = None, max_tokens: int | None = None,
                   session_id: str = "", priority: int = 5, idempotency_key: str = "") -> Job:
-    """Start an `agent-task` job for the agent."""
-    if agent.deleted_at is not None:
-        raise JobError(f"agent {agent.name!r} was deleted")
-    if agent.status == AgentStatus.OFFLINE:
-        raise JobError(f"agent {agent.name!r} is offline; set it idle to run it")
+    """Start an `agent-task` job for the agent (job_create refuses a deleted or
+    offline agent)."""
     job_input: dict[str, Any] = {"agent_id": agent.pk, "task": task}
     if context:
         job_input["context"] = context

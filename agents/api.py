@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -124,7 +125,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
 
 
 class WorkerPoolSerializer(serializers.Serializer):
-    n = serializers.IntegerField(min_value=1, help_text="How many processes.")
+    n = serializers.IntegerField(min_value=1, max_value=workers.MAX_RESIZE,
+                                 help_text="How many processes.")
 
 
 class WorkerConflict(APIException):
@@ -133,13 +135,26 @@ class WorkerConflict(APIException):
     default_detail = "The worker refused the command."
 
 
+class ControlsSharedWorkers(BasePermission):
+    """Workers serve every organization: pausing or resizing them is for superusers
+    (the people who run the installation), not for one organization's admins."""
+
+    message = "workers serve every organization: only a superuser may control them"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if view.action in ("list", "retrieve"):
+            return True
+        return bool(request.user and request.user.is_superuser)
+
+
 class WorkerViewSet(viewsets.ViewSet):
-    """Celery workers: status for every member; pausing, resuming and resizing for admins.
+    """Celery workers: status for every member; pausing, resuming and resizing for
+    superusers.
 
     Workers serve every organization, so this shows processes, never jobs' data.
     """
 
-    permission_classes = [HasCapability]
+    permission_classes = [HasCapability, ControlsSharedWorkers]
     capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER,
                     "grow": Capability.ADMINISTER, "shrink": Capability.ADMINISTER}
     lookup_value_regex = "[^/]+"

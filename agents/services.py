@@ -12,7 +12,15 @@ from jsonschema import Draft202012Validator
 from accounts.models import Organization
 from accounts.services import default_organization
 from agents import metrics
-from agents.models import TERMINAL_STATUSES, Agent, Job, JobStatus, JobStep, StepStatus
+from agents.models import (
+    TERMINAL_STATUSES,
+    Agent,
+    AgentStatus,
+    Job,
+    JobStatus,
+    JobStep,
+    StepStatus,
+)
 from agents.runtime.events import append_event
 from agents.runtime.queue import enqueue_on_commit
 from agents.runtime.registry import get_handler
@@ -63,6 +71,27 @@ def child_depth_error(parent: Job) -> str:
     return ""
 
 
+def _runnable_agent(agent: Agent | None, input: dict[str, Any],
+                    organization: Organization) -> Agent | None:
+    """The job's agent: given, or named by `input.agent_id` (an `agent-task` started
+    through the jobs API or by `run_job`), so its cap and status apply however the job
+    was made. It must be the organization's, not deleted, not offline."""
+    agent_id = input.get("agent_id")
+    if agent is None and isinstance(agent_id, int) and not isinstance(agent_id, bool):
+        agent = Agent.objects.filter(pk=agent_id, organization=organization).first()
+        if agent is None:
+            raise JobError(f"agent {agent_id} does not exist in this organization")
+    if agent is None:
+        return None
+    if agent.organization_id != organization.pk:
+        raise JobError(f"agent {agent.name!r} belongs to another organization")
+    if agent.deleted_at is not None:
+        raise JobError(f"agent {agent.name!r} was deleted")
+    if agent.status == AgentStatus.OFFLINE:
+        raise JobError(f"agent {agent.name!r} is offline; set it idle to run it")
+    return agent
+
+
 def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
                created_by: User | None = None, idempotency_key: str = "",
                parent: Job | None = None, max_attempts: int | None = None,
@@ -78,6 +107,7 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
         raise JobError(too_deep)
     if organization is None:  # a child job stays in its parent's organization
         organization = parent.organization if parent else default_organization()
+    agent = _runnable_agent(agent, input, organization)
     if idempotency_key:
         existing = Job.objects.filter(created_by=created_by,
                                       idempotency_key=idempotency_key).first()

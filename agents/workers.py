@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 INSPECT_TIMEOUT = 1.0
+MAX_RESIZE = 32  # processes added or stopped at once: a typo must not fork thousands
 # How long pause/resume/grow/shrink wait for the change to show before answering.
 SETTLE_TIMEOUT = 5.0
 
@@ -95,10 +96,14 @@ def worker_resume(name: str) -> dict[str, Any]:
     return _settle(name, lambda status: status["consuming"])
 
 
+def _check_resize(n: int) -> None:
+    if not 1 <= n <= MAX_RESIZE:
+        raise ValueError(f"n must be from 1 to {MAX_RESIZE}")
+
+
 def worker_grow(name: str, n: int) -> dict[str, Any]:
     """Add `n` processes to the worker's pool (prefork only); its status after."""
-    if n < 1:
-        raise ValueError("n must be at least 1")
+    _check_resize(n)
     before = worker_status(name)["concurrency"]
     _pool_command("pool_grow", name, n)
     return _settle(name, _has_processes(None if before is None else before + n))
@@ -107,8 +112,7 @@ def worker_grow(name: str, n: int) -> dict[str, Any]:
 def worker_shrink(name: str, n: int) -> dict[str, Any]:
     """Stop `n` idle processes of the worker's pool; its status after. A pool of
     none would keep taking messages (prefetch) and never run them, so refuse."""
-    if n < 1:
-        raise ValueError("n must be at least 1")
+    _check_resize(n)
     before = worker_status(name)["concurrency"]
     if before is not None and before - n < 1:
         raise ValueError(f"{name} has {before} process(es); shrinking by {n} would leave "

@@ -43,9 +43,11 @@ _SECRET_WORDS = ("password", "passwd", "secret", "authorization", "cookie", "api
                  "credential")
 # What users and models put in: job input, results, checkpoint payloads (file contents),
 # tool-call arguments, messages.
-_PAYLOAD_KEYS = frozenset({"payload", "input", "result", "arguments", "content"})
+# An agent's task, context and instructions too.
+_PAYLOAD_KEYS = frozenset({"payload", "input", "result", "arguments", "content", "task",
+                           "context", "instructions"})
 # On objects (frame variables) also a checkpoint's submitted input and a reviewer's words.
-_PAYLOAD_FIELDS = _PAYLOAD_KEYS | {"data", "reason"}
+_PAYLOAD_FIELDS = _PAYLOAD_KEYS | {"data", "reason", "message"}
 
 _SECRET_NAME = r"\b[\w-]*(?:key|token|secret|password|passwd|authorization)"
 _PAYLOAD_NAME = r"\b(?:payload|input|result|arguments|content)"
@@ -55,7 +57,7 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bgsk_[A-Za-z0-9]{8,}"), FILTERED),  # Groq
     (re.compile(r"\bcs_[A-Za-z0-9_-]{16,}"), FILTERED),  # our API tokens (accounts.services)
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {FILTERED}"),
-    (re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\1{FILTERED}@"),  # user:password@ in URLs
+    (re.compile(r"(://[^/\s:@]*:)[^/\s@]+@"), rf"\1{FILTERED}@"),  # [user]:password@ in URLs
     # name=value where the name looks secret (query strings, reprs), and a quoted value
     # after a secret or payload name (`api_key='…'`, `"content": "…"`).
     (re.compile(rf"(?i)({_SECRET_NAME}=)([^&\s'\",)]+)"), rf"\1{FILTERED}"),
@@ -213,8 +215,10 @@ def scrub_event(event: Mapping[str, Any]) -> dict[str, Any]:
     scrubbed = {key: value if key in _UNSCRUBBED_EVENT_KEYS else scrub(value, secrets)
                 for key, value in event.items()}
     request = scrubbed.get("request")
-    if isinstance(request, dict) and isinstance(request.get("data"), str):
-        request["data"] = FILTERED  # a raw body: no keys to judge it by
+    if isinstance(request, dict) and request.get("data"):
+        # Request bodies are what people typed: tasks, chat messages, edited payloads,
+        # submitted input, reasons. None of it is needed to debug a failure.
+        request["data"] = FILTERED
     return scrubbed
 
 

@@ -101,7 +101,7 @@ class StateCollector(Collector):
                                 "Jobs a worker is running now (a live lease).", value=active)
 
         workers = GaugeMetricFamily(
-            "agent_workers_up", "Workers whose heartbeat is fresh, and their pool size.",
+            "agent_workers_up", "1 for each worker whose heartbeat is fresh.",
             labels=["worker"])
         if settings.COUNTERSIGN_METRICS_REDIS_URL:
             client = recorder._redis()

@@ -7,14 +7,16 @@ with it, and every web process renders the same totals. Recording is best effort
 if Redis is unreachable the figures are dropped (and logged once per 30 s), never
 the work being measured.
 
-Inside `batched()` (a job run) records are kept in memory and sent in one
-pipeline when the block ends; elsewhere each record is sent at once, after the
-surrounding transaction commits, so rolled-back work is never counted.
+Records wait for the surrounding transaction to commit, so rolled-back work is
+never counted. Inside `batched()` (a job run) they are then kept in memory and
+sent in one pipeline at the end of the block, or sooner once a second has passed;
+elsewhere each is sent at once.
 """
 
 import bisect
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +35,17 @@ _client_lock = threading.Lock()
 _client: Any = None
 _down_until = 0.0
 RETRY_SECONDS = 30.0
+BATCH_SECONDS = 1.0
+
+
+def _forget_client() -> None:
+    """A forked child (a pool process) must not share the parent's socket or a lock
+    the parent's heartbeat thread held at the fork."""
+    global _client, _client_lock
+    _client, _client_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_client)
 
 
 def key(metric: str) -> str:
@@ -78,11 +91,21 @@ def observe(name: str, value: float, **labels: Any) -> None:
 
 
 def _record(increments: list[tuple[str, str, float]]) -> None:
+    # Inside a transaction, only once it commits: rolled-back work is not counted.
+    transaction.on_commit(lambda: _keep(increments))
+
+
+def _keep(increments: list[tuple[str, str, float]]) -> None:
     pending = getattr(_local, "pending", None)
-    if pending is not None:
-        pending.extend(increments)
-    else:
-        transaction.on_commit(lambda: send(increments))
+    if pending is None:
+        send(increments)
+        return
+    pending.extend(increments)
+    # A long run sends as it goes, so a worker killed mid-run loses at most a second
+    # of figures (tokens already paid for among them).
+    if time.monotonic() - _local.since >= BATCH_SECONDS:
+        _local.pending, _local.since = [], time.monotonic()
+        send(pending)
 
 
 @contextmanager
@@ -92,7 +115,7 @@ def batched() -> Iterator[None]:
     if outer is not None:  # already batching: the outer block sends
         yield
         return
-    _local.pending = []
+    _local.pending, _local.since = [], time.monotonic()
     try:
         yield
     finally:

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Job, JobStatus
-from agents.runtime.queue import enqueue_on_commit, wake_at_after
+from agents.runtime.queue import wake_at_after
 
 if TYPE_CHECKING:
     from agents.runtime.engine import Run
@@ -54,8 +54,8 @@ def admit(run: "Run") -> bool:
 
 
 def release(job: Job, outcome: str) -> None:
-    """After an admitted run ends (finished, waiting or retrying): set the agent's
-    status and hand the freed slot to the next parked job."""
+    """After a run of an agent's job ends (finished, waiting, retrying, failed before
+    its handler): set the agent's status and hand the free slots to parked jobs."""
     if job.agent_id is None:
         return
     with transaction.atomic():
@@ -63,22 +63,25 @@ def release(job: Job, outcome: str) -> None:
                .values_list("max_concurrency", flat=True).first())
         if cap is None:
             return
-        if _running_others(job.agent_id, job.pk):
+        running = _running_others(job.agent_id, job.pk)
+        if running:
             status = AgentStatus.BUSY
         else:
             status = AgentStatus.ERROR if outcome == JobStatus.FAILED else AgentStatus.IDLE
         Agent.objects.filter(pk=job.agent_id).exclude(status=AgentStatus.OFFLINE
                                                       ).update(status=status)
-        if cap:
-            _wake_next_parked(job.agent_id)
+        if cap:  # queued jobs (woken ones included) will take slots of their own
+            queued = Job.objects.filter(agent_id=job.agent_id, status=JobStatus.QUEUED).count()
+            if running + queued < cap:
+                _wake_parked(job.agent_id, cap - running - queued)
 
 
-def _wake_next_parked(agent_id: int) -> None:
+def _wake_parked(agent_id: int, free: int) -> None:
+    """Queue the most urgent, oldest parked jobs, one per free slot. Queued, they are
+    no longer parked, so the next release picks the ones after them."""
+    from agents.services import wake_job
+
     parked = (Job.objects.filter(agent_id=agent_id, status=JobStatus.WAITING, wait_reason=PARKED)
-              .order_by("-priority", "created_at").values_list("pk", "priority").first())
-    if parked is None:
-        return
-    pk, priority = parked
-    if Job.objects.filter(pk=pk, status=JobStatus.WAITING, wait_reason=PARKED
-                          ).update(wake_at=timezone.now()):
-        enqueue_on_commit(str(pk), priority)
+              .order_by("-priority", "created_at").values_list("pk", flat=True)[:free])
+    for pk in parked:
+        wake_job(job_id=str(pk), reason="an agent slot is free")

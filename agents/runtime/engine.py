@@ -224,6 +224,24 @@ def _claim_and_run(job_id: str) -> str:
     metrics.inc("agent_jobs_total", job_type=job.job_type, status=JobStatus.RUNNING)
     run = Run(job, owner)
     log_extra = {"job_id": job_id, "job_type": job.job_type}
+    outcome = "error"
+    try:
+        outcome = _run_claimed(run, log_extra)
+        return outcome
+    finally:
+        run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
+        # The claim made the job `running`, which other runs of its agent counted: end
+        # that however this run ended. A parked run held nothing (and waking others
+        # from it could loop); after a lost lease another run owns the job.
+        if job.agent_id is not None and outcome not in ("parked", "lease-lost"):
+            try:
+                admission.release(job, outcome)
+            except Exception:  # never mask how the run ended; the next run of the agent fixes it
+                logger.exception("could not release the agent's slot", extra=log_extra)
+
+
+def _run_claimed(run: Run, log_extra: dict[str, str]) -> str:
+    job = run.job
     try:
         spec = get_handler(job.job_type)
     except UnknownJobType as exc:
@@ -257,18 +275,8 @@ def _claim_and_run(job_id: str) -> str:
     ctx = JobContext(job, steps, run)
     policy = spec.retry or default_policy()
     run.start_heartbeat()
-    outcome = "error"
-    try:
-        with job_transaction(job):  # the run as a Sentry transaction (no-op without Sentry)
-            outcome = _run_handler(run, spec.fn, ctx, policy, log_extra)
-        return outcome
-    finally:
-        run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
-        if job.agent_id is not None:
-            try:
-                admission.release(job, outcome)
-            except Exception:  # never mask how the run ended; the next run of the agent fixes it
-                logger.exception("could not release the agent's slot", extra=log_extra)
+    with job_transaction(job):  # the run as a Sentry transaction (no-op without Sentry)
+        return _run_handler(run, spec.fn, ctx, policy, log_extra)
 
 
 def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import Organization
 from agents.agent_services import agent_create, agent_execute
 from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
 from agents.runtime.admission import PARKED
@@ -41,11 +42,37 @@ def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
 
     release(busy, JobStatus.SUCCEEDED)
     job.refresh_from_db()
-    assert job.wake_at <= timezone.now()
+    assert (job.status, job.wait_reason) == (JobStatus.QUEUED, "")
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
     kinds = list(JobEvent.objects.filter(job=job).exclude(kind="llm.delta").order_by("seq")
                  .values_list("kind", flat=True))
-    assert kinds == ["job.queued", "job.waiting", "job.started", "job.succeeded"]
+    assert kinds == ["job.queued", "job.waiting", "job.woken", "job.started", "job.succeeded"]
+
+
+def test_each_free_slot_wakes_its_own_parked_job(acme):
+    agent = agent_create(organization=acme, created_by=None, name="pair", max_concurrency=2)
+    first, second = occupy_slot(agent), occupy_slot(agent)
+    parked = [agent_execute(agent, user=None, task=f"p{n}") for n in range(3)]
+    assert [run_job(str(job.pk)) for job in parked] == ["parked"] * 3
+
+    from agents.runtime.admission import release
+
+    for busy in (first, second):  # two slots free, one after the other
+        Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")
+        release(busy, JobStatus.SUCCEEDED)
+    statuses = [Job.objects.get(pk=job.pk).status for job in parked]
+    assert statuses == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.WAITING]  # oldest first
+
+
+def test_a_run_that_ends_before_its_handler_still_frees_the_agent(acme):
+    agent = agent_create(organization=acme, created_by=None, name="taken-over",
+                         max_concurrency=1)
+    job = agent_execute(agent, user=None, task="x")
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # cancelled while queued
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.BUSY)
+    assert run_job(str(job.pk)) == JobStatus.CANCELLED
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.IDLE
 
 
 def test_no_cap_means_no_parking_and_a_dead_run_holds_no_slot(acme):
@@ -78,12 +105,33 @@ def test_the_status_follows_the_runs(acme):
     agent.refresh_from_db()
     assert agent.status == AgentStatus.ERROR
 
-    Agent.objects.filter(pk=agent.pk).update(deleted_at=None, status=AgentStatus.OFFLINE)
-    queued_before = job_create(job_type="agent-task", input={"agent_id": agent.pk, "task": "x"},
-                               organization=acme, agent=agent)
+    Agent.objects.filter(pk=agent.pk).update(deleted_at=None, status=AgentStatus.IDLE)
+    agent.refresh_from_db()
+    queued_before = agent_execute(agent, user=None, task="x")
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
     assert run_job(str(queued_before.pk)) == JobStatus.SUCCEEDED
     agent.refresh_from_db()
     assert agent.status == AgentStatus.OFFLINE  # a person's choice stays
+
+
+def test_an_agent_task_made_by_hand_is_still_the_agents_job(acme):
+    """Through the jobs API or run_job, input.agent_id alone names the agent: its cap
+    and status apply, and an offline or unknown agent is refused."""
+    agent = agent_create(organization=acme, created_by=None, name="solo", max_concurrency=1)
+    occupy_slot(agent)
+    by_hand = job_create(job_type="agent-task", organization=acme,
+                         input={"agent_id": agent.pk, "task": "x"})
+    assert by_hand.agent_id == agent.pk
+    assert run_job(str(by_hand.pk)) == "parked"
+
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
+    with pytest.raises(JobError, match="is offline"):
+        job_create(job_type="agent-task", organization=acme,
+                   input={"agent_id": agent.pk, "task": "x"})
+    other = Organization.objects.create(name="Globex", slug="globex")
+    with pytest.raises(JobError, match="does not exist in this organization"):
+        job_create(job_type="agent-task", organization=other,
+                   input={"agent_id": agent.pk, "task": "x"})
 
 
 def test_jobs_nest_only_so_deep(acme, settings):

@@ -11,8 +11,12 @@ from tests.factories import make_user
 from tests.utils import wait_for, wait_status
 
 
-def client_as(username: str, organization: Organization, role: Role) -> APIClient:
+def client_as(username: str, organization: Organization, role: Role,
+              superuser: bool = False) -> APIClient:
     user = make_user(username)
+    if superuser:
+        user.is_superuser = True
+        user.save(update_fields=["is_superuser"])
     Membership.objects.create(user=user, organization=organization, role=role)
     client = APIClient()
     client.force_authenticate(user)
@@ -21,13 +25,17 @@ def client_as(username: str, organization: Organization, role: Role) -> APIClien
 
 def test_workers_status_pause_and_resume(worker):
     acme = Organization.objects.create(name="Acme", slug="acme")
-    admin, viewer = client_as("ada", acme, Role.ADMIN), client_as("vic", acme, Role.VIEWER)
+    admin = client_as("ada", acme, Role.ADMIN, superuser=True)
+    viewer = client_as("vic", acme, Role.VIEWER)
+    tenant_admin = client_as("tom", acme, Role.ADMIN)  # one organization's admin
 
     listed = viewer.get("/api/v1/workers/").json()
     ours = next(w for w in listed if w["name"].startswith(f"test-{QUEUE}@"))
     assert ours["consuming"] and ours["concurrency"] == 1 and QUEUE in ours["queues"]
     url = f"/api/v1/workers/{ours['name']}/"
     assert viewer.post(url + "stop/").status_code == 403
+    # the workers serve every organization: not one organization's admin to stop
+    assert tenant_admin.post(url + "stop/").status_code == 403
     assert admin.post("/api/v1/workers/nobody@nowhere/stop/").status_code == 404
 
     stopped = admin.post(url + "stop/")
@@ -43,17 +51,19 @@ def test_workers_status_pause_and_resume(worker):
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
 
-def test_admins_grow_and_shrink_a_worker_pool(worker):
+def test_superusers_grow_and_shrink_a_worker_pool(worker):
     acme = Organization.objects.create(name="Acme", slug="acme")
-    admin = client_as("ada", acme, Role.ADMIN)
+    admin = client_as("ada", acme, Role.ADMIN, superuser=True)
     operator = client_as("oscar", acme, Role.OPERATOR)
+    tenant_admin = client_as("tom", acme, Role.ADMIN)
     name = next(w["name"] for w in admin.get("/api/v1/workers/").json()
                 if w["name"].startswith(f"test-{QUEUE}@"))
     url = f"/api/v1/workers/{name}/"
 
     for action in ("grow", "shrink"):
         assert operator.post(url + f"{action}/", {"n": 1}, format="json").status_code == 403
-        for bad in ({"n": 0}, {"n": -1}, {"n": "two"}, {}):
+        assert tenant_admin.post(url + f"{action}/", {"n": 1}, format="json").status_code == 403
+        for bad in ({"n": 0}, {"n": -1}, {"n": "two"}, {}, {"n": 33}):
             response = admin.post(url + f"{action}/", bad, format="json")
             assert response.status_code == 400, (action, bad)
             assert "n" in response.json()["error"]["fields"]
