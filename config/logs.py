@@ -88,6 +88,12 @@ class ContextFilter(logging.Filter):
         for name, value in current().items():
             if getattr(record, name, None) in (None, ""):
                 setattr(record, name, value)
+        # Django logs 4xx/5xx responses ("Unauthorized: /api/…") after the middleware
+        # has returned, with the request in `extra`: take its id from there.
+        if getattr(record, "request_id", None) in (None, ""):
+            request_id = getattr(getattr(record, "request", None), "request_id", None)
+            if request_id:
+                record.request_id = request_id
         return True
 
 

@@ -34,6 +34,7 @@ class RequestIdMiddleware:
         if self.is_async:
             return self.__acall__(request)
         request_id = logs.clean_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]  # for django.request's lines
         with logs.bind(request_id=request_id):
             response: HttpResponseBase = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
@@ -41,6 +42,7 @@ class RequestIdMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = logs.clean_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]  # for django.request's lines
         with logs.bind(request_id=request_id):
             response: HttpResponseBase = await self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id

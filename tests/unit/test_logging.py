@@ -156,6 +156,17 @@ def test_a_missing_or_malformed_request_id_is_replaced(given):
     assert UUID_HEX.fullmatch(response["X-Request-ID"])
 
 
+@pytest.mark.django_db
+def test_djangos_own_4xx_lines_carry_the_request_id(caplog):
+    """Django logs "Unauthorized: /api/…" after the middleware has returned."""
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = Client().get("/api/v1/jobs/", headers={"X-Request-ID": "req-401"})
+    assert response.status_code == 401
+    [line] = [r for r in caplog.records if r.name == "django.request"]
+    logs.ContextFilter().filter(line)  # what the console handler does
+    assert line.request_id == "req-401"
+
+
 def test_a_100_character_id_is_kept_and_101_is_not():
     assert logs.clean_request_id("a" * 100) == "a" * 100
     assert UUID_HEX.fullmatch(logs.clean_request_id("a" * 101))
