@@ -45,7 +45,9 @@ def setup_django() -> str:
     url = fresh_database(os.environ.get("DATABASE_URL",
                                         "postgres://postgres@127.0.0.1:5432/test"),
                          BENCH_DATABASE)
-    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE, DEBUG="1", LOG_LEVEL="WARNING")
+    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE,
+                      COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics", DEBUG="1",
+                      LOG_LEVEL="WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     from django.core.management import call_command
@@ -209,6 +211,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=20)
         purge_queue()
+        from agents.metrics.recorder import forget_all
+
+        forget_all()  # the benchmark's own metrics keys
     print(f"  {'scenario':<34} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6}")
     for result in results:

@@ -66,6 +66,7 @@ def setup_django() -> str:
                                   BENCH_DATABASE)
     os.environ["DATABASE_URL"] = database_url
     os.environ["COUNTERSIGN_QUEUE"] = QUEUE
+    os.environ["COUNTERSIGN_METRICS_PREFIX"] = f"countersign-bench:{QUEUE}:metrics"
     os.environ["COUNTERSIGN_HANDLER_MODULES"] = "bench.handlers"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -621,6 +622,10 @@ def main(argv: list[str] | None = None) -> None:
             purge_queue()
         with suppress(Exception):
             truncate()
+        with suppress(Exception):
+            from agents.metrics.recorder import forget_all
+
+            forget_all()  # the benchmark's own metrics keys
     print("\n" + markdown(queries, rows, resume, paused))
 
 

@@ -42,7 +42,8 @@ def setup_django() -> None:
     url = fresh_database(os.environ.get("DATABASE_URL",
                                         "postgres://postgres@127.0.0.1:5432/test"),
                          BENCH_DATABASE)
-    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE, DEBUG="1",
+    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE,
+                      COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics", DEBUG="1",
                       LOG_LEVEL="WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -237,6 +238,9 @@ def main() -> None:
             web.kill()
         worker.stop()
         llm.stop()
+        from agents.metrics.recorder import forget_all
+
+        forget_all()  # the benchmark's own metrics keys
     print("\n<!-- bench:streaming -->")
     print("| Measure | Result |\n|---|---|")
     print(f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "

@@ -124,6 +124,10 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
         worker.stop()
         with contextlib.suppress(Exception):  # the broker may be what a test stopped
             purge_queue()
+        with contextlib.suppress(Exception):  # this session's metrics keys
+            from agents.metrics.recorder import forget_all
+
+            forget_all()
 
 
 @pytest.fixture

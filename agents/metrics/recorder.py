@@ -150,3 +150,13 @@ def read_all() -> dict[str, dict[str, float]]:
         pipe.hgetall(key(name))
     return {name: {f.decode(): float(v) for f, v in raw.items()}
             for name, raw in zip(names, pipe.execute(), strict=True)}
+
+
+def forget_all() -> int:
+    """Delete every key under COUNTERSIGN_METRICS_PREFIX (test and benchmark runs,
+    which use a prefix of their own, clean up with it)."""
+    if not settings.COUNTERSIGN_METRICS_REDIS_URL:
+        return 0
+    client = _redis()
+    keys = list(client.scan_iter(match=f"{settings.COUNTERSIGN_METRICS_PREFIX}:*", count=500))
+    return int(client.delete(*keys)) if keys else 0
