@@ -16,6 +16,8 @@ from agents.processes import WorkerProcess
 from tests.llm_server import LLMServer
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
     from accounts.models import Organization
 
 QUEUE = f"countersign-test-{uuid.uuid4().hex[:8]}"
@@ -164,6 +166,18 @@ def acme() -> "Organization":
     from accounts.models import Organization
 
     return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def reviewer(acme: "Organization") -> "User":
+    """An approver of `acme`."""
+    from django.contrib.auth.models import User
+
+    from accounts.models import Membership, Role
+
+    user = User.objects.create_user("april")
+    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
+    return user
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ class StateCollector(Collector):
             "agent_workers_up", "1 for each worker whose heartbeat is fresh.",
             labels=["worker"])
         if settings.COUNTERSIGN_METRICS_REDIS_URL:
-            client = recorder._redis()
+            client = recorder.client()
             for raw in sorted(client.scan_iter(match=worker_key("*"), count=500)):
                 workers.add_metric([raw.decode().removeprefix(worker_key(""))], 1)
         yield workers

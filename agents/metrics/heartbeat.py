@@ -10,7 +10,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
-from agents.metrics.recorder import _redis, key
+from agents.metrics.recorder import client, key
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def worker_key(hostname: str) -> str:
 
 
 def beat_once(hostname: str, concurrency: int | None) -> None:
-    _redis().set(worker_key(hostname), json.dumps({"concurrency": concurrency}),
+    client().set(worker_key(hostname), json.dumps({"concurrency": concurrency}),
                  ex=TTL_SECONDS)
 
 
@@ -55,6 +55,6 @@ def _stop_beating(sender: Any = None, **kwargs: Any) -> None:
     if not settings.COUNTERSIGN_METRICS_REDIS_URL:
         return
     try:
-        _redis().delete(worker_key(getattr(sender, "hostname", "worker")))
+        client().delete(worker_key(getattr(sender, "hostname", "worker")))
     except Exception:
         logger.warning("worker heartbeat not removed; it expires in %ss", TTL_SECONDS)

@@ -16,7 +16,6 @@ elsewhere each is sent at once.
 import bisect
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,25 +26,14 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.metrics.definitions import METRICS, Metric
+from config.redis_clients import redis_client
 
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
-_client_lock = threading.Lock()
-_client: Any = None
 _down_until = 0.0
 RETRY_SECONDS = 30.0
 BATCH_SECONDS = 1.0
-
-
-def _forget_client() -> None:
-    """A forked child (a pool process) must not share the parent's socket or a lock
-    the parent's heartbeat thread held at the fork."""
-    global _client, _client_lock
-    _client, _client_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_client)
 
 
 def key(metric: str) -> str:
@@ -56,15 +44,9 @@ def labels_field(values: tuple[str, ...]) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-def _redis() -> Any:
-    global _client
-    with _client_lock:
-        if _client is None:
-            import redis
-
-            _client = redis.Redis.from_url(settings.COUNTERSIGN_METRICS_REDIS_URL,
-                                           socket_timeout=1.0, socket_connect_timeout=1.0)
-        return _client
+def client() -> Any:
+    """The metrics Redis (COUNTERSIGN_METRICS_REDIS_URL must be set)."""
+    return redis_client(settings.COUNTERSIGN_METRICS_REDIS_URL, timeout=1.0)
 
 
 def _label_values(metric: Metric, labels: dict[str, Any]) -> tuple[str, ...]:
@@ -130,7 +112,7 @@ def send(increments: list[tuple[str, str, float]]) -> None:
     if time.monotonic() < _down_until:
         return
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = client().pipeline(transaction=False)
         for redis_key, field, amount in increments:
             pipe.hincrbyfloat(redis_key, field, amount)
         pipe.execute()
@@ -144,7 +126,7 @@ def read_all() -> dict[str, dict[str, float]]:
     """Every metric's hash, as {metric: {field: value}}."""
     if not settings.COUNTERSIGN_METRICS_REDIS_URL:
         return {}
-    pipe = _redis().pipeline(transaction=False)
+    pipe = client().pipeline(transaction=False)
     names = list(METRICS)
     for name in names:
         pipe.hgetall(key(name))
@@ -157,6 +139,6 @@ def forget_all() -> int:
     which use a prefix of their own, clean up with it)."""
     if not settings.COUNTERSIGN_METRICS_REDIS_URL:
         return 0
-    client = _redis()
-    keys = list(client.scan_iter(match=f"{settings.COUNTERSIGN_METRICS_PREFIX}:*", count=500))
-    return int(client.delete(*keys)) if keys else 0
+    redis = client()
+    keys = list(redis.scan_iter(match=f"{settings.COUNTERSIGN_METRICS_PREFIX}:*", count=500))
+    return int(redis.delete(*keys)) if keys else 0

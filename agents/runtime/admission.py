@@ -4,9 +4,10 @@ A run of an agent's job is admitted after it claims its lease and before the
 handler starts. Admission and release lock the agent's row, so they happen one at
 a time per agent: the count of running jobs read under the lock is exact, and two
 runs cannot both take the last slot. A run that finds no free slot parks: its job
-waits (reason `agent concurrency`) holding no worker, and the next run of that
-agent to end wakes the oldest, most urgent parked job. A parked job also has a
-`wake_at` a little later, so the reconciler retries it if that wake-up is lost.
+waits (reason `agent concurrency`) holding no worker. Every run of that agent that
+ends queues parked jobs again, most urgent and oldest first, one per slot that no
+running or queued job will take. A parked job is also re-checked after
+COUNTERSIGN_AGENT_SLOT_RECHECK_SECONDS, for a run that died without releasing.
 
 The agent's status follows its runs: `busy` while any runs, then `idle`, or
 `error` if the run that ended last failed. `offline` is a person's choice and is
@@ -35,14 +36,19 @@ def _running_others(agent_id: int, job_id: uuid.UUID) -> int:
             .exclude(pk=job_id).count())
 
 
+def _lock_agent(agent_id: int) -> int | None:
+    """Lock the agent's row for this transaction; its cap (None: no such agent)."""
+    return (Agent.objects.select_for_update().filter(pk=agent_id)
+            .values_list("max_concurrency", flat=True).first())
+
+
 def admit(run: "Run") -> bool:
     """May this run go on? If not, its job is parked (and committed) before returning."""
     job = run.job
     if job.agent_id is None:
         return True
     with transaction.atomic():
-        cap = (Agent.objects.select_for_update().filter(pk=job.agent_id)
-               .values_list("max_concurrency", flat=True).first())
+        cap = _lock_agent(job.agent_id)
         if cap is None:  # the agent row is gone; the handler reports it
             return True
         if cap and _running_others(job.agent_id, job.pk) >= cap:
@@ -59,8 +65,7 @@ def release(job: Job, outcome: str) -> None:
     if job.agent_id is None:
         return
     with transaction.atomic():
-        cap = (Agent.objects.select_for_update().filter(pk=job.agent_id)
-               .values_list("max_concurrency", flat=True).first())
+        cap = _lock_agent(job.agent_id)
         if cap is None:
             return
         running = _running_others(job.agent_id, job.pk)

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
 from agents.models import JobEvent
+from config.redis_clients import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ def _redis() -> Any:
         return None
     with _redis_lock:
         if _redis_client is None:
-            import redis
-
-            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            client = redis_client(url, timeout=0.5)
             try:
                 client.ping()
             except Exception:

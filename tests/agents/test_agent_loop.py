@@ -5,9 +5,8 @@ import json
 import time
 
 import pytest
-from django.contrib.auth.models import User
 
-from accounts.models import Membership, Organization, Role
+from accounts.models import Organization
 from agents import memory
 from agents.agent_services import agent_create, agent_execute
 from agents.models import Agent, Job, JobStatus
@@ -16,13 +15,6 @@ from checkpoints import services
 from checkpoints.models import Checkpoint
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
-
-
-@pytest.fixture
-def reviewer(acme) -> User:
-    user = User.objects.create_user("april")
-    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
-    return user
 
 
 def writer(acme: Organization, **fields) -> Agent:

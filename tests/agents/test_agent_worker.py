@@ -5,9 +5,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
 
-from accounts.models import Membership, Organization, Role
 from agents.agent_services import agent_create, agent_execute
 from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
 from checkpoints import services
@@ -15,19 +13,7 @@ from checkpoints.models import Checkpoint
 from tests.llm_server import Reply, ToolCallReply
 from tests.utils import wait_for, wait_status
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def acme(worker) -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
-
-
-@pytest.fixture
-def reviewer(acme) -> User:
-    user = User.objects.create_user("april")
-    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
-    return user
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 
 def tool_messages(body: dict) -> list[dict]:

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from accounts.models import Membership, Organization, Role
 from agents.agent_services import agent_create, agent_execute
 from agents.models import JobStatus
 from agents.services import job_cancel, job_create
@@ -22,7 +20,7 @@ from tests.conftest import database_url
 from tests.llm_server import Reply
 from tests.utils import wait_for, wait_status
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -57,19 +55,7 @@ def promtool_check(text: str) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.fixture
-def acme(worker) -> Organization:
-    return Organization.objects.create(name="Acme", slug="acme")
-
-
-@pytest.fixture
-def approver(acme) -> User:
-    user = User.objects.create_user("april")
-    Membership.objects.create(user=user, organization=acme, role=Role.APPROVER)
-    return user
-
-
-def test_jobs_through_every_status_are_counted(acme, approver, llm_server, tmp_path):
+def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_path):
     _, before = scrape()
 
     approved, cancelled, rejected = (job_create(job_type="test-approval", organization=acme)
@@ -84,8 +70,8 @@ def test_jobs_through_every_status_are_counted(acme, approver, llm_server, tmp_p
     assert value(waiting, "agent_workers_up", worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@"
                  f"{os.uname().nodename}") == 1
 
-    services.approve(Checkpoint.objects.get(job=approved), approver)
-    services.reject(Checkpoint.objects.get(job=rejected), approver, reason="not now")
+    services.approve(Checkpoint.objects.get(job=approved), reviewer)
+    services.reject(Checkpoint.objects.get(job=rejected), reviewer, reason="not now")
     job_cancel(job=cancelled)
     failed = job_create(job_type="test-flaky-job", organization=acme,
                         input={"log": str(tmp_path / "fatal"), "failures": 0, "fatal": True})
