@@ -14,10 +14,10 @@ from accounts.roles import GRANTS, Capability, membership_of
 
 PERMISSIONS: dict[Capability, frozenset[str]] = {
     Capability.VIEW: frozenset({
-        "agents.view_job", "checkpoints.view_checkpoint", "accounts.view_membership",
+        "jobs.view_job", "checkpoints.view_checkpoint", "accounts.view_membership",
         "agents.view_agent", "agents.view_message",
     }),
-    Capability.OPERATE: frozenset({"agents.change_job"}),  # the cancel and retry actions
+    Capability.OPERATE: frozenset({"jobs.change_job"}),  # the cancel and retry actions
     Capability.DECIDE: frozenset({"checkpoints.decide_checkpoint"}),
     Capability.ADMINISTER: frozenset({
         "accounts.add_membership", "accounts.change_membership", "accounts.delete_membership",

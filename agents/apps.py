@@ -3,12 +3,9 @@ from django.apps import AppConfig
 
 class AgentsConfig(AppConfig):
     name = "agents"
-    verbose_name = "Agents and jobs"
+    verbose_name = "Agents"
 
     def ready(self) -> None:
-        from agents import receivers
-        from agents.handlers import load_handler_modules
-        from agents.signals import job_finished
+        from agents.handlers import load_builtin_handlers
 
-        load_handler_modules()
-        job_finished.connect(receivers.wake_parent, dispatch_uid="agents.wake_parent")
+        load_builtin_handlers()

@@ -9,13 +9,14 @@ from typing import Any
 
 from django.conf import settings
 
-from agents import metrics
-from agents.models import Agent, Job
+from agents.models import Agent
 from agents.providers.base import Completion, Message, ProviderError, ToolSpec
 from agents.providers.pricing import cost
 from agents.providers.registry import get_provider
 from agents.providers.retry import with_retries
-from agents.runtime.errors import NonRetryableError
+from core import metrics
+from jobs.models import Job
+from jobs.runtime.errors import NonRetryableError
 
 
 class LLMRefused(NonRetryableError):

@@ -11,7 +11,8 @@ import math
 import re
 from typing import Any
 
-from agents.models import Agent, Job, Memory, Message, MessageRole
+from agents.models import Agent, Memory, Message, MessageRole
+from jobs.models import Job
 
 DIMENSIONS = 256
 SEARCH_WINDOW = 5000  # newest memories compared per search

@@ -1,204 +1,172 @@
-"""Every change of a job's state goes through these functions."""
+"""Agents: validated configuration, soft deletion, running them as jobs, statistics."""
 
-import logging
+from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
-from jsonschema import Draft202012Validator
 
 from accounts.models import Organization
-from accounts.services import default_organization
-from agents import metrics
-from agents.models import (
-    TERMINAL_STATUSES,
-    Agent,
-    AgentStatus,
-    Job,
-    JobStatus,
-    JobStep,
-    StepStatus,
-)
-from agents.runtime.events import append_event
-from agents.runtime.queue import enqueue_on_commit
-from agents.runtime.registry import get_handler
-from agents.signals import job_finished
-from config import logs
+from agents.models import Agent, AgentStatus
+from agents.providers.registry import model_error, parameter_error
+from agents.tools import tool_names
+from jobs.models import Job, JobStatus
+from jobs.services import job_create
 
-logger = logging.getLogger(__name__)
+PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 2.0),
+    "top_p": (float, 0.0, 1.0),
+    "max_tokens": (int, 1, 200_000),
+    "presence_penalty": (float, -2.0, 2.0),
+    "frequency_penalty": (float, -2.0, 2.0),
+}
+PERSONALITY_KEYS = {"traits", "tone", "behaviour", "language_style"}
 
 
-class JobError(Exception):
-    """A request about a job that cannot be carried out (bad input, wrong state)."""
+class AgentInvalid(ValueError):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
 
 
-class JobConflict(JobError):
-    """The job's current state does not allow the request."""
+def parameter_errors(parameters: Any) -> list[str]:
+    if not isinstance(parameters, dict):
+        return ["must be a JSON object"]
+    errors = []
+    for name, value in parameters.items():
+        if name == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not isinstance(stops, list) or len(stops) > 4 \
+                    or not all(isinstance(s, str) for s in stops):
+                errors.append("stop must be a string or a list of at most 4 strings")
+            continue
+        if name not in PARAMETER_RANGES:
+            errors.append(f"unknown parameter {name!r}; known: "
+                          f"{', '.join([*PARAMETER_RANGES, 'stop'])}")
+            continue
+        kind, low, high = PARAMETER_RANGES[name]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not isinstance(value, int)):
+            errors.append(f"{name} must be {'an integer' if kind is int else 'a number'}")
+        elif not low <= value <= high:
+            errors.append(f"{name} must be between {low:g} and {high:g}")
+    return errors
 
 
-def _validate(job_type: str, input: Any, priority: int, max_attempts: int | None) -> None:
-    spec = get_handler(job_type)  # raises UnknownJobType with the list of known types
-    if not isinstance(input, dict):
-        raise JobError("input must be a JSON object")
-    if spec.input_schema is not None:
-        problems = [f"{'.'.join(map(str, e.absolute_path)) or 'input'}: {e.message}"
-                    for e in Draft202012Validator(spec.input_schema).iter_errors(input)]
-        if problems:
-            raise JobError(f"invalid input for {job_type}: " + "; ".join(problems))
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise JobError("priority must be an integer from 0 to 9")
-    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-        raise JobError("max_attempts must be a positive integer")
+def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
+    """Field errors of an agent's configuration (only of the fields given)."""
+    errors: dict[str, list[str]] = {}
+    if "provider" in fields or "model" in fields:
+        problem = model_error(fields.get("provider", ""), fields.get("model", ""))
+        if problem:
+            errors["provider" if problem.startswith("unknown provider") else "model"] = [problem]
+    if "tools" in fields:
+        tools = fields["tools"]
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            errors["tools"] = ["must be a list of tool names"]
+        else:
+            unknown = sorted(set(tools) - set(tool_names()))
+            if unknown:
+                errors["tools"] = [f"unknown tool(s) {', '.join(unknown)}; known: "
+                                   f"{', '.join(tool_names())}"]
+    if "parameters" in fields and (problems := parameter_errors(fields["parameters"])):
+        errors["parameters"] = problems
+    elif "parameters" in fields and "provider" in fields and (
+            refused := parameter_error(fields["provider"], fields["parameters"])):
+        errors["parameters"] = [refused]
+    if "personality" in fields:
+        persona = fields["personality"]
+        if not isinstance(persona, dict) or set(persona) - PERSONALITY_KEYS:
+            errors["personality"] = [f"an object with only {', '.join(sorted(PERSONALITY_KEYS))}"]
+        elif "traits" in persona and not (isinstance(persona["traits"], list) and all(
+                isinstance(t, str) for t in persona["traits"])):
+            errors["personality"] = ["traits must be a list of strings"]
+    return errors
 
 
-def job_depth(job: Job) -> int:
-    """0 for a top-level job, 1 for its child, and so on."""
-    depth, parent_id = 0, job.parent_id
-    while parent_id is not None and depth <= settings.COUNTERSIGN_MAX_JOB_DEPTH:
-        depth += 1
-        parent_id = Job.objects.filter(pk=parent_id).values_list("parent_id", flat=True).first()
-    return depth
-
-
-def child_depth_error(parent: Job) -> str:
-    """Why `parent` may not start a child job, or ""."""
-    limit = settings.COUNTERSIGN_MAX_JOB_DEPTH
-    if job_depth(parent) + 1 > limit:
-        return (f"jobs may nest at most {limit} deep (COUNTERSIGN_MAX_JOB_DEPTH); "
-                f"this job cannot start another")
-    return ""
-
-
-def _runnable_agent(agent: Agent | None, input: dict[str, Any],
-                    organization: Organization) -> Agent | None:
-    """The job's agent: given, or named by `input.agent_id` (an `agent-task` started
-    through the jobs API or by `run_job`), so its cap and status apply however the job
-    was made. It must be the organization's, not deleted, not offline."""
-    agent_id = input.get("agent_id")
-    if agent is None and isinstance(agent_id, int) and not isinstance(agent_id, bool):
-        agent = Agent.objects.filter(pk=agent_id, organization=organization).first()
-        if agent is None:
-            raise JobError(f"agent {agent_id} does not exist in this organization")
-    if agent is None:
-        return None
-    if agent.organization_id != organization.pk:
-        raise JobError(f"agent {agent.name!r} belongs to another organization")
-    if agent.deleted_at is not None:
-        raise JobError(f"agent {agent.name!r} was deleted")
-    if agent.status == AgentStatus.OFFLINE:
-        raise JobError(f"agent {agent.name!r} is offline; set it idle to run it")
+def _save(agent: Agent) -> Agent:
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:
+        raise AgentInvalid({"name": ["an agent with this name exists in the organization"]}
+                           ) from None
     return agent
 
 
-def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
-               created_by: User | None = None, idempotency_key: str = "",
-               parent: Job | None = None, max_attempts: int | None = None,
-               organization: Organization | None = None, agent: Agent | None = None) -> Job:
-    """Create a job and enqueue it once the transaction commits.
-
-    With an idempotency key, a repeated request by the same creator returns the
-    job the first request made instead of a new one.
-    """
-    input = {} if input is None else input
-    _validate(job_type, input, priority, max_attempts)
-    if parent is not None and (too_deep := child_depth_error(parent)):
-        raise JobError(too_deep)
-    if organization is None:  # a child job stays in its parent's organization
-        organization = parent.organization if parent else default_organization()
-    agent = _runnable_agent(agent, input, organization)
-    if idempotency_key:
-        existing = Job.objects.filter(created_by=created_by,
-                                      idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
-    spec = get_handler(job_type)
-    # The request that asked for the job; a child started by a run inherits its parent's.
-    request_id = logs.get_request_id() or (parent.request_id if parent else "")
-    attempts = max_attempts or (spec.retry.max_attempts if spec.retry
-                                else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS)
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                job_type=job_type, input=input, priority=priority, created_by=created_by,
-                organization=organization, agent=agent,
-                idempotency_key=idempotency_key, parent=parent, max_attempts=attempts,
-                request_id=request_id)
-            append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
-            enqueue_on_commit(str(job.pk), priority)
-            metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
-    except IntegrityError:
-        if idempotency_key:  # a concurrent request with the same key won the race
-            return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
-        raise
-    logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
-    return job
+def agent_create(*, organization: Organization, created_by: User | None,
+                 **fields: Any) -> Agent:
+    full = {"provider": Agent._meta.get_field("provider").get_default(),
+            "model": Agent._meta.get_field("model").get_default(), **fields}
+    if errors := config_errors(full):
+        raise AgentInvalid(errors)
+    return _save(Agent(organization=organization, created_by=created_by, **full))
 
 
-def wake_job(*, job_id: str, reason: str = "") -> bool:
-    """Make a waiting job runnable and enqueue it on commit. Call inside the
-    transaction that resolved what it waited for."""
-    woken = Job.objects.filter(pk=job_id, status=JobStatus.WAITING).update(
-        status=JobStatus.QUEUED, wait_reason="", wake_at=None)
-    if not woken:  # not waiting (cancelled meanwhile, say): nothing to wake
-        return False
-    priority, job_type = Job.objects.values_list("priority", "job_type").get(pk=job_id)
-    append_event(str(job_id), "job.woken", {"reason": reason} if reason else {})
-    enqueue_on_commit(str(job_id), priority)
-    metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
-    return True
+def agent_update(agent: Agent, **fields: Any) -> Agent:
+    check = dict(fields)
+    if fields.keys() & {"provider", "model", "parameters"}:  # checked together
+        check.setdefault("provider", agent.provider)
+        check.setdefault("model", agent.model)
+        check.setdefault("parameters", agent.parameters)
+    if errors := config_errors(check):
+        raise AgentInvalid(errors)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    return _save(agent)
 
 
-@transaction.atomic
-def job_cancel(*, job: Job, user: User | None = None) -> Job:
-    """Cancel now if the job is not running; a running job stops at its next step."""
-    locked = Job.objects.select_for_update().get(pk=job.pk)
-    if locked.status in TERMINAL_STATUSES:
-        raise JobConflict(f"job is already {locked.status}")
-    by = getattr(user, "username", None)
-    if locked.status == JobStatus.RUNNING:
-        locked.cancel_requested = True
-        locked.save(update_fields=["cancel_requested", "updated_at"])
-        append_event(str(locked.pk), "job.cancel_requested", {"by": by})
-        return locked
-    locked.status = JobStatus.CANCELLED
-    locked.cancel_requested = True
-    locked.finished_at = timezone.now()
-    locked.wait_reason, locked.wake_at = "", None
-    locked.save(update_fields=["status", "cancel_requested", "finished_at", "wait_reason",
-                               "wake_at", "updated_at"])
-    append_event(str(locked.pk), "job.cancelled", {"by": by})
-    metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.CANCELLED)
-    if locked.started_at is not None:
-        metrics.observe("agent_jobs_duration_seconds",
-                        (locked.finished_at - locked.started_at).total_seconds(),
-                        job_type=locked.job_type, status=JobStatus.CANCELLED)
-    job_finished.send(sender=Job, job_id=str(locked.pk), status=JobStatus.CANCELLED,
-                      parent_id=locked.parent_id)
-    return locked
+def agent_delete(agent: Agent) -> None:
+    """Soft delete: the agent's jobs and messages stay; its name may be used again."""
+    agent.deleted_at = timezone.now()
+    agent.status = AgentStatus.OFFLINE
+    agent.save(update_fields=["deleted_at", "status", "updated_at"])
 
 
-@transaction.atomic
-def job_retry(*, job: Job, user: User | None = None) -> Job:
-    """Run a failed or cancelled job again. Finished steps stay memoized, so it
-    continues from where it stopped."""
-    locked = Job.objects.select_for_update().get(pk=job.pk)
-    if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise JobConflict(f"only failed or cancelled jobs can be retried; this one is "
-                          f"{locked.status}")
-    # Waits that were closed by the cancel are opened again by their waiters; a
-    # failed step gets its whole retry budget again.
-    JobStep.objects.filter(job=locked, status=StepStatus.WAITING).update(finished_at=None)
-    JobStep.objects.filter(job=locked, status=StepStatus.FAILED).update(attempt=0)
-    locked.status = JobStatus.QUEUED
-    locked.attempts = 0
-    locked.cancel_requested = False
-    locked.finished_at = None
-    locked.result = None
-    locked.error_type = locked.error_message = locked.error_traceback = ""
-    locked.save()
-    append_event(str(locked.pk), "job.retried", {"by": getattr(user, "username", None)})
-    enqueue_on_commit(str(locked.pk), locked.priority)
-    metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.QUEUED)
-    return locked
+def agent_execute(agent: Agent, *, user: User | None, task: str,
+                  context: dict[str, Any] | None = None, max_tokens: int | None = None,
+                  session_id: str = "", priority: int = 5, idempotency_key: str = "") -> Job:
+    """Start an `agent-task` job for the agent (job_create refuses a deleted or
+    offline agent)."""
+    job_input: dict[str, Any] = {"agent_id": agent.pk, "task": task}
+    if context:
+        job_input["context"] = context
+    if max_tokens:
+        job_input["max_tokens"] = max_tokens
+    if session_id:
+        job_input["session_id"] = session_id
+    return job_create(job_type="agent-task", input=job_input, priority=priority,
+                      created_by=user, organization=agent.organization, agent=agent,
+                      idempotency_key=idempotency_key)
+
+
+def agent_statistics(agent: Agent) -> dict[str, Any]:
+    """From the agent's jobs, in one query: a read of committed rows, so concurrent
+    runs cannot make it drift the way a counter updated by each run could."""
+    finished = Q(status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED,
+                             JobStatus.CANCELLED])
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"),
+                                 output_field=DurationField())
+    row = Job.objects.filter(agent=agent).aggregate(
+        executions=Count("pk"),
+        finished=Count("pk", filter=finished),
+        succeeded=Count("pk", filter=Q(status=JobStatus.SUCCEEDED)),
+        avg_tokens_in=Avg("tokens_in", filter=finished),
+        avg_tokens_out=Avg("tokens_out", filter=finished),
+        avg_cost=Avg("cost", filter=finished & Q(cost__isnull=False)),
+        avg_duration=Avg(duration, filter=finished & Q(started_at__isnull=False)),
+    )
+    avg_duration: timedelta | None = row["avg_duration"]
+    return {
+        "executions": row["executions"],
+        "finished": row["finished"],
+        "succeeded": row["succeeded"],
+        "success_rate": round(row["succeeded"] / row["finished"], 4) if row["finished"] else None,
+        "average_tokens_in": round(row["avg_tokens_in"], 1) if row["avg_tokens_in"] else 0,
+        "average_tokens_out": round(row["avg_tokens_out"], 1) if row["avg_tokens_out"] else 0,
+        "average_cost": None if row["avg_cost"] is None else str(round(row["avg_cost"], 6)),
+        "average_duration_seconds": None if avg_duration is None
+        else round(avg_duration.total_seconds(), 3),
+    }

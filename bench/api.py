@@ -65,8 +65,8 @@ def seed(total: int, pending: int) -> tuple[str, list[int]]:
 
     from accounts.models import Membership, Organization, Role
     from accounts.services import token_issue
-    from agents.models import Job, JobStatus
     from checkpoints.models import Checkpoint, CheckpointStatus
+    from jobs.models import Job, JobStatus
 
     acme = Organization.objects.create(name="Acme", slug="acme")
     user = User.objects.create_user("bench-admin")
@@ -211,7 +211,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=20)
         purge_queue()
-        from agents.metrics.recorder import forget_all
+        from core.metrics.recorder import forget_all
 
         forget_all()  # the benchmark's own metrics keys
     print(f"  {'scenario':<34} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "

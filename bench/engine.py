@@ -120,7 +120,7 @@ def users() -> tuple[Any, Any]:
 def wait_until(
     predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.01
 ) -> T:
-    from agents.processes import poll_until
+    from jobs.processes import poll_until
 
     return poll_until(predicate, timeout=timeout, what=what, interval=interval)
 
@@ -130,7 +130,7 @@ class Worker:
     """One `celery worker` subprocess on the bench queue, in its own process group."""
 
     def __init__(self, database_url: str, concurrency: int = 1) -> None:
-        from agents.processes import WorkerProcess
+        from jobs.processes import WorkerProcess
 
         self.name = f"bench-{QUEUE}@{socket.gethostname()}"
         self.concurrency = concurrency
@@ -190,7 +190,7 @@ def job_status(job_id: str) -> str:
 
 def raise_if_broken(statuses: Iterable[str]) -> None:
     """Stop at once if a job failed instead of waiting for a timeout."""
-    from agents.models import Job, JobStatus
+    from jobs.models import Job, JobStatus
 
     broken_statuses = (JobStatus.FAILED, JobStatus.REJECTED, JobStatus.CANCELLED)
     if not any(s in broken_statuses for s in statuses):
@@ -236,7 +236,7 @@ def timeout_for(n: int) -> float:
 
 
 def create_jobs(job_type: str, n: int, created_by: Any = None) -> list[str]:
-    from agents.services import job_create
+    from jobs.services import job_create
 
     return [str(job_create(job_type=job_type, created_by=created_by).pk) for _ in range(n)]
 
@@ -268,9 +268,9 @@ def warm_up(n: int = 20) -> None:
 def plain_tasks(n: int) -> Throughput:
     """N plain Celery tasks, each one INSERT of a JobEvent row for one holder job."""
     from accounts.services import default_organization
-    from agents.models import Job, JobEvent, JobStatus
-    from agents.runtime.queue import broker_priority
     from bench.handlers import plain_write
+    from jobs.models import Job, JobEvent, JobStatus
+    from jobs.runtime.queue import broker_priority
 
     truncate()
     holder = str(Job.objects.create(organization=default_organization(),
@@ -289,7 +289,7 @@ def plain_tasks(n: int) -> Throughput:
 
 def durable_jobs(job_type: str, n: int, label: str) -> Throughput:
     """N jobs through job_create (each enqueued on commit), until all succeeded."""
-    from agents.models import Job, JobStatus
+    from jobs.models import Job, JobStatus
 
     truncate()
     started = time.time()
@@ -326,9 +326,9 @@ def percentile(values: list[float], p: int) -> float:
 
 def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
     """Pause N jobs at a checkpoint; approve them one at a time, each on an idle worker."""
-    from agents.models import JobEvent, JobStatus, JobStep
     from checkpoints import services
     from checkpoints.models import Checkpoint
+    from jobs.models import JobEvent, JobStatus, JobStep
 
     truncate()
     create_jobs("bench-approval", n, creator)
@@ -365,7 +365,7 @@ class Paused:
 
 def paused_jobs(n: int, creator: Any, worker: Worker) -> Paused:
     """N jobs waiting at checkpoints on one worker slot; is the slot free?"""
-    from agents.models import Job, JobEvent, JobStatus
+    from jobs.models import Job, JobEvent, JobStatus
 
     truncate()
     started = time.time()
@@ -404,7 +404,7 @@ def queries_for_run(job_type: str) -> tuple[int, int, list[str]]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agents.runtime.engine import run_job
+    from jobs.runtime.engine import run_job
 
     job_id = create_jobs(job_type, 1)[0]
     with CaptureQueriesContext(connection) as captured:
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
         with suppress(Exception):
             truncate()
         with suppress(Exception):
-            from agents.metrics.recorder import forget_all
+            from core.metrics.recorder import forget_all
 
             forget_all()  # the benchmark's own metrics keys
     print("\n" + markdown(queries, rows, resume, paused))

@@ -8,8 +8,8 @@ import time
 
 from celery import shared_task
 
-from agents.models import JobEvent
-from agents.runtime import JobContext, handler
+from jobs.models import JobEvent
+from jobs.runtime import JobContext, handler
 
 
 def _noop() -> None:

@@ -81,7 +81,7 @@ def follow(port: int, token: str, job_id: str) -> list[tuple[float, float]]:
 
 def chunk_latency(port: int, token: str, agent: object, llm: object, runs: int, chunks: int,
                   delay: float) -> tuple[list[tuple[float, float]], int]:
-    from agents.agent_services import agent_execute
+    from agents.services import agent_execute
     from tests.llm_server import Reply
 
     latencies: list[tuple[float, float]] = []
@@ -119,7 +119,7 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
     import redis.asyncio as aioredis
     from django.conf import settings
 
-    from agents.runtime.events import channel_name
+    from jobs.runtime.events import channel_name
 
     opened = await asyncio.gather(*(open_stream(port, token, j) for j in job_ids),
                                   return_exceptions=True)
@@ -184,9 +184,9 @@ def main() -> None:
 
     from accounts.models import Membership, Organization, Role
     from accounts.services import token_issue
-    from agents.agent_services import agent_create
-    from agents.models import Job, JobStatus
-    from agents.processes import WorkerProcess
+    from agents.services import agent_create
+    from jobs.models import Job, JobStatus
+    from jobs.processes import WorkerProcess
     from tests.llm_server import LLMServer
 
     acme = Organization.objects.create(name="Acme", slug="acme")
@@ -238,7 +238,7 @@ def main() -> None:
             web.kill()
         worker.stop()
         llm.stop()
-        from agents.metrics.recorder import forget_all
+        from core.metrics.recorder import forget_all
 
         forget_all()  # the benchmark's own metrics keys
     print("\n<!-- bench:streaming -->")

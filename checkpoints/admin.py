@@ -12,11 +12,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from accounts.roles import visible_to
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 from checkpoints.review import presentation
+from jobs.admin import JobAdmin, ReadOnlyInline
+from jobs.models import Job
 
 
 def pending_count(request: HttpRequest) -> int:
@@ -165,6 +169,27 @@ def _json_field(request: HttpRequest, name: str) -> Any:
     except json.JSONDecodeError as exc:
         raise services.CheckpointValidationError(
             f"{name} is not valid JSON", {name: [str(exc)]}) from exc
+
+
+class CheckpointInline(ReadOnlyInline):
+    model = Checkpoint
+    fields = ("review", "kind", "status", "opened_at", "decided_at")
+    readonly_fields = fields
+
+    @admin.display(description="checkpoint")
+    def review(self, checkpoint: Checkpoint) -> SafeString:
+        url = reverse("admin:checkpoints_checkpoint_change", args=[checkpoint.pk])
+        return format_html('<a href="{}">{}</a>', url, checkpoint.title)
+
+
+# A job's page lists its checkpoints: the runtime's admin knows nothing of them, so
+# this app registers the job admin again with its inline added.
+admin.site.unregister(Job)
+
+
+@admin.register(Job)
+class JobWithCheckpointsAdmin(JobAdmin):
+    inlines = [*JobAdmin.inlines, CheckpointInline]
 
 
 admin.site.index_template = "admin/countersign_index.html"

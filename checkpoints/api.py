@@ -7,6 +7,7 @@ from django.db.models import Case, IntegerField, QuerySet, Value, When
 from drf_spectacular.utils import extend_schema
 from rest_framework import filters, mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,7 +22,8 @@ from checkpoints.serializers import (
     RejectSerializer,
     SubmitSerializer,
 )
-from config.filters import UTCDateTimeFilter
+from core.filters import UTCDateTimeFilter
+from jobs.models import Job
 
 
 class CheckpointFilter(django_filters.FilterSet):
@@ -103,3 +105,21 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                          data=body.validated_data["data"],
                                          reason=body.validated_data["reason"])
         return self._decided(decision)
+
+
+class JobCheckpointViewSet(viewsets.GenericViewSet):
+    """GET /api/v1/jobs/{id}/checkpoints/: one job's checkpoints, oldest first. Served
+    by this app, not the jobs API: the runtime knows nothing of checkpoints."""
+
+    serializer_class = CheckpointSerializer
+    permission_classes = [HasCapability]
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Checkpoint]:
+        jobs = Job.objects.filter(organization=organization_of(self.request.user))
+        job = get_object_or_404(jobs, pk=self.kwargs["job_id"])
+        return job.checkpoints.prefetch_related("decisions__user").order_by("opened_at", "pk")
+
+    @extend_schema(responses=CheckpointSerializer(many=True))
+    def list(self, request: Request, job_id: str) -> Response:
+        return Response(CheckpointSerializer(self.get_queryset(), many=True).data)

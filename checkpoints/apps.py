@@ -5,10 +5,10 @@ class CheckpointsConfig(AppConfig):
     name = "checkpoints"
 
     def ready(self) -> None:
-        from agents.runtime import register_waiter
-        from agents.signals import job_finished
         from checkpoints import receivers
         from checkpoints.waiter import CheckpointWaiter
+        from jobs.runtime import register_waiter
+        from jobs.runtime.signals import job_finished
 
         register_waiter("checkpoint", CheckpointWaiter)
         job_finished.connect(receivers.close_pending_checkpoints,

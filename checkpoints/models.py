@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-from agents.models import Job
+from jobs.models import Job
 
 
 class CheckpointKind(models.TextChoices):

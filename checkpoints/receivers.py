@@ -3,8 +3,8 @@ from typing import Any
 from django.db.models import Count
 from django.utils import timezone
 
-from agents import metrics
 from checkpoints.models import Checkpoint, CheckpointStatus
+from core import metrics
 
 
 def close_pending_checkpoints(sender: Any, job_id: str, status: str, **kwargs: Any) -> None:

@@ -12,10 +12,6 @@ from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
 from accounts.roles import Capability, can, membership_of
-from agents import metrics
-from agents.models import Job
-from agents.runtime.events import append_event
-from agents.services import wake_job
 from checkpoints.models import (
     Checkpoint,
     CheckpointDecision,
@@ -23,7 +19,11 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
-from config.sentry import checkpoint_breadcrumb
+from core import metrics
+from core.sentry import checkpoint_breadcrumb
+from jobs.models import Job
+from jobs.runtime.events import append_event
+from jobs.services import wake_job
 
 logger = logging.getLogger(__name__)
 

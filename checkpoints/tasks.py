@@ -5,7 +5,7 @@ from django.conf import settings
 
 from checkpoints import notifications, services
 from checkpoints.models import Checkpoint
-from config import logs
+from core import logs
 
 logger = logging.getLogger(__name__)
 

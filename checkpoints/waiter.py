@@ -8,10 +8,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from agents import metrics
-from agents.models import Job, JobStep
-from agents.runtime import JobRejected, NonRetryableError, Pending, Resolved
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
+from core import metrics
+from jobs.models import Job, JobStep
+from jobs.runtime import JobRejected, NonRetryableError, Pending, Resolved
 
 logger = logging.getLogger(__name__)
 

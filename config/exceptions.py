@@ -12,9 +12,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from agents.runtime.errors import UnknownJobType
-from agents.services import JobConflict, JobError
 from checkpoints.services import CheckpointConflict, CheckpointError, CheckpointValidationError
+from jobs.runtime.errors import UnknownJobType
+from jobs.services import JobConflict, JobError
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

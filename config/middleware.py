@@ -7,7 +7,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from config import logs
+from core import logs
 
 REQUEST_ID_HEADER = "X-Request-ID"
 

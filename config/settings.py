@@ -10,8 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
-from config.sentry import init_sentry
+from core.env import env_bool, env_float, env_int, env_list, env_str
+from core.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("COUNTERSIGN_DATA_DIR", str(BASE_DIR / "data")))
@@ -36,9 +36,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_results",
     "django_prometheus",
+    "core",
     "accounts",
-    "agents",
+    "jobs",
     "checkpoints",
+    "agents",
     "workflows",
 ]
 
@@ -79,7 +81,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'countersign.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        # No per-use health query: tasks close broken connections (agents.tasks).
+        # No per-use health query: tasks close broken connections (jobs.tasks).
         conn_health_checks=False,
     )
 }
@@ -286,10 +288,10 @@ if LOG_FORMAT not in ("json", "text"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}},
     "formatters": {
-        "json": {"()": "config.logs.JsonFormatter"},
-        "text": {"()": "config.logs.TextFormatter"},
+        "json": {"()": "core.logs.JsonFormatter"},
+        "text": {"()": "core.logs.TextFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["context"]}},

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.conf import settings
 
-from agents.processes import WorkerProcess
+from jobs.processes import WorkerProcess
 from tests.llm_server import LLMServer
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
         with contextlib.suppress(Exception):  # the broker may be what a test stopped
             purge_queue()
         with contextlib.suppress(Exception):  # this session's metrics keys
-            from agents.metrics.recorder import forget_all
+            from core.metrics.recorder import forget_all
 
             forget_all()
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.runtime import JobContext, NonRetryableError, RetryPolicy, handler
+from jobs.runtime import JobContext, NonRetryableError, RetryPolicy, handler
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import TypeVar
 
-from agents.processes import poll_until
+from jobs.processes import poll_until
 
 T = TypeVar("T")
 
@@ -13,7 +13,7 @@ def wait_for(predicate: Callable[[], T | None], *, timeout: float = 30.0, interv
 
 
 def job_status(job_id: object) -> str:
-    from agents.models import Job
+    from jobs.models import Job
 
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
 

@@ -1,9 +1,7 @@
-"""Job handlers. Built-in ones register on import; more come from
-COUNTERSIGN_HANDLER_MODULES (a comma-separated list of modules)."""
+"""The built-in job types. Each module registers its handler on import; the agents app
+imports them all when Django starts, so every process knows the same types."""
 
 import importlib
-
-from django.conf import settings
 
 BUILTIN_MODULES = (
     "agents.handlers.simple_task",
@@ -13,6 +11,6 @@ BUILTIN_MODULES = (
 )
 
 
-def load_handler_modules() -> None:
-    for module in (*BUILTIN_MODULES, *settings.COUNTERSIGN_HANDLER_MODULES):
+def load_builtin_handlers() -> None:
+    for module in BUILTIN_MODULES:
         importlib.import_module(module)

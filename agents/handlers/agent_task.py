@@ -10,11 +10,11 @@ from agents import memory
 from agents.llm import call_model, record_usage
 from agents.models import Agent, OnToolRejection
 from agents.providers.base import Completion, Message, ToolCall
-from agents.runtime.context import JobContext
-from agents.runtime.errors import JobRejected, NonRetryableError
-from agents.runtime.registry import handler
 from agents.tools import Tool, ToolInvocation, get_tool
 from agents.tools.builtin import ToolFailed
+from jobs.runtime.context import JobContext
+from jobs.runtime.errors import JobRejected, NonRetryableError
+from jobs.runtime.registry import handler
 
 
 def system_prompt(agent: Agent) -> str:

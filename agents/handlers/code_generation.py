@@ -14,8 +14,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from agents.runtime import JobContext, NonRetryableError, handler
-from agents.workspace import (
+from jobs.runtime import JobContext, NonRetryableError, handler
+from jobs.workspace import (
     FileSpec,
     UnsafePath,
     check_files,

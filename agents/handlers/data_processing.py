@@ -8,8 +8,8 @@ Input: {"records": [{...}, ...], "operations": [...]} where an operation is
 import json
 from typing import Any
 
-from agents.runtime import JobContext, NonRetryableError, handler
-from agents.workspace import FileSpec, write_files
+from jobs.runtime import JobContext, NonRetryableError, handler
+from jobs.workspace import FileSpec, write_files
 
 OPERATIONS = {"filter", "uppercase", "sum"}
 

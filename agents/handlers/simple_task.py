@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from agents.runtime import JobContext, handler
+from jobs.runtime import JobContext, handler
 
 
 @handler("simple-task", description="A few steps and an info checkpoint; never pauses.")

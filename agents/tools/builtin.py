@@ -9,10 +9,10 @@ from typing import Any
 from django.conf import settings
 
 from agents import memory
-from agents.runtime.errors import NonRetryableError
-from agents.runtime.waits import ChildJobWaiter
 from agents.tools.base import Tool, ToolInvocation, register_tool
-from agents.workspace import FileSpec, UnsafePath, job_workspace, safe_path, write_files
+from jobs.runtime.errors import NonRetryableError
+from jobs.runtime.waits import ChildJobWaiter
+from jobs.workspace import FileSpec, UnsafePath, job_workspace, safe_path, write_files
 
 HTTP_BODY_LIMIT = 20_000
 
@@ -87,7 +87,7 @@ def _search_memory(call: ToolInvocation) -> dict[str, Any]:
 
 def _run_job(call: ToolInvocation) -> dict[str, Any]:
     """Start a child job (once: the start is a step) and wait for it to end."""
-    from agents.services import child_depth_error, job_create
+    from jobs.services import child_depth_error, job_create
 
     ctx, job = call.ctx, call.ctx.job
     if too_deep := child_depth_error(job):  # told to the model, which may do without

@@ -11,11 +11,11 @@ from accounts.authentication import ApiTokenAuthentication
 from accounts.models import ApiToken, Membership, Organization, Role
 from accounts.roles import Capability, can
 from accounts.services import token_authenticate, token_issue, token_revoke
-from agents.models import JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.models import Membership, Organization, Role
-from agents.models import JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission, User
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from accounts.models import Membership, Organization, Role
-from agents.models import JobStatus
-from agents.services import job_create
+from jobs.models import JobStatus
+from jobs.services import job_create
 from tests.utils import wait_status
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -77,5 +77,5 @@ def test_a_reviewer_approves_a_code_generation_checkpoint(worker, live_server, p
 
     # then the job resumes and finishes, and its page says so
     wait_status(job.pk, JobStatus.SUCCEEDED)
-    page.goto(f"{live_server.url}/admin/agents/job/{job.pk}/change/")
+    page.goto(f"{live_server.url}/admin/jobs/job/{job.pk}/change/")
     expect(page.locator("body")).to_contain_text("succeeded")

@@ -7,11 +7,12 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Organization
-from agents.agent_services import agent_create, agent_execute
-from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
-from agents.runtime.admission import PARKED
-from agents.runtime.engine import run_job
-from agents.services import JobError, job_create
+from agents.models import Agent, AgentStatus
+from agents.services import agent_create, agent_execute
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.runtime.admission import PARKED
+from jobs.runtime.engine import run_job
+from jobs.services import JobError, job_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
@@ -38,7 +39,7 @@ def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
 
     # The running job ends: its release hands the slot to the parked job.
     Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")
-    from agents.runtime.admission import release
+    from jobs.runtime.admission import release
 
     release(busy, JobStatus.SUCCEEDED)
     job.refresh_from_db()
@@ -55,7 +56,7 @@ def test_each_free_slot_wakes_its_own_parked_job(acme):
     parked = [agent_execute(agent, user=None, task=f"p{n}") for n in range(3)]
     assert [run_job(str(job.pk)) for job in parked] == ["parked"] * 3
 
-    from agents.runtime.admission import release
+    from jobs.runtime.admission import release
 
     for busy in (first, second):  # two slots free, one after the other
         Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")

@@ -8,11 +8,12 @@ import pytest
 
 from accounts.models import Organization
 from agents import memory
-from agents.agent_services import agent_create, agent_execute
-from agents.models import Agent, Job, JobStatus
-from agents.runtime.engine import run_job
+from agents.models import Agent
+from agents.services import agent_create, agent_execute
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 

@@ -6,10 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from agents.agent_services import agent_create, agent_execute
-from agents.models import Agent, AgentStatus, Job, JobEvent, JobStatus
+from agents.models import Agent, AgentStatus
+from agents.services import agent_create, agent_execute
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import Job, JobEvent, JobStatus
 from tests.llm_server import Reply, ToolCallReply
 from tests.utils import wait_for, wait_status
 
@@ -155,7 +156,7 @@ def test_the_chat_command_streams_a_reply(acme, monkeypatch):
 
 def test_code_generation_drafts_with_the_agents_model_and_still_asks_first(
         acme, reviewer, llm_server, settings):
-    from agents.services import job_create
+    from jobs.services import job_create
 
     agent = agent_create(organization=acme, created_by=None, name="dev", provider="openai",
                          model="gpt-4o")

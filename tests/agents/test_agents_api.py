@@ -7,8 +7,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Organization, Role
-from agents.models import Agent, Job, JobStatus
-from agents.runtime.engine import run_job
+from agents.models import Agent
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
 from tests.factories import client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]

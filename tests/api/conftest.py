@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agents.processes import WorkerProcess, poll_until
+from jobs.processes import WorkerProcess, poll_until
 from tests.conftest import RUNTIME_ENV, database_url
 
 

@@ -5,10 +5,10 @@ from collections.abc import Iterator
 
 from accounts.models import Membership, Organization, Role
 from accounts.services import token_issue
-from agents.models import JobStatus
-from agents.services import job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import JobStatus
+from jobs.services import job_create
 from tests.factories import make_user
 from tests.utils import wait_status
 

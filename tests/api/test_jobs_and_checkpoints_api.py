@@ -4,9 +4,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Organization, Role
-from agents.models import Job, JobStatus
-from agents.runtime.engine import run_job
 from checkpoints.models import Checkpoint
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
 from tests.factories import client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]

@@ -99,7 +99,7 @@ def test_an_admin_adds_a_member_who_can_then_use_the_admin_site(admin, acme):
     assert nina.membership.organization == acme
     # The role reaches the admin through the role backend: no permissions by hand.
     assert nina.has_perm("checkpoints.decide_checkpoint")
-    assert not nina.has_perm("agents.change_job")
+    assert not nina.has_perm("jobs.change_job")
 
 
 def test_adding_a_member_is_validated(admin):

@@ -8,11 +8,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Role
-from agents.models import Job, JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints.models import Checkpoint
-from config import logs
+from core import logs
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from accounts.models import Membership, Organization, Role
 from accounts.services import token_issue
-from agents.models import Job
-from agents.processes import WorkerProcess
+from jobs.models import Job
+from jobs.processes import WorkerProcess
 from tests.factories import make_user
 from tests.utils import wait_for
 

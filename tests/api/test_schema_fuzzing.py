@@ -10,8 +10,8 @@ from django.conf import settings
 
 from accounts.models import Membership, Organization, Role
 from accounts.services import token_issue
-from agents.models import JobStatus
-from agents.services import job_create
+from jobs.models import JobStatus
+from jobs.services import job_create
 from tests.factories import make_user
 from tests.utils import wait_status
 

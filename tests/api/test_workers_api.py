@@ -3,9 +3,9 @@
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organization, Role
-from agents.models import JobStatus
-from agents.runtime.reconciler import broker_backlog
-from agents.services import job_create
+from jobs.models import JobStatus
+from jobs.runtime.reconciler import broker_backlog
+from jobs.services import job_create
 from tests.conftest import QUEUE
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status

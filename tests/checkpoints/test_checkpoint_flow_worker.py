@@ -8,11 +8,11 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from agents.models import Job, JobStatus
-from agents.services import job_create
-from agents.workspace import job_workspace
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
+from jobs.models import Job, JobStatus
+from jobs.services import job_create
+from jobs.workspace import job_workspace
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status
 

@@ -7,11 +7,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from agents.models import Job, JobStatus
-from agents.runtime.engine import run_job
-from agents.services import JobConflict, job_cancel, job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import JobConflict, job_cancel, job_create
 from tests.factories import make_user
 from tests.utils import wait_status
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from accounts.models import Membership, Organization, Role
-from agents.services import job_create
 from checkpoints.models import Checkpoint, WebhookDelivery
+from jobs.services import job_create
 from tests.conftest import RUNTIME_ENV
 from tests.factories import make_user
 from tests.utils import wait_for

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from agents.models import Job
-from agents.runtime.engine import run_job
+from jobs.models import Job
+from jobs.runtime.engine import run_job
 from tests.factories import make_user
 
 

@@ -21,7 +21,7 @@ def test_creates_the_groups_once(cli, settings):
     assert second["groups"]["approvers"] == {"created": False, "permissions_added": []}
     assert Group.objects.filter(name__in=["approvers", "operators"]).count() == 2
     assert "checkpoints.decide_checkpoint" in permissions_of("approvers")
-    assert {"agents.add_job", "agents.change_job", "agents.view_job"} <= permissions_of("operators")
+    assert {"jobs.add_job", "jobs.change_job", "jobs.view_job"} <= permissions_of("operators")
 
 
 def test_never_creates_users_when_debug_is_off(cli, settings):

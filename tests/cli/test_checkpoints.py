@@ -5,10 +5,10 @@ import json
 import pytest
 from django.core.management.base import CommandError
 
-from agents.models import Job, JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from django.core.management.base import CommandError
 
-from agents.management.commands import enqueue
-from agents.models import Job, JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
+from jobs.management.commands import enqueue
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 
 pytestmark = pytest.mark.django_db
 

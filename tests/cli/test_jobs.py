@@ -5,9 +5,9 @@ import uuid
 import pytest
 from django.core.management.base import CommandError
 
-from agents.models import JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
+from jobs.models import JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from agents.management.commands.runstack import (
+from jobs.management.commands.runstack import (
     BrokerChoice,
     app_commands,
     broker_reachable,

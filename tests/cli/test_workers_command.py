@@ -6,7 +6,7 @@ worker by name, and `--all` is narrowed to it."""
 import pytest
 from django.core.management.base import CommandError
 
-from agents import workers
+from jobs import workers
 from tests.conftest import QUEUE
 from tests.utils import wait_for
 

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.agent_services import agent_create, agent_execute
-from agents.models import JobStatus
-from agents.services import job_cancel, job_create
+from agents.services import agent_create, agent_execute
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import JobStatus
+from jobs.services import job_cancel, job_create
 from tests.conftest import database_url
 from tests.llm_server import Reply
 from tests.utils import wait_for, wait_status
@@ -162,7 +162,7 @@ def assert_shipped_queries_use_served_names(text: str) -> None:
 def test_counts_outlive_the_process_that_made_them_and_every_process_reads_the_same():
     env = {**os.environ, "COUNTERSIGN_METRICS_PREFIX": settings.COUNTERSIGN_METRICS_PREFIX,
            "DATABASE_URL": database_url()}
-    record = ("from agents import metrics; "
+    record = ("from core import metrics; "
               "metrics.inc('agent_jobs_total', 2, job_type='elsewhere', status='queued')")
     for _ in range(2):  # two processes, each gone before the scrape
         subprocess.run([sys.executable, "manage.py", "shell", "-c", record], env=env, check=True,
@@ -202,7 +202,7 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
     answers a scrape counts the requests both served."""
     import http.client
 
-    from agents.processes import poll_until
+    from jobs.processes import poll_until
     from tests.api.conftest import free_port
     from tests.conftest import RUNTIME_ENV
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from agents.models import Job, JobStatus
-from agents.services import job_create
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import Job, JobStatus
+from jobs.services import job_create
 from tests.conftest import read_lines
 from tests.utils import wait_for, wait_status
 

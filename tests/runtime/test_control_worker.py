@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from accounts.services import default_organization
-from agents.models import Job, JobStatus
-from agents.runtime.queue import send_run_message
-from agents.services import JobConflict, job_cancel, job_create, job_retry
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import Job, JobStatus
+from jobs.runtime.queue import send_run_message
+from jobs.services import JobConflict, job_cancel, job_create, job_retry
 from tests.conftest import read_lines
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status

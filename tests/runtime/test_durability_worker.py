@@ -12,12 +12,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.services import default_organization
-from agents.models import Job, JobStatus, JobStep
-from agents.runtime import engine
-from agents.runtime.queue import send_run_message
-from agents.services import job_cancel, job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointStatus
+from jobs.models import Job, JobStatus, JobStep
+from jobs.runtime import engine
+from jobs.runtime.queue import send_run_message
+from jobs.services import job_cancel, job_create
 from tests.conftest import read_lines
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status
@@ -177,7 +177,7 @@ def test_one_worker_slot_carries_many_paused_jobs(worker):
 
 @pytest.mark.parametrize("priority", [-1, 10])
 def test_priority_out_of_range_is_refused(worker, priority):
-    from agents.services import JobError
+    from jobs.services import JobError
 
     with pytest.raises(JobError, match="priority"):
         job_create(job_type="simple-task", priority=priority)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agents.models import Job, JobStatus
-from agents.processes import WorkerProcess
 from checkpoints.models import Checkpoint
+from jobs.models import Job, JobStatus
+from jobs.processes import WorkerProcess
 from tests.conftest import QUEUE, RUNTIME_ENV, database_url
 from tests.factories import make_user
 from tests.utils import wait_status

@@ -7,8 +7,8 @@ from django.utils import timezone
 from kombu import Connection, Exchange, Producer, Queue
 
 from accounts.services import default_organization
-from agents.models import Job, JobStatus
-from agents.runtime.reconciler import reconcile
+from jobs.models import Job, JobStatus
+from jobs.runtime.reconciler import reconcile
 
 pytestmark = pytest.mark.django_db
 

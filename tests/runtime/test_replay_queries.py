@@ -5,11 +5,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.services import default_organization
-from agents.models import JobStatus
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint
+from jobs.models import JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ def test_replayed_steps_cost_no_queries():
 def test_all_finished_steps_load_in_one_query():
     job = job_create(job_type="test-noop", input={"steps": 5})
     run_job(str(job.pk))
-    from agents.models import Job
+    from jobs.models import Job
 
     Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
     with CaptureQueriesContext(connection) as captured:
@@ -73,7 +73,7 @@ def test_an_idempotency_key_returns_the_first_job():
 def test_the_database_refuses_a_second_anonymous_job_with_the_same_key():
     from django.db import IntegrityError, transaction
 
-    from agents.models import Job
+    from jobs.models import Job
 
     Job.objects.create(organization=default_organization(),
                        job_type="simple-task", idempotency_key="dup")

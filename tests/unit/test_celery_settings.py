@@ -2,8 +2,8 @@
 
 from django.conf import settings
 
-import agents.tasks  # noqa: F401  (the worker autodiscovers; here we import)
 import checkpoints.tasks  # noqa: F401
+import jobs.tasks  # noqa: F401  (the worker autodiscovers; here we import)
 from config.celery import app
 
 

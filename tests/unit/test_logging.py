@@ -14,8 +14,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client
 
-from config import logs
 from config.middleware import RequestIdMiddleware
+from core import logs
 
 UUID_HEX = re.compile(r"[0-9a-f]{32}")
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from agents.runtime import NonRetryableError, RetryPolicy, get_handler, handler
-from agents.runtime.errors import UnknownJobType
-from agents.runtime.queue import broker_priority
+from jobs.runtime import NonRetryableError, RetryPolicy, get_handler, handler
+from jobs.runtime.errors import UnknownJobType
+from jobs.runtime.queue import broker_priority
 
 
 def test_backoff_doubles_and_is_capped():

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import sentry_sdk
 
-from agents.models import JobStatus
-from agents.runtime import JobContext, NonRetryableError, RetryPolicy, handler
-from agents.runtime.engine import run_job
-from agents.services import job_create
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointStatus
 from checkpoints.waiter import Decision
-from config.sentry import FILTERED, init_sentry, redacted_repr, scrub_event, scrub_text
+from core.sentry import FILTERED, init_sentry, redacted_repr, scrub_event, scrub_text
+from jobs.models import JobStatus
+from jobs.runtime import JobContext, NonRetryableError, RetryPolicy, handler
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
 from tests.factories import make_user
 
 try:
@@ -246,7 +246,7 @@ def test_job_runs_are_sampled_apart_from_requests(monkeypatch, sentry_off):
 def test_secrets_in_text_are_replaced(monkeypatch, text, expected):
     monkeypatch.setenv("ANTHROPIC_API_KEY", ENV_KEY)
     monkeypatch.setenv("SHORT_KEY", "abc")  # too short to hunt for: ordinary words survive
-    from config.sentry import secret_values
+    from core.sentry import secret_values
 
     assert scrub_text(text, secret_values()) == expected
 
@@ -381,10 +381,10 @@ def test_a_checkpoint_decision_is_a_breadcrumb_on_a_later_event(ingest):
 
 @pytest.mark.django_db
 def test_under_celery_the_task_transaction_becomes_the_job_run(ingest, monkeypatch):
-    from agents.tasks import run_job as run_job_task
+    from jobs.tasks import run_job as run_job_task
 
     # The task's connection check would close the test's open transaction.
-    monkeypatch.setattr("agents.tasks.close_old_connections", lambda: None)
+    monkeypatch.setattr("jobs.tasks.close_old_connections", lambda: None)
     job = job_create(job_type="sentry-test-fails", input={"payload": {"file": PAYLOAD_TEXT}})
 
     assert run_job_task.apply(args=[str(job.pk)]).get() == JobStatus.FAILED

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.workspace import FileSpec, UnsafePath, safe_path, write_files
+from jobs.workspace import FileSpec, UnsafePath, safe_path, write_files
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from agents.agent_services import agent_execute
-from agents.follow import follow
-from agents.management.output import find_user
-from agents.models import Agent, Job, JobStatus
-from agents.services import JobError
+from agents.models import Agent
+from agents.services import agent_execute
 from checkpoints.models import Checkpoint, CheckpointStatus
+from core.cli import find_user
+from jobs.follow import follow
+from jobs.models import Job, JobStatus
+from jobs.services import JobError
 
 
 class Command(BaseCommand):

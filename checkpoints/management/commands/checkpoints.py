@@ -8,7 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
-from agents.management.output import (
+from checkpoints import services
+from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
+from core.cli import (
     checkpoint_summary,
     decide_commands,
     find_user,
@@ -21,8 +23,6 @@ from agents.management.output import (
     username,
     who_may_decide,
 )
-from checkpoints import services
-from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 
 
 def get_checkpoint(checkpoint_id: str) -> Checkpoint:

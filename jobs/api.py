@@ -1,0 +1,200 @@
+"""/api/v1/jobs/: thin views over the job services, scoped to the caller's organization."""
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import filters, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import HasCapability
+from accounts.roles import Capability, organization_of
+from agents.models import Agent
+from core.filters import UTCDateTimeFilter
+from jobs import workers
+from jobs.models import Job, JobStatus
+from jobs.serializers import (
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobSerializer,
+    JobStepSerializer,
+    WorkerSerializer,
+)
+from jobs.services import job_cancel, job_create, job_retry
+
+
+class JobFilter(django_filters.FilterSet):
+    # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    # A plain number: a choice field would validate against every organization's agents.
+    agent = django_filters.NumberFilter(field_name="agent_id")
+
+    class Meta:
+        model = Job
+        fields = ["status", "job_type", "priority", "agent", "created_after", "created_before"]
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                 viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    permission_classes = [HasCapability]
+    capabilities = {"create": Capability.OPERATE, "cancel": Capability.OPERATE,
+                    "retry": Capability.OPERATE}
+    filterset_class = JobFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
+                       filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["job_type", "idempotency_key", "error_message"]
+    ordering_fields = ["created_at", "priority", "status", "finished_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self) -> QuerySet[Job]:
+        organization = organization_of(self.request.user)
+        if organization is None:
+            return Job.objects.none()
+        return Job.objects.filter(organization=organization).select_related("created_by")
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 200: JobSerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                                description="Repeat a request safely: the "
+                                                "same key returns the same job.")])
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "")[:200]
+        existing = (Job.objects.filter(created_by=request.user, idempotency_key=key).first()
+                    if key else None)
+        if existing is not None:
+            return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
+        data = dict(serializer.validated_data)
+        agent = None
+        if "agent" in data:
+            agent = self._agent(data.pop("agent"))
+            if data["job_type"] == "agent-task":
+                data["input"] = {**data["input"], "agent_id": agent.pk}
+        job = job_create(created_by=request.user, idempotency_key=key,  # type: ignore[arg-type]
+                         organization=organization_of(request.user), agent=agent, **data)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    def _agent(self, agent_id: int) -> Agent:
+        agent = Agent.objects.alive().filter(
+            pk=agent_id, organization=organization_of(self.request.user)).first()
+        if agent is None:
+            raise ValidationError({"agent": [f"no agent {agent_id} in your organization"]})
+        return agent
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = job_cancel(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        job = job_retry(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(responses=JobStepSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def steps(self, request: Request, pk: str | None = None) -> Response:
+        steps = self.get_object().steps.order_by("position")
+        return Response(JobStepSerializer(steps, many=True).data)
+
+    @extend_schema(responses=JobEventSerializer(many=True), parameters=[
+        OpenApiParameter("after", int, description="Only events with a higher seq.")])
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        after = request.query_params.get("after", "0")
+        if not after.isdigit():
+            raise ValidationError({"after": ["A non-negative integer is required."]})
+        events = self.get_object().events.filter(seq__gt=int(after)).order_by("seq")[:1000]
+        return Response(JobEventSerializer(events, many=True).data)
+
+
+class WorkerPoolSerializer(serializers.Serializer):
+    n = serializers.IntegerField(min_value=1, max_value=workers.MAX_RESIZE,
+                                 help_text="How many processes.")
+
+
+class WorkerConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The worker refused the command."
+
+
+class ControlsSharedWorkers(BasePermission):
+    """Workers serve every organization: pausing or resizing them is for superusers
+    (the people who run the installation), not for one organization's admins."""
+
+    message = "workers serve every organization: only a superuser may control them"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if view.action in ("list", "retrieve"):
+            return True
+        return bool(request.user and request.user.is_superuser)
+
+
+class WorkerViewSet(viewsets.ViewSet):
+    """Celery workers: status for every member; pausing, resuming and resizing for
+    superusers.
+
+    Workers serve every organization, so this shows processes, never jobs' data.
+    """
+
+    permission_classes = [HasCapability, ControlsSharedWorkers]
+    capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER,
+                    "grow": Capability.ADMINISTER, "shrink": Capability.ADMINISTER}
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(responses=WorkerSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return Response(WorkerSerializer(workers.workers_status(), many=True).data)
+
+    @extend_schema(responses=WorkerSerializer)
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_status, pk)).data)
+
+    @extend_schema(request=None, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_resume, pk)).data)
+
+    @extend_schema(request=None, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str | None = None) -> Response:
+        return Response(WorkerSerializer(self._call(workers.worker_pause, pk)).data)
+
+    @extend_schema(request=WorkerPoolSerializer, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def grow(self, request: Request, pk: str | None = None) -> Response:
+        """Add `n` processes to the worker's pool."""
+        return Response(WorkerSerializer(self._resize(workers.worker_grow, pk)).data)
+
+    @extend_schema(request=WorkerPoolSerializer, responses=WorkerSerializer)
+    @action(detail=True, methods=["post"])
+    def shrink(self, request: Request, pk: str | None = None) -> Response:
+        """Stop `n` idle processes of the worker's pool; at least one must stay."""
+        return Response(WorkerSerializer(self._resize(workers.worker_shrink, pk)).data)
+
+    def _resize(self, fn: Any, name: str | None) -> dict[str, Any]:
+        serializer = WorkerPoolSerializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            return self._call(fn, name, serializer.validated_data["n"])
+        except ValueError as exc:
+            raise ValidationError({"n": [str(exc)]}) from exc
+        except workers.WorkerControlError as exc:
+            raise WorkerConflict(str(exc)) from exc
+
+    def _call(self, fn: Any, name: str | None, *args: Any) -> dict[str, Any]:
+        try:
+            return fn(name or "", *args)  # type: ignore[no-any-return]
+        except workers.WorkerNotFound as exc:
+            raise NotFound(str(exc)) from exc

@@ -1,0 +1,29 @@
+"""Thin Celery tasks: ids in, the runtime does the work."""
+
+from typing import Any
+
+from celery import shared_task
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
+
+import jobs.heartbeat  # noqa: F401  (workers report they are up)
+from jobs.runtime import engine, reconciler
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _drop_broken_connections(**kwargs: Any) -> None:
+    """Workers reuse connections (CELERY_DB_REUSE_MAX); one broken by a database
+    restart, or past CONN_MAX_AGE, is closed here so the next task reconnects."""
+    close_old_connections()
+
+
+@shared_task(name="agents.run_job", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_job(job_id: str) -> str:
+    return engine.run_job(job_id)
+
+
+@shared_task(name="agents.reconcile", ignore_result=True)
+def reconcile() -> int:
+    return reconciler.reconcile()
