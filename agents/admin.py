@@ -10,10 +10,12 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from accounts.permissions import request_user
 from accounts.roles import organization_of, visible_to
 from accounts.services import default_organization
-from agents import services as agent_services
 from agents.models import Agent, Memory, Message
+from agents.selectors import agent_statistics
+from agents.services import agent_delete, config_errors
 
 
 class AgentForm(forms.ModelForm):
@@ -25,7 +27,7 @@ class AgentForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        for field, errors in agent_services.config_errors(data).items():
+        for field, errors in config_errors(data).items():
             self.add_error(field if field in self.fields else None, errors)
         return data
 
@@ -47,15 +49,15 @@ class AgentAdmin(admin.ModelAdmin):
                    change: bool) -> None:
         if not change:
             obj.organization = organization_of(request.user) or default_organization()
-            obj.created_by = request.user  # type: ignore[assignment]
+            obj.created_by = request_user(request)
         super().save_model(request, obj, form, change)
 
     def delete_model(self, request: HttpRequest, obj: Agent) -> None:
-        agent_services.agent_delete(obj)  # soft: its jobs and conversations stay
+        agent_delete(agent=obj)  # soft: its jobs and conversations stay
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
-            agent_services.agent_delete(agent)
+            agent_delete(agent=agent)
 
     @admin.display(description="tools")
     def tool_list(self, agent: Agent) -> str:
@@ -65,7 +67,7 @@ class AgentAdmin(admin.ModelAdmin):
     def statistics(self, agent: Agent) -> SafeString:
         if agent.pk is None:
             return format_html("—")
-        stats = agent_services.agent_statistics(agent)
+        stats = agent_statistics(agent)
         return format_html_join("", "<div><b>{}</b>: {}</div>",
                                 ((k.replace("_", " "), "—" if v is None else v)
                                  for k, v in stats.items()))

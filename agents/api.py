@@ -13,18 +13,19 @@ from rest_framework.generics import get_object_or_404  # a malformed id is a 404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import HasCapability
+from accounts.permissions import HasCapability, request_organization, request_user
 from accounts.roles import Capability, organization_of
-from agents import services as agent_services
 from agents.models import Agent, AgentStatus
+from agents.selectors import agent_jobs, agent_statistics
 from agents.serializers import (
     AgentChatSerializer,
     AgentExecuteSerializer,
     AgentSerializer,
     AgentStatisticsSerializer,
 )
+from agents.services import agent_create, agent_delete, agent_execute, agent_update
 from jobs.api import JobFilter
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
 from jobs.serializers import JobSerializer
 
 
@@ -62,33 +63,24 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body.is_valid(raise_exception=True)
         return dict(body.validated_data)
 
-    def _saved(self, call: Any, code: int = status.HTTP_200_OK) -> Response:
-        try:
-            agent = call()
-        except agent_services.AgentInvalid as exc:
-            raise ValidationError(exc.errors) from exc
-        return Response(AgentSerializer(agent).data, status=code)
-
     def create(self, request: Request) -> Response:
-        fields = self._fields(request, partial=False)
-        return self._saved(lambda: agent_services.agent_create(
-            organization=organization_of(request.user),  # type: ignore[arg-type]
-            created_by=request.user, **fields), status.HTTP_201_CREATED)
+        agent = agent_create(organization=request_organization(request),
+                             created_by=request_user(request),
+                             **self._fields(request, partial=False))
+        return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, pk: str | None = None) -> Response:
-        agent = self.get_object()
-        fields = self._fields(request, partial=False)
-        return self._saved(lambda: agent_services.agent_update(agent, **fields))
+        agent = agent_update(agent=self.get_object(), **self._fields(request, partial=False))
+        return Response(AgentSerializer(agent).data)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        agent = self.get_object()
-        fields = self._fields(request, partial=True)
-        return self._saved(lambda: agent_services.agent_update(agent, **fields))
+        agent = agent_update(agent=self.get_object(), **self._fields(request, partial=True))
+        return Response(AgentSerializer(agent).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Soft delete: the agent's jobs and conversations are kept."""
-        agent_services.agent_delete(self.get_object())
+        agent_delete(agent=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=AgentExecuteSerializer, responses={202: JobSerializer})
@@ -97,8 +89,8 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """Start an agent-task job; follow it at /api/v1/jobs/{id}/stream/."""
         body = AgentExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        job = agent_services.agent_execute(
-            self.get_object(), user=request.user,  # type: ignore[arg-type]
+        job = agent_execute(
+            agent=self.get_object(), user=request_user(request),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
             **body.validated_data)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -110,8 +102,8 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         and the session's history is the agent's short-term memory."""
         body = AgentChatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        job = agent_services.agent_execute(
-            self.get_object(), user=request.user,  # type: ignore[arg-type]
+        job = agent_execute(
+            agent=self.get_object(), user=request_user(request),
             task=body.validated_data["message"], session_id=body.validated_data["session_id"])
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -122,7 +114,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """The agent's jobs, newest first (filters as on /jobs/)."""
         # Not get_object(): it would apply the agent filters (status=...) to the agent.
         agent = get_object_or_404(self.get_queryset(), pk=pk)
-        jobs: QuerySet[Job] = agent.jobs.select_related("created_by")
+        jobs = agent_jobs(agent).select_related("created_by")
         found = JobFilter(request.query_params, queryset=jobs.order_by("-created_at"),
                           request=request)
         if not found.is_valid():
@@ -133,4 +125,4 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(responses=AgentStatisticsSerializer)
     @action(detail=True, methods=["get"])
     def statistics(self, request: Request, pk: str | None = None) -> Response:
-        return Response(agent_services.agent_statistics(self.get_object()))
+        return Response(agent_statistics(self.get_object()))

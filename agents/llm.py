@@ -16,7 +16,7 @@ from agents.providers.registry import get_provider
 from agents.providers.retry import with_retries
 from core import metrics
 from jobs.models import Job
-from jobs.runtime.errors import NonRetryableError
+from jobs.runtime import NonRetryableError
 
 
 class LLMRefused(NonRetryableError):

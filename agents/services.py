@@ -1,18 +1,17 @@
-"""Agents: validated configuration, soft deletion, running them as jobs, statistics."""
+"""Agents: validated configuration, soft deletion, running them as jobs."""
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus
 from agents.providers.registry import model_error, parameter_error
 from agents.tools import tool_names
-from jobs.models import Job, JobStatus
+from core.errors import ApplicationError
+from jobs.models import Job
 from jobs.services import job_create
 
 PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
@@ -25,10 +24,11 @@ PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
 PERSONALITY_KEYS = {"traits", "tone", "behaviour", "language_style"}
 
 
-class AgentInvalid(ValueError):
+class AgentInvalid(ApplicationError):
+    """A configuration that does not hold; `fields` says what is wrong with each field."""
+
     def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors)
 
 
 def parameter_errors(parameters: Any) -> list[str]:
@@ -105,7 +105,7 @@ def agent_create(*, organization: Organization, created_by: User | None,
     return _save(Agent(organization=organization, created_by=created_by, **full))
 
 
-def agent_update(agent: Agent, **fields: Any) -> Agent:
+def agent_update(*, agent: Agent, **fields: Any) -> Agent:
     check = dict(fields)
     if fields.keys() & {"provider", "model", "parameters"}:  # checked together
         check.setdefault("provider", agent.provider)
@@ -118,18 +118,18 @@ def agent_update(agent: Agent, **fields: Any) -> Agent:
     return _save(agent)
 
 
-def agent_delete(agent: Agent) -> None:
+def agent_delete(*, agent: Agent) -> None:
     """Soft delete: the agent's jobs and messages stay; its name may be used again."""
     agent.deleted_at = timezone.now()
     agent.status = AgentStatus.OFFLINE
     agent.save(update_fields=["deleted_at", "status", "updated_at"])
 
 
-def agent_execute(agent: Agent, *, user: User | None, task: str,
+def agent_execute(*, agent: Agent, user: User | None, task: str,
                   context: dict[str, Any] | None = None, max_tokens: int | None = None,
                   session_id: str = "", priority: int = 5, idempotency_key: str = "") -> Job:
-    """Start an `agent-task` job for the agent (job_create refuses a deleted or
-    offline agent)."""
+    """Start an `agent-task` job for the agent (its `prepare` hook refuses a deleted
+    or offline agent)."""
     job_input: dict[str, Any] = {"agent_id": agent.pk, "task": task}
     if context:
         job_input["context"] = context
@@ -138,35 +138,5 @@ def agent_execute(agent: Agent, *, user: User | None, task: str,
     if session_id:
         job_input["session_id"] = session_id
     return job_create(job_type="agent-task", input=job_input, priority=priority,
-                      created_by=user, organization=agent.organization, agent=agent,
+                      created_by=user, organization=agent.organization,
                       idempotency_key=idempotency_key)
-
-
-def agent_statistics(agent: Agent) -> dict[str, Any]:
-    """From the agent's jobs, in one query: a read of committed rows, so concurrent
-    runs cannot make it drift the way a counter updated by each run could."""
-    finished = Q(status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED,
-                             JobStatus.CANCELLED])
-    duration = ExpressionWrapper(F("finished_at") - F("started_at"),
-                                 output_field=DurationField())
-    row = Job.objects.filter(agent=agent).aggregate(
-        executions=Count("pk"),
-        finished=Count("pk", filter=finished),
-        succeeded=Count("pk", filter=Q(status=JobStatus.SUCCEEDED)),
-        avg_tokens_in=Avg("tokens_in", filter=finished),
-        avg_tokens_out=Avg("tokens_out", filter=finished),
-        avg_cost=Avg("cost", filter=finished & Q(cost__isnull=False)),
-        avg_duration=Avg(duration, filter=finished & Q(started_at__isnull=False)),
-    )
-    avg_duration: timedelta | None = row["avg_duration"]
-    return {
-        "executions": row["executions"],
-        "finished": row["finished"],
-        "succeeded": row["succeeded"],
-        "success_rate": round(row["succeeded"] / row["finished"], 4) if row["finished"] else None,
-        "average_tokens_in": round(row["avg_tokens_in"], 1) if row["avg_tokens_in"] else 0,
-        "average_tokens_out": round(row["avg_tokens_out"], 1) if row["avg_tokens_out"] else 0,
-        "average_cost": None if row["avg_cost"] is None else str(round(row["avg_cost"], 6)),
-        "average_duration_seconds": None if avg_duration is None
-        else round(avg_duration.total_seconds(), 3),
-    }

@@ -339,7 +339,7 @@ def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
     to_run_ms: list[float] = []
     for checkpoint in list(Checkpoint.objects.order_by("pk")):
         before = time.time()
-        services.approve(checkpoint, approver)  # commits; its on_commit publishes the wake-up
+        services.checkpoint_approve(checkpoint=checkpoint, user=approver)  # commits; its on_commit publishes the wake-up
         committed = time.time()
         wait_for_job(str(checkpoint.job_id), JobStatus.SUCCEEDED)
         step = JobStep.objects.get(job_id=checkpoint.job_id, key="resumed")

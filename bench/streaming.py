@@ -89,7 +89,7 @@ def chunk_latency(port: int, token: str, agent: object, llm: object, runs: int, 
         # The model "thinks" 0.3 s first, so the client is listening when text starts.
         llm.script(Reply(chunks=[f"w{i} " for i in range(chunks)], chunk_delay=delay,  # type: ignore[attr-defined]
                          delay=0.3))
-        job = agent_execute(agent, user=None, task="Stream, please")  # type: ignore[arg-type]
+        job = agent_execute(agent=agent, user=None, task="Stream, please")  # type: ignore[arg-type]
         latencies += follow(port, token, str(job.pk))
     return latencies, runs * chunks
 

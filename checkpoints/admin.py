@@ -104,19 +104,19 @@ class CheckpointAdmin(admin.ModelAdmin):
         verdict, reason = request.POST.get("verdict", ""), request.POST.get("reason", "")
         try:
             if verdict == "approve":
-                services.approve(checkpoint, request.user, reason=reason)
+                services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason)
             elif verdict == "approve_with_edits":
-                services.approve(checkpoint, request.user, reason=reason,
+                services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason,
                                  payload=_json_field(request, "payload"))
             elif verdict == "submit":
-                services.submit_input(checkpoint, request.user,
+                services.checkpoint_submit_input(checkpoint=checkpoint, user=request.user,
                                       data=_json_field(request, "data"), reason=reason)
             elif verdict == "reject":
-                services.reject(checkpoint, request.user, reason=reason)
+                services.checkpoint_reject(checkpoint=checkpoint, user=request.user, reason=reason)
             else:
                 raise services.CheckpointValidationError(f"unknown verdict {verdict!r}")
         except services.CheckpointValidationError as exc:
-            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())
+            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.fields.items())
             messages.error(request, f"{exc}{' — ' + details if details else ''}")
         except (services.CheckpointError, PermissionDenied) as exc:
             messages.error(request, str(exc))
@@ -150,9 +150,9 @@ class CheckpointAdmin(admin.ModelAdmin):
         for checkpoint in pending:
             try:
                 if verdict == "approve":
-                    services.approve(checkpoint, request.user, reason=reason)
+                    services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason)
                 else:
-                    services.reject(checkpoint, request.user, reason=reason)
+                    services.checkpoint_reject(checkpoint=checkpoint, user=request.user, reason=reason)
                 done += 1
             except (services.CheckpointError, PermissionDenied) as exc:
                 failed.append(f"{checkpoint.pk}: {exc}")

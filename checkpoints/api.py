@@ -82,7 +82,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def approve(self, request: Request, pk: str | None = None) -> Response:
         body = ApproveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.approve(self.get_object(), request.user,
+        decision = services.checkpoint_approve(checkpoint=self.get_object(), user=request.user,
                                     reason=body.validated_data["reason"],
                                     payload=body.validated_data["payload"])
         return self._decided(decision)
@@ -92,7 +92,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def reject(self, request: Request, pk: str | None = None) -> Response:
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.reject(self.get_object(), request.user,
+        decision = services.checkpoint_reject(checkpoint=self.get_object(), user=request.user,
                                    reason=body.validated_data["reason"])
         return self._decided(decision)
 
@@ -101,7 +101,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def submit(self, request: Request, pk: str | None = None) -> Response:
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.submit_input(self.get_object(), request.user,
+        decision = services.checkpoint_submit_input(checkpoint=self.get_object(), user=request.user,
                                          data=body.validated_data["data"],
                                          reason=body.validated_data["reason"])
         return self._decided(decision)

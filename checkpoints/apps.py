@@ -5,10 +5,11 @@ class CheckpointsConfig(AppConfig):
     name = "checkpoints"
 
     def ready(self) -> None:
+        import checkpoints.cli  # noqa: F401  (a job's checkpoints in the job commands)
+        import checkpoints.metrics  # noqa: F401  (registers the checkpoint metrics)
         from checkpoints import receivers
         from checkpoints.waiter import CheckpointWaiter
-        from jobs.runtime import register_waiter
-        from jobs.runtime.signals import job_finished
+        from jobs.runtime import job_finished, register_waiter
 
         register_waiter("checkpoint", CheckpointWaiter)
         job_finished.connect(receivers.close_pending_checkpoints,

@@ -19,35 +19,38 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
-from core import metrics
-from core.sentry import checkpoint_breadcrumb
+from core import metrics, sentry
+from core.errors import ApplicationError, Conflict
 from jobs.models import Job
-from jobs.runtime.events import append_event
-from jobs.services import wake_job
+from jobs.runtime import append_event, wake_job
 
 logger = logging.getLogger(__name__)
 
 DECIDE_PERMISSION = "checkpoints.decide_checkpoint"
 
 
-class CheckpointError(Exception):
+class CheckpointError(ApplicationError):
     """A decision that cannot be taken as asked."""
 
 
-class CheckpointConflict(CheckpointError):
+class CheckpointConflict(CheckpointError, Conflict):
     """The checkpoint was already decided (or this person already approved)."""
 
     def __init__(self, message: str, decision: CheckpointDecision | None = None) -> None:
         super().__init__(message)
         self.decision = decision
 
+    def details(self) -> dict[str, Any]:
+        """The earlier decision, so a client sees who decided and how."""
+        if self.decision is None:
+            return {}
+        from checkpoints.serializers import DecisionSerializer  # the API's view of it
+
+        return {"decision": DecisionSerializer(self.decision).data}
+
 
 class CheckpointValidationError(CheckpointError):
-    """Bad reason, payload or input; `errors` maps a field path to its messages."""
-
-    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors or {}
+    """Bad reason, payload or input; `fields` maps a field path to its messages."""
 
 
 Actor = User | AnonymousUser
@@ -132,14 +135,23 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
     append_event(str(checkpoint.job_id), "checkpoint.decided",
                  {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
     wake_job(job_id=str(checkpoint.job_id), reason=f"checkpoint {checkpoint.key} {status}")
-    checkpoint_breadcrumb(checkpoint, decision)
+    _breadcrumb(checkpoint, decision)
     logger.info("checkpoint %s %s", checkpoint.pk, status,
                 extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
 
 
+def _breadcrumb(checkpoint: Checkpoint, decision: CheckpointDecision) -> None:
+    """A decision (approve, reject, input, expiry) for Sentry, without payload or reason."""
+    sentry.breadcrumb(
+        category="checkpoint", message=f"checkpoint {checkpoint.pk} {decision.verdict}",
+        data={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id),
+              "kind": checkpoint.kind, "decision": decision.verdict,
+              "status": checkpoint.status, "user_id": decision.user_id})
+
+
 @transaction.atomic
-def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = None,
-            payload: dict[str, Any] | None = None) -> CheckpointDecision:
+def checkpoint_approve(*, checkpoint: Checkpoint, user: Actor | None, reason: str | None = None,
+                       payload: dict[str, Any] | None = None) -> CheckpointDecision:
     """Approve, optionally with an edited payload. With `required_approvals` > 1
     the checkpoint settles when that many different people have approved."""
     checkpoint = _lock(checkpoint)
@@ -147,7 +159,7 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
     _ensure_pending(checkpoint)  # conflict would show the decision to someone not allowed
     if checkpoint.kind != CheckpointKind.APPROVAL:
         raise CheckpointValidationError(
-            f"a {checkpoint.kind} checkpoint is not approved; use submit_input for input")
+            f"an {checkpoint.kind} checkpoint is answered, not approved: submit its input")
     if payload is not None:
         if not isinstance(payload, dict):
             raise CheckpointValidationError("the edited payload must be a JSON object",
@@ -170,7 +182,7 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
         append_event(str(checkpoint.job_id), "checkpoint.approval_recorded",
                      {"checkpoint_id": checkpoint.pk, "by": decider.get_username(),
                       "approvals": approvals, "required": checkpoint.required_approvals})
-        checkpoint_breadcrumb(checkpoint, decision)  # short of the quorum: still pending
+        _breadcrumb(checkpoint, decision)  # short of the quorum: still pending
         logger.info("checkpoint approval recorded (%s of %s)", approvals,
                     checkpoint.required_approvals,
                     extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
@@ -178,7 +190,8 @@ def approve(checkpoint: Checkpoint, user: Actor | None, *, reason: str | None = 
 
 
 @transaction.atomic
-def reject(checkpoint: Checkpoint, user: Actor | None, *, reason: str) -> CheckpointDecision:
+def checkpoint_reject(*, checkpoint: Checkpoint, user: Actor | None,
+                      reason: str) -> CheckpointDecision:
     """Reject; a reason is required so the audit trail says why."""
     checkpoint = _lock(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
@@ -193,14 +206,14 @@ def reject(checkpoint: Checkpoint, user: Actor | None, *, reason: str) -> Checkp
 
 
 @transaction.atomic
-def submit_input(checkpoint: Checkpoint, user: Actor | None, *, data: Any,
-                 reason: str | None = None) -> CheckpointDecision:
+def checkpoint_submit_input(*, checkpoint: Checkpoint, user: Actor | None, data: Any,
+                            reason: str | None = None) -> CheckpointDecision:
     """Answer an input checkpoint with data matching its JSON schema."""
     checkpoint = _lock(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
     _ensure_pending(checkpoint)
     if checkpoint.kind != CheckpointKind.INPUT:
-        raise CheckpointValidationError(f"a {checkpoint.kind} checkpoint takes no input")
+        raise CheckpointValidationError(f"an {checkpoint.kind} checkpoint takes no input")
     errors = schema_errors(checkpoint.input_schema or {}, data)
     if errors:
         raise CheckpointValidationError("the input does not match the checkpoint's schema",
@@ -212,7 +225,7 @@ def submit_input(checkpoint: Checkpoint, user: Actor | None, *, data: Any,
     return decision
 
 
-def expire_due(limit: int = 500) -> int:
+def checkpoints_expire_due(*, limit: int = 500) -> int:
     """Settle pending checkpoints past their expiry, following each one's on_timeout.
 
     One short transaction per checkpoint, locking job then checkpoint like the

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="checkpoints.expire_due", ignore_result=True)
 def expire_due() -> int:
-    return services.expire_due()
+    return services.checkpoints_expire_due()
 
 
 @shared_task(name="checkpoints.notify_opened", ignore_result=True)

@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
+from checkpoints.tasks import notify_opened
 from core import metrics
 from jobs.models import Job, JobStep
 from jobs.runtime import JobRejected, NonRetryableError, Pending, Resolved
@@ -81,9 +85,6 @@ class CheckpointWaiter:
             raise InvalidCheckpoint("expires_in must be positive")
         for schema in (self.input_schema, self.payload_schema):
             if schema is not None:
-                from jsonschema import Draft202012Validator
-                from jsonschema.exceptions import SchemaError
-
                 try:
                     Draft202012Validator.check_schema(schema)
                 except SchemaError as exc:
@@ -170,10 +171,6 @@ def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
 
 def _notify_on_commit(checkpoint_id: int) -> None:
     """Tell reviewers once the checkpoint (and its job's wait) are committed."""
-    from django.db import transaction
-
-    from checkpoints.tasks import notify_opened
-
     def send() -> None:
         try:
             notify_opened.delay(checkpoint_id)

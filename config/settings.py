@@ -257,9 +257,10 @@ COUNTERSIGN_LLM_MAX_RETRY_WAIT_SECONDS = env_float("COUNTERSIGN_LLM_MAX_RETRY_WA
 # for a domain and its subdomains); empty: none.
 COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = env_list("COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS", [])
 COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS = env_float("COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS", 10.0)
-# A job parked at its agent's concurrency cap is woken when a slot frees; this is
+# A job parked at its concurrency key's limit is woken when a slot frees; this is
 # the fallback if that wake-up is lost.
-COUNTERSIGN_AGENT_SLOT_RECHECK_SECONDS = env_float("COUNTERSIGN_AGENT_SLOT_RECHECK_SECONDS", 300.0)
+COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float("COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS",
+                                                    300.0)
 # How deep jobs may start jobs (run_job): a job at this depth cannot start a child.
 COUNTERSIGN_MAX_JOB_DEPTH = env_int("COUNTERSIGN_MAX_JOB_DEPTH", 5)
 # Streamed LLM text is written as one event per this many seconds, not one per chunk.

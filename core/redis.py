@@ -1,14 +1,30 @@
-"""One Redis client per URL in each process, made on first use and shared by its
-threads (live events, metrics, worker heartbeats). A forked child (a Celery pool
-process) starts with none: it must not share its parent's sockets, nor a lock a
-parent thread held at the fork."""
+"""Redis for what every process shares: live events, metrics, worker heartbeats.
 
+One client per URL (and timeout) in each process, made on first use and shared by its
+threads. A forked child (a Celery pool process) starts with none: it must not share its
+parent's sockets, nor a lock a parent thread held at the fork.
+
+`best_effort` is for work that must never stop the work it describes (publishing a
+live event, adding to a counter): while Redis at a URL is failing it is not asked
+again for RETRY_SECONDS, so a Redis outage costs one timeout per URL per back-off,
+not one per event, and the outage is logged once per back-off.
+"""
+
+import logging
 import os
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_SECONDS = 30.0
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, float], Any] = {}
+_down_until: dict[str, float] = {}
 
 
 def redis_client(url: str, *, timeout: float) -> Any:
@@ -22,10 +38,26 @@ def redis_client(url: str, *, timeout: float) -> Any:
         return client
 
 
+def best_effort(url: str, action: Callable[[Any], T], *, what: str,
+                timeout: float = 1.0) -> T | None:
+    """`action(client)`, or None when `url` is empty, is known to be down, or fails now
+    (which starts a back-off of RETRY_SECONDS for every caller of this URL)."""
+    if not url or time.monotonic() < _down_until.get(url, 0.0):
+        return None
+    try:
+        return action(redis_client(url, timeout=timeout))
+    except Exception:  # an unreachable or failing Redis: the work goes on without it
+        _down_until[url] = time.monotonic() + RETRY_SECONDS
+        logger.warning("%s paused for %.0fs: Redis is not reachable", what, RETRY_SECONDS,
+                       exc_info=True)
+        return None
+
+
 def _forget_after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     _clients.clear()
+    _down_until.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

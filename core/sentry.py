@@ -1,9 +1,9 @@
 """Sentry error reporting: off unless SENTRY_DSN is set.
 
 `init_sentry()` runs at the end of config/settings.py, so the web server, every
-worker process and beat report alike (Django and Celery integrations). The
-runtime calls `report_job_failure`, `job_transaction` and `checkpoint_breadcrumb`;
-each is a cheap no-op while Sentry is off.
+worker process and beat report alike (Django and Celery integrations). The apps
+report through `report_failure`, `traced` and `breadcrumb` (the runtime: a failed
+job, a run; checkpoints: a decision); each is a cheap no-op while Sentry is off.
 
 Nothing secret leaves the process: every error event, transaction and breadcrumb
 goes through `scrub` (see `_is_sensitive_key` and `_SECRET_PATTERNS`), and objects
@@ -25,12 +25,7 @@ from core.env import env_float, env_str
 if TYPE_CHECKING:
     from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
-    from checkpoints.models import Checkpoint, CheckpointDecision
-    from jobs.models import Job
-
 FILTERED = "[Filtered]"
-JOB_RUN_OP = "job.run"
-RUN_JOB_TASK = "agents.run_job"  # the Celery task whose runs are job runs (agents/tasks.py)
 
 # Keys whose values are never sent, whatever they hold (compared lower-case, "-" as "_").
 _SECRET_KEYS = frozenset({
@@ -114,7 +109,7 @@ def traces_sampler(*, job_rate: float, rate: float) -> Callable[[dict[str, Any]]
     def sample(context: dict[str, Any]) -> float:
         task = (context.get("celery_job") or {}).get("task")
         op = (context.get("transaction_context") or {}).get("op")
-        if task == RUN_JOB_TASK or op == JOB_RUN_OP:
+        if task in _JOB_TASKS or op in _JOB_OPS:
             return job_rate
         parent = context.get("parent_sampled")
         return rate if parent is None else float(parent)
@@ -126,25 +121,30 @@ def enabled() -> bool:
     return sentry_sdk.get_client().is_active()
 
 
-# --- the runtime's hooks ----------------------------------------------------------------
-def job_tags(job: "Job") -> dict[str, str]:
-    return {"job_id": str(job.pk), "job_type": job.job_type,
-            "agent": str(job.agent_id) if job.agent_id is not None else "none",
-            "organization": str(job.organization_id), "attempt": str(job.attempts)}
+# --- hooks for the apps ----------------------------------------------------------------
+# Celery tasks and span ops whose transactions are sampled at the job rate; the jobs app
+# names its own (the runtime's task and run op) when it starts.
+_JOB_TASKS: set[str] = set()
+_JOB_OPS: set[str] = set()
 
 
-def report_job_failure(job: "Job", exc: BaseException) -> None:
-    """Report a job that ended FAILED (not an attempt that will be retried).
+def sample_as_jobs(*, task: str, op: str) -> None:
+    _JOB_TASKS.add(task)
+    _JOB_OPS.add(op)
 
-    Call it before logging the failure: the logging integration's event for the
-    same exception is then dropped as a duplicate (DedupeIntegration)."""
+
+def report_failure(exc: BaseException, *, tags: Mapping[str, str],
+                   context: tuple[str, dict[str, Any]] | None = None) -> None:
+    """Report an exception with tags (and a named context), marking the running
+    transaction failed. Call it before logging the failure: the logging integration's
+    event for the same exception is then dropped as a duplicate (DedupeIntegration)."""
     if not enabled():
         return
     with sentry_sdk.new_scope() as scope:
-        for name, value in job_tags(job).items():
+        for name, value in tags.items():
             scope.set_tag(name, value)
-        scope.set_context("job", {"id": str(job.pk), "type": job.job_type,
-                                  "attempt": job.attempts, "max_attempts": job.max_attempts})
+        if context is not None:
+            scope.set_context(*context)
         span = scope.span
         if span is not None:
             span.set_status("internal_error")
@@ -154,50 +154,42 @@ def report_job_failure(job: "Job", exc: BaseException) -> None:
 
 
 @contextmanager
-def job_transaction(job: "Job") -> Iterator[None]:
-    """Make one run of the job a transaction named by its job type (op "job.run").
+def traced(*, op: str, name: str, tags: Mapping[str, str]) -> Iterator[None]:
+    """Make the block a transaction called `name` (op `op`), tagged.
 
-    Under Celery the task is already a transaction ("agents.run_job"): rather than
-    nest a second one, that transaction is renamed to the job type and tagged, and
-    the run is a "job.run" span inside it. A run outside Celery (tests, scripts)
-    starts its own transaction. Its sample rate: SENTRY_JOB_TRACES_SAMPLE_RATE.
+    Under Celery the task is already a transaction: rather than nest a second one,
+    that transaction is renamed and tagged, and the block is an `op` span inside it.
+    Outside Celery (tests, scripts) the block starts its own transaction.
     """
     if not enabled():
         yield
         return
     from sentry_sdk.tracing import TransactionSource
 
-    tags = job_tags(job)
     with sentry_sdk.isolation_scope() as isolation:
-        for name, value in tags.items():
-            isolation.set_tag(name, value)  # errors during the run carry them too
+        for tag, value in tags.items():
+            isolation.set_tag(tag, value)  # errors inside the block carry them too
         scope = sentry_sdk.get_current_scope()
         transaction = scope.transaction
         span: AbstractContextManager[Any]
         if transaction is not None:
-            scope.set_transaction_name(job.job_type, source=TransactionSource.TASK)
-            for name, value in tags.items():
-                transaction.set_tag(name, value)
-            span = sentry_sdk.start_span(op=JOB_RUN_OP, name=job.job_type)
+            scope.set_transaction_name(name, source=TransactionSource.TASK)
+            for tag, value in tags.items():
+                transaction.set_tag(tag, value)
+            span = sentry_sdk.start_span(op=op, name=name)
         else:
-            span = sentry_sdk.start_transaction(op=JOB_RUN_OP, name=job.job_type,
-                                                source=TransactionSource.TASK)
+            span = sentry_sdk.start_transaction(op=op, name=name, source=TransactionSource.TASK)
         with span as started:
-            for name, value in tags.items():
-                started.set_tag(name, value)
+            for tag, value in tags.items():
+                started.set_tag(tag, value)
             yield
 
 
-def checkpoint_breadcrumb(checkpoint: "Checkpoint", decision: "CheckpointDecision") -> None:
-    """Note a decision (approve, reject, input, expiry), without its payload or reason."""
+def breadcrumb(*, category: str, message: str, data: dict[str, Any]) -> None:
+    """Note something that happened (without payloads: callers pass ids and states)."""
     if not enabled():
         return
-    sentry_sdk.add_breadcrumb(
-        category="checkpoint", level="info",
-        message=f"checkpoint {checkpoint.pk} {decision.verdict}",
-        data={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id),
-              "kind": checkpoint.kind, "decision": decision.verdict,
-              "status": checkpoint.status, "user_id": decision.user_id})
+    sentry_sdk.add_breadcrumb(category=category, level="info", message=message, data=data)
 
 
 # --- scrubbing ----------------------------------------------------------------------------

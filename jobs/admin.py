@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from accounts.permissions import request_user
 from accounts.roles import visible_to
 from jobs.models import Job, JobStep
 from jobs.services import JobConflict, job_cancel, job_retry
@@ -52,13 +53,12 @@ def seconds(value: float | None) -> str:
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "job_type", "status", "agent", "wait_reason", "priority", "attempts",
-                    "duration", "tokens", "cost_display", "created_by", "created_at")
-    # Only agents of jobs the user may see: the plain filter would list every organization's.
-    list_filter = ("status", "job_type", "priority", ("agent", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("id", "job_type", "idempotency_key", "request_id")
+    list_display = ("id", "job_type", "status", "concurrency_key", "wait_reason", "priority",
+                    "attempts", "duration", "tokens", "cost_display", "created_by", "created_at")
+    list_filter = ("status", "job_type", "priority")
+    search_fields = ("id", "job_type", "idempotency_key", "request_id", "concurrency_key")
     date_hierarchy = "created_at"
-    list_select_related = ("created_by", "agent")
+    list_select_related = ("created_by",)
     readonly_fields = (*[f.name for f in Job._meta.fields], "timeline")
     inlines = [JobStepInline]
     actions = ["cancel_jobs", "retry_jobs"]
@@ -119,7 +119,7 @@ class JobAdmin(admin.ModelAdmin):
         count = 0
         for job in queryset:
             try:
-                action(job=job, user=request.user)  # type: ignore[operator]
+                action(job=job, user=request_user(request))  # type: ignore[operator]
                 count += 1
             except JobConflict as exc:
                 self.message_user(request, f"{job.pk}: {exc}", messages.WARNING)

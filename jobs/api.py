@@ -7,17 +7,17 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import HasCapability
+from accounts.permissions import HasCapability, request_user
 from accounts.roles import Capability, organization_of
-from agents.models import Agent
 from core.filters import UTCDateTimeFilter
 from jobs import workers
 from jobs.models import Job, JobStatus
+from jobs.selectors import job_events, job_steps, jobs_of
 from jobs.serializers import (
     JobCreateSerializer,
     JobEventSerializer,
@@ -33,12 +33,11 @@ class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    # A plain number: a choice field would validate against every organization's agents.
-    agent = django_filters.NumberFilter(field_name="agent_id")
 
     class Meta:
         model = Job
-        fields = ["status", "job_type", "priority", "agent", "created_after", "created_before"]
+        fields = ["status", "job_type", "priority", "concurrency_key", "created_after",
+                  "created_before"]
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -55,10 +54,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     ordering = ["-created_at"]
 
     def get_queryset(self) -> QuerySet[Job]:
-        organization = organization_of(self.request.user)
-        if organization is None:
-            return Job.objects.none()
-        return Job.objects.filter(organization=organization).select_related("created_by")
+        return jobs_of(organization_of(self.request.user))
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 200: JobSerializer},
                    parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
@@ -68,43 +64,31 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "")[:200]
-        existing = (Job.objects.filter(created_by=request.user, idempotency_key=key).first()
+        user = request_user(request)
+        existing = (Job.objects.filter(created_by=user, idempotency_key=key).first()
                     if key else None)
         if existing is not None:
             return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
-        data = dict(serializer.validated_data)
-        agent = None
-        if "agent" in data:
-            agent = self._agent(data.pop("agent"))
-            if data["job_type"] == "agent-task":
-                data["input"] = {**data["input"], "agent_id": agent.pk}
-        job = job_create(created_by=request.user, idempotency_key=key,  # type: ignore[arg-type]
-                         organization=organization_of(request.user), agent=agent, **data)
+        job = job_create(created_by=user, idempotency_key=key,
+                         organization=organization_of(user), **serializer.validated_data)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
-
-    def _agent(self, agent_id: int) -> Agent:
-        agent = Agent.objects.alive().filter(
-            pk=agent_id, organization=organization_of(self.request.user)).first()
-        if agent is None:
-            raise ValidationError({"agent": [f"no agent {agent_id} in your organization"]})
-        return agent
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = job_cancel(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        job = job_cancel(job=self.get_object(), user=request_user(request))
         return Response(JobSerializer(job).data)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        job = job_retry(job=self.get_object(), user=request.user)  # type: ignore[arg-type]
+        job = job_retry(job=self.get_object(), user=request_user(request))
         return Response(JobSerializer(job).data)
 
     @extend_schema(responses=JobStepSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)
     def steps(self, request: Request, pk: str | None = None) -> Response:
-        steps = self.get_object().steps.order_by("position")
+        steps = job_steps(self.get_object())
         return Response(JobStepSerializer(steps, many=True).data)
 
     @extend_schema(responses=JobEventSerializer(many=True), parameters=[
@@ -114,19 +98,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         after = request.query_params.get("after", "0")
         if not after.isdigit():
             raise ValidationError({"after": ["A non-negative integer is required."]})
-        events = self.get_object().events.filter(seq__gt=int(after)).order_by("seq")[:1000]
+        events = job_events(self.get_object().pk, after=int(after))
         return Response(JobEventSerializer(events, many=True).data)
 
 
 class WorkerPoolSerializer(serializers.Serializer):
     n = serializers.IntegerField(min_value=1, max_value=workers.MAX_RESIZE,
                                  help_text="How many processes.")
-
-
-class WorkerConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-    default_detail = "The worker refused the command."
 
 
 class ControlsSharedWorkers(BasePermission):
@@ -186,15 +164,7 @@ class WorkerViewSet(viewsets.ViewSet):
     def _resize(self, fn: Any, name: str | None) -> dict[str, Any]:
         serializer = WorkerPoolSerializer(data=self.request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            return self._call(fn, name, serializer.validated_data["n"])
-        except ValueError as exc:
-            raise ValidationError({"n": [str(exc)]}) from exc
-        except workers.WorkerControlError as exc:
-            raise WorkerConflict(str(exc)) from exc
+        return self._call(fn, name, serializer.validated_data["n"])
 
     def _call(self, fn: Any, name: str | None, *args: Any) -> dict[str, Any]:
-        try:
-            return fn(name or "", *args)  # type: ignore[no-any-return]
-        except workers.WorkerNotFound as exc:
-            raise NotFound(str(exc)) from exc
+        return fn(name or "", *args)  # type: ignore[no-any-return]

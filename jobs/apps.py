@@ -10,9 +10,13 @@ class JobsConfig(AppConfig):
 
         from django.conf import settings
 
-        from jobs.runtime import children
-        from jobs.runtime.signals import job_finished
+        import jobs.metrics  # noqa: F401  (registers the runtime's metrics)
+        from core import sentry
+        from jobs.runtime import children, job_finished
+        from jobs.runtime.engine import RUN_OP
+        from jobs.runtime.queue import RUN_JOB_TASK
 
+        job_finished.connect(children.wake_parent, dispatch_uid="jobs.wake_parent")
+        sentry.sample_as_jobs(task=RUN_JOB_TASK, op=RUN_OP)
         for module in settings.COUNTERSIGN_HANDLER_MODULES:
             importlib.import_module(module)
-        job_finished.connect(children.wake_parent, dispatch_uid="jobs.wake_parent")

@@ -1,62 +1,152 @@
-"""Following a job's events from a synchronous process (the command line): live from
-Redis, with the stored rows filling anything published before we subscribed."""
+"""Following a job's events as they happen: live from Redis, with the stored rows
+filling anything published before the follower subscribed or missed since.
 
+One set of rules, used by the SSE stream (jobs/stream.py, async), the chat command
+and `enqueue --wait` (`follow`, sync): subscribe first, then replay the rows, then
+relay live events, each event once and in order; check the job's status when a
+closing event arrives (and now and then, for a missed publication); once the status
+says stop, read the rows until the status's closing event is there (a run writes
+its final status just before its last events) or SETTLE_SECONDS pass.
+"""
+
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
+from core.redis import redis_client
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
-from jobs.runtime.events import channel_name
+from jobs.runtime.events import channel_name, event_dict
+from jobs.selectors import EVENTS_PAGE, job_events
 
-FINAL_EVENTS = frozenset(f"job.{status}" for status in TERMINAL_STATUSES)
+# Events after which the job's status is worth reading at once.
+CLOSING_EVENTS = frozenset(f"job.{status}" for status in (*TERMINAL_STATUSES,
+                                                          JobStatus.WAITING))
+SETTLE_SECONDS = 1.0
+POLL_SECONDS = 0.2
+
+logger = logging.getLogger(__name__)
 
 
-def follow(job_id: str, *, until: Callable[[str], bool] | None = None,
-           timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the job's events ({"seq", "kind", "data"}) in order, once each, until the
-    job's status satisfies `until` (default: it ended) or `timeout` passes."""
-    import redis
+def ended(job: Job) -> bool:
+    return job.status in TERMINAL_STATUSES
 
-    done = until or (lambda status: status in TERMINAL_STATUSES)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    client = redis.Redis.from_url(settings.COUNTERSIGN_EVENTS_REDIS_URL)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    last = 0
 
-    def stored() -> Iterator[dict[str, Any]]:
-        nonlocal last
-        for event in JobEvent.objects.filter(job_id=job_id, seq__gt=last).order_by("seq"):
-            last = event.seq
-            yield {"seq": event.seq, "kind": event.kind, "data": event.data}
+def paused_or_ended(job: Job) -> bool:
+    """Ended, or waiting for something outside the job (a person, another job, a free
+    slot). A job's own timer (`ctx.sleep`, a retry back-off) ends by itself."""
+    return ended(job) or (job.status == JobStatus.WAITING and job.wait_reason != "timer")
 
+
+@dataclass
+class EventCursor:
+    """What a follower has seen: the last event number and kind."""
+
+    last: int = 0
+    last_kind: str = ""
+
+    def stored(self, events: Iterable[JobEvent]) -> list[dict[str, Any]]:
+        return [self._take(event_dict(event)) for event in events if event.seq > self.last]
+
+    def live(self, raw: bytes | str) -> tuple[dict[str, Any] | None, bool]:
+        """(the event if it is new, whether it is worth reading the status now)."""
+        event = json.loads(raw)
+        closing = event["kind"] in CLOSING_EVENTS
+        if event["seq"] <= self.last:
+            return None, closing
+        return self._take(event), closing
+
+    def closed(self, status: str) -> bool:
+        """Has the event that ends `status` been seen (the rows are complete)?"""
+        return self.last_kind == f"job.{status}"
+
+    def _take(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.last, self.last_kind = event["seq"], event["kind"]
+        return event
+
+
+def job_state(job_id: str) -> Job | None:
+    return Job.objects.only("status", "wait_reason").filter(pk=job_id).first()
+
+
+def _subscribe(job_id: str) -> Any:
+    """A pub/sub subscription to the job's live events, or None when live events are
+    off or their Redis cannot be reached (the follower then reads the rows)."""
+    url = settings.COUNTERSIGN_EVENTS_REDIS_URL
+    if not url:
+        return None
     try:
+        pubsub = redis_client(url, timeout=5.0).pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel_name(job_id))
-        yield from stored()
+    except RedisError as exc:
+        logger.warning("following job %s from the database only: %s", job_id, exc)
+        return None
+    return pubsub
+
+
+def follow(job_id: str, *, until: Callable[[Job], bool] = ended, timeout: float | None = None,
+           check_every: float = 1.0) -> Iterator[dict[str, Any]]:
+    """Yield the job's events ({"seq", "kind", "data", "created_at"}) in order, once
+    each, until `until(job)` holds (default: it ended). TimeoutError after `timeout`.
+    Without live events (no Redis), the rows are read every POLL_SECONDS instead."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pubsub = _subscribe(job_id)  # before the replay: nothing falls between
+    cursor = EventCursor()
+    try:
+        yield from catch_up(job_id, cursor)
         next_check = 0.0
-        while deadline is None or time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=0.2)
-            if message is not None:
-                live = json.loads(message["data"])
-                if live["seq"] > last:
-                    last = live["seq"]
-                    yield live
-                if live["kind"] in FINAL_EVENTS or live["kind"] == "job.waiting":
-                    next_check = 0.0
+        while True:
+            closing = False
+            if pubsub is not None:
+                try:
+                    message = pubsub.get_message(timeout=POLL_SECONDS)
+                except RedisError:
+                    pubsub = None  # Redis went away: go on from the rows
+                    message = None
+                if message is not None:
+                    event, closing = cursor.live(message["data"])
+                    if event is not None:
+                        yield event
+            else:
+                time.sleep(POLL_SECONDS)
+                for event in catch_up(job_id, cursor):
+                    closing = closing or event["kind"] in CLOSING_EVENTS
+                    yield event
+            if closing or pubsub is None:
+                next_check = 0.0
             if time.monotonic() >= next_check:
-                next_check = time.monotonic() + 1.0
-                status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-                if status is None or done(status):
-                    yield from stored()  # the run writes its last events after the status
+                next_check = time.monotonic() + check_every
+                job = job_state(job_id)
+                if job is None or until(job):
+                    yield from _settle(job_id, cursor, job)
                     return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still going after {timeout}s")
     finally:
-        pubsub.close()
-        client.close()
+        if pubsub is not None:
+            with contextlib.suppress(RedisError):
+                pubsub.close()
 
 
-def settled(status: str) -> bool:
-    """Ended, or paused for a person (a chat shows the checkpoint and goes on waiting
-    only if asked to)."""
-    return status in TERMINAL_STATUSES or status == JobStatus.WAITING
+def catch_up(job_id: str, cursor: EventCursor) -> Iterator[dict[str, Any]]:
+    """Every stored event after the cursor, a page at a time."""
+    while True:
+        page = job_events(job_id, after=cursor.last)
+        yield from cursor.stored(page)
+        if len(page) < EVENTS_PAGE:
+            return
+
+
+def _settle(job_id: str, cursor: EventCursor, job: Job | None) -> Iterator[dict[str, Any]]:
+    settle_by = time.monotonic() + SETTLE_SECONDS
+    while True:
+        yield from catch_up(job_id, cursor)
+        if job is None or cursor.closed(job.status) or time.monotonic() >= settle_by:
+            return
+        time.sleep(0.05)

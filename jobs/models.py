@@ -1,6 +1,7 @@
 """Jobs and their durable history: memoized steps and progress events."""
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -22,6 +23,50 @@ class JobStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.CANCELLED}
 )
+# The wait reason of a job parked at its concurrency key's limit (jobs.runtime.concurrency).
+PARKED = "concurrency"
+
+
+def runnable(now: datetime, *, due_by: datetime | None = None) -> Q:
+    """The rule of which jobs a run may take: queued; a timer or retry due by `due_by`
+    (default now); a run whose worker died (its lease ran out)."""
+    return (Q(status=JobStatus.QUEUED)
+            | Q(status__in=[JobStatus.RETRYING, JobStatus.WAITING], wake_at__lte=due_by or now)
+            | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now))
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    """The rules about job rows, each written once."""
+
+    def terminal(self) -> "JobQuerySet":
+        return self.filter(status__in=TERMINAL_STATUSES)
+
+    def claimable(self, now: datetime) -> "JobQuerySet":
+        """Runnable, and no live lease: what the claim (jobs.runtime.leases) may take."""
+        return self.filter(runnable(now),
+                           Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+
+    def stranded(self, *, now: datetime, grace: datetime, queued_grace: datetime
+                 ) -> "JobQuerySet":
+        """Runnable jobs that nothing runs and that no message was sent for within the
+        grace: a lost message, a countdown that died with a worker, a dead run. A
+        queued job has a grace of its own (a backlog on the broker makes it longer)."""
+        def unsent(since: datetime) -> Q:
+            return Q(last_enqueued_at__isnull=True) | Q(last_enqueued_at__lt=since)
+
+        return self.filter(Q(status=JobStatus.QUEUED) & unsent(queued_grace)
+                           | runnable(now, due_by=grace) & ~Q(status=JobStatus.QUEUED)
+                           & unsent(grace))
+
+    def holding_slot(self, key: str, now: datetime) -> "JobQuerySet":
+        """Runs of the key's jobs going on now (a live lease)."""
+        return self.filter(concurrency_key=key, status=JobStatus.RUNNING,
+                           lease_expires_at__gt=now)
+
+    def parked(self, key: str) -> "JobQuerySet":
+        """Jobs of the key waiting for a slot, most urgent and oldest first."""
+        return self.filter(concurrency_key=key, status=JobStatus.WAITING,
+                           wait_reason=PARKED).order_by("-priority", "created_at")
 
 
 class Job(models.Model):
@@ -57,9 +102,9 @@ class Job(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
-    agent = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
-    )
+    # Jobs sharing a key run at most N at once, N being what the app owning the key's
+    # prefix says ("agent:12": that agent's max_concurrency). Empty: no limit.
+    concurrency_key = models.CharField(max_length=200, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -79,6 +124,8 @@ class Job(models.Model):
     tokens_out = models.PositiveBigIntegerField(default=0)
     # USD, exact to 1e-10: a cheap call costs fractions of a millionth. Null: unknown.
     cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         # Created by the agents app before the runtime had a package of its own; the
@@ -106,6 +153,8 @@ class Job(models.Model):
             models.Index(fields=["status", "wake_at"], name="job_status_wake_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
             models.Index(fields=["organization", "-created_at"], name="job_org_created_idx"),
+            models.Index(fields=["concurrency_key", "status"], name="job_concurrency_idx",
+                         condition=~Q(concurrency_key="")),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "job_type", "status", "wait_reason", "wake_at", "priority", "input",
                   "result", "attempts", "max_attempts", "error_type", "error_message",
-                  "idempotency_key", "request_id", "parent", "agent", "created_by",
+                  "idempotency_key", "request_id", "parent", "concurrency_key", "created_by",
                   "cancel_requested",
                   "created_at",
                   "started_at", "finished_at", "duration_seconds", "tokens_in", "tokens_out",
@@ -25,10 +25,10 @@ class JobSerializer(serializers.ModelSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     job_type = serializers.CharField(max_length=100)
-    input = serializers.JSONField(required=False, default=dict)
+    input = serializers.JSONField(required=False, default=dict, help_text=(
+        "The job type's input. An agent's job names it as `agent_id` (agent-task, "
+        "code-generation): it then counts as that agent's execution."))
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
-    agent = serializers.IntegerField(required=False, help_text="An agent of your organization: "
-                                     "the job is counted as its execution.")
 
     def validate_job_type(self, value: str) -> str:
         known = registered_job_types()

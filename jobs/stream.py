@@ -1,10 +1,9 @@
 """GET /api/v1/jobs/{id}/stream/ — Server-Sent Events for one job.
 
-An async view (run it under ASGI: uvicorn), so an open stream holds no thread.
-It subscribes to the job's Redis channel first, then replays the stored events
-after `Last-Event-ID` (or `?after=`), then relays live ones, skipping numbers
-already sent, until the job ends. Keep-alive comments keep proxies from closing
-an idle stream.
+An async view (run it under ASGI: uvicorn), so an open stream holds no thread. It
+follows the job's events by the rules of jobs/follow.py, from after `Last-Event-ID`
+(or `?after=`) until the job ends. Keep-alive comments keep proxies from closing an
+idle stream.
 """
 
 import asyncio
@@ -21,8 +20,10 @@ from django.http.response import HttpResponseBase
 
 from accounts.roles import Capability, can, organization_of
 from accounts.services import token_authenticate
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent
+from jobs.follow import SETTLE_SECONDS, EventCursor, ended, job_state
+from jobs.models import Job, JobEvent
 from jobs.runtime.events import channel_name
+from jobs.selectors import EVENTS_PAGE, job_events
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -32,7 +33,6 @@ KEEPALIVE_SECONDS = 15.0
 # The end of a job normally arrives as a live job.* event; this re-check of the status
 # only covers a missed publication, so it can be slow.
 STATUS_CHECK_SECONDS = 10.0
-FINAL_EVENTS = frozenset(f"job.{status}" for status in TERMINAL_STATUSES)
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -76,36 +76,39 @@ def _authorize(request: HttpRequest, job_id: str) -> Job | JsonResponse:
 
 @_db_call
 def _stored(job_id: str, after: int) -> list[JobEvent]:
-    return list(JobEvent.objects.filter(job_id=job_id, seq__gt=after).order_by("seq")[:1000])
+    return job_events(job_id, after=after)
 
 
 @_db_call
-def _is_finished(job_id: str) -> bool:
-    status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-    return status is None or status in TERMINAL_STATUSES
+def _state(job_id: str) -> Job | None:
+    return job_state(job_id)
 
 
-def _frame(seq: int, kind: str, data: Any) -> str:
-    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _frame(event: dict[str, Any]) -> str:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n"
 
 
-def _stored_frame(event: JobEvent) -> str:
-    return _frame(event.seq, event.kind,
-                  {"seq": event.seq, "kind": event.kind, "data": event.data,
-                   "created_at": event.created_at.isoformat()})
+async def _catch_up(job_id: str, cursor: EventCursor) -> AsyncIterator[str]:
+    while True:
+        page = await _stored(job_id, cursor.last)
+        for event in cursor.stored(page):
+            yield _frame(event)
+        if len(page) < EVENTS_PAGE:
+            return
 
 
 async def _events(job_id: str, after: int) -> AsyncIterator[str]:
+    """The rules of jobs.follow, asynchronously: an open stream holds no thread."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(settings.COUNTERSIGN_EVENTS_REDIS_URL)
     pubsub = client.pubsub()
-    last = after
+    cursor = EventCursor(last=after)
     try:
         await pubsub.subscribe(channel_name(job_id))  # before the replay: nothing falls between
-        for event in await _stored(job_id, last):
-            last = event.seq
-            yield _stored_frame(event)
+        async for frame in _catch_up(job_id, cursor):
+            yield frame
         loop = asyncio.get_running_loop()
         next_check = loop.time() + STATUS_CHECK_SECONDS
         quiet_since = loop.time()
@@ -114,23 +117,26 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
             now = loop.time()
             if message is not None:
                 quiet_since = now
-                live = json.loads(message["data"])
-                if live["seq"] > last:
-                    last = live["seq"]
-                    yield _frame(live["seq"], live["kind"], live)
-                if live["kind"] in FINAL_EVENTS:
+                event, closing = cursor.live(message["data"])
+                if event is not None:
+                    yield _frame(event)
+                if closing:
                     next_check = now  # check the status now, not at the next interval
             elif now - quiet_since >= KEEPALIVE_SECONDS:
                 quiet_since = now
                 yield ": keep-alive\n\n"
             if now >= next_check:
                 next_check = now + STATUS_CHECK_SECONDS
-                if await _is_finished(job_id):
-                    # The run writes its last events just after the final status.
-                    for event in await _stored(job_id, last):
-                        last = event.seq
-                        yield _stored_frame(event)
-                    return
+                job = await _state(job_id)
+                if job is None or ended(job):
+                    settle_by = loop.time() + SETTLE_SECONDS
+                    while True:
+                        async for frame in _catch_up(job_id, cursor):
+                            yield frame
+                        if job is None or cursor.closed(job.status) \
+                                or loop.time() >= settle_by:
+                            return
+                        await asyncio.sleep(0.05)
     finally:
         await pubsub.aclose()
         await client.aclose()

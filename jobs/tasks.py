@@ -1,4 +1,5 @@
-"""Thin Celery tasks: ids in, the runtime does the work."""
+"""Thin Celery tasks: ids in, the runtime does the work. Their names are the ones they
+had before the runtime moved here: messages already on the broker must still run."""
 
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.db import close_old_connections
 
 import jobs.heartbeat  # noqa: F401  (workers report they are up)
 from jobs.runtime import engine, reconciler
+from jobs.runtime.queue import RECONCILE_TASK, RUN_JOB_TASK
 
 
 @task_prerun.connect
@@ -18,12 +20,11 @@ def _drop_broken_connections(**kwargs: Any) -> None:
     close_old_connections()
 
 
-@shared_task(name="agents.run_job", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True)
+@shared_task(name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> str:
-    return engine.run_job(job_id)
+    return engine.run_job(job_id).value
 
 
-@shared_task(name="agents.reconcile", ignore_result=True)
+@shared_task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile() -> int:
     return reconciler.reconcile()

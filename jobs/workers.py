@@ -10,7 +10,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
+
+from core.errors import ApplicationError, Conflict, NotFound
 
 INSPECT_TIMEOUT = 1.0
 MAX_RESIZE = 32  # processes added or stopped at once: a typo must not fork thousands
@@ -18,18 +21,16 @@ MAX_RESIZE = 32  # processes added or stopped at once: a typo must not fork thou
 SETTLE_TIMEOUT = 5.0
 
 
-class WorkerNotFound(LookupError):
+class WorkerNotFound(NotFound):
     pass
 
 
-class WorkerControlError(RuntimeError):
+class WorkerControlError(Conflict):
     """The worker refused a control command (e.g. every process busy) or did not answer."""
 
 
 def _app() -> Any:
-    from config.celery import app
-
-    return app
+    return current_app
 
 
 def workers_status(timeout: float = INSPECT_TIMEOUT, name: str | None = None
@@ -98,7 +99,7 @@ def worker_resume(name: str) -> dict[str, Any]:
 
 def _check_resize(n: int) -> None:
     if not 1 <= n <= MAX_RESIZE:
-        raise ValueError(f"n must be from 1 to {MAX_RESIZE}")
+        raise ApplicationError(f"n must be from 1 to {MAX_RESIZE}", {"n": ["Out of range."]})
 
 
 def worker_grow(name: str, n: int) -> dict[str, Any]:
@@ -115,8 +116,9 @@ def worker_shrink(name: str, n: int) -> dict[str, Any]:
     _check_resize(n)
     before = worker_status(name)["concurrency"]
     if before is not None and before - n < 1:
-        raise ValueError(f"{name} has {before} process(es); shrinking by {n} would leave "
-                         "none (pause it instead, or stop it)")
+        message = (f"{name} has {before} process(es); shrinking by {n} would leave none "
+                   "(pause it instead, or stop it)")
+        raise ApplicationError(message, {"n": [message]})
     _pool_command("pool_shrink", name, n)
     return _settle(name, _has_processes(None if before is None else before - n))
 

@@ -10,11 +10,10 @@ from agents import memory
 from agents.llm import call_model, record_usage
 from agents.models import Agent, OnToolRejection
 from agents.providers.base import Completion, Message, ToolCall
+from agents.runs import agent_job_options
 from agents.tools import Tool, ToolInvocation, get_tool
 from agents.tools.builtin import ToolFailed
-from jobs.runtime.context import JobContext
-from jobs.runtime.errors import JobRejected, NonRetryableError
-from jobs.runtime.registry import handler
+from jobs.runtime import JobContext, JobRejected, NonRetryableError, handler
 
 
 def system_prompt(agent: Agent) -> str:
@@ -113,7 +112,7 @@ INPUT_SCHEMA = {
 
 
 @handler("agent-task", description="An agent works on a task with its model and tools.",
-         input_schema=INPUT_SCHEMA)
+         input_schema=INPUT_SCHEMA, prepare=agent_job_options)
 def agent_task(ctx: JobContext) -> dict[str, Any]:
     agent = load_agent(ctx)
     specs = [get_tool(name).spec() for name in agent.tools]

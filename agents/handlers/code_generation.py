@@ -1,8 +1,8 @@
 """`code-generation`: draft files, show them with diffs, write only what is approved.
 
 Input: {"prompt": "...", "files": [{"path": ..., "content": ...}] (optional),
-"agent_id": N (optional)}. With `files`, those are the draft. With an agent (the
-job's, or `agent_id`) whose provider is not offline, its model drafts the files;
+"agent_id": N (optional)}. With `files`, those are the draft. With an agent
+(`agent_id`, which makes the job that agent's) whose provider is not offline, its model drafts the files;
 otherwise an offline, deterministic generator drafts a small Python module from the
 prompt. Either way nothing is written before a person approves.
 """
@@ -14,11 +14,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from jobs.runtime import JobContext, NonRetryableError, handler
-from jobs.workspace import (
+from agents.runs import agent_job_options
+from jobs.runtime import (
     FileSpec,
+    JobContext,
+    NonRetryableError,
     UnsafePath,
     check_files,
+    handler,
     job_workspace,
     safe_path,
     write_files,
@@ -89,7 +92,7 @@ def agent_draft(ctx: JobContext, prompt: str) -> list[dict[str, str]] | None:
     from agents.llm import call_model, record_usage
     from agents.models import Agent
 
-    agent_id = ctx.job.agent_id or ctx.input.get("agent_id")
+    agent_id = ctx.input.get("agent_id")
     agent = Agent.objects.alive().filter(
         pk=agent_id, organization_id=ctx.job.organization_id).first() if agent_id else None
     if agent is None or agent.provider == "offline":
@@ -149,7 +152,8 @@ def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, An
     return {"workspace": str(workspace), "files": entries}
 
 
-@handler("code-generation", description="Draft files, approve them, then write them.")
+@handler("code-generation", description="Draft files, approve them, then write them.",
+         prepare=agent_job_options)
 def code_generation(ctx: JobContext) -> dict[str, Any]:
     prompt = str(ctx.input.get("prompt", ""))
     supplied = ctx.input.get("files")

@@ -8,8 +8,7 @@ Input: {"records": [{...}, ...], "operations": [...]} where an operation is
 import json
 from typing import Any
 
-from jobs.runtime import JobContext, NonRetryableError, handler
-from jobs.workspace import FileSpec, write_files
+from jobs.runtime import FileSpec, JobContext, NonRetryableError, handler, write_files
 
 OPERATIONS = {"filter", "uppercase", "sum"}
 

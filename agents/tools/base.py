@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 if TYPE_CHECKING:
     from agents.models import Agent
-    from jobs.runtime.context import JobContext
+    from jobs.runtime import JobContext
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,15 @@ from django.conf import settings
 
 from agents import memory
 from agents.tools.base import Tool, ToolInvocation, register_tool
-from jobs.runtime.errors import NonRetryableError
-from jobs.runtime.waits import ChildJobWaiter
-from jobs.workspace import FileSpec, UnsafePath, job_workspace, safe_path, write_files
+from jobs.runtime import (
+    ChildJobWaiter,
+    FileSpec,
+    NonRetryableError,
+    UnsafePath,
+    job_workspace,
+    safe_path,
+    write_files,
+)
 
 HTTP_BODY_LIMIT = 20_000
 

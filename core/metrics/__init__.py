@@ -1,5 +1,8 @@
-"""Prometheus metrics of jobs, checkpoints and model calls (see definitions.py)."""
+"""Prometheus metrics, correct across processes and hosts. Apps register their metrics
+(`register_metrics`) and gauge collectors (`register_collector`) and record with `inc`
+and `observe`; `/metrics` (views.py) renders them all."""
 
 from core.metrics.recorder import batched, inc, observe
+from core.metrics.registry import Metric, register_collector, register_metrics
 
-__all__ = ["batched", "inc", "observe"]
+__all__ = ["Metric", "batched", "inc", "observe", "register_collector", "register_metrics"]

@@ -4,8 +4,8 @@ Each metric is one Redis hash; its fields are the label values (JSON), and for a
 histogram also the bucket, `sum` and `count`. HINCRBYFLOAT is atomic, so any
 number of processes add to the same figures, a process that exits takes nothing
 with it, and every web process renders the same totals. Recording is best effort:
-if Redis is unreachable the figures are dropped (and logged once per 30 s), never
-the work being measured.
+if Redis is unreachable the figures are dropped (core.redis.best_effort: logged once
+per back-off), never the work being measured.
 
 Records wait for the surrounding transaction to commit, so rolled-back work is
 never counted. Inside `batched()` (a job run) they are then kept in memory and
@@ -26,13 +26,11 @@ from django.conf import settings
 from django.db import transaction
 
 from core.metrics.registry import METRICS, Metric
-from core.redis import redis_client
+from core.redis import best_effort, redis_client
 
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
-_down_until = 0.0
-RETRY_SECONDS = 30.0
 BATCH_SECONDS = 1.0
 
 
@@ -106,20 +104,16 @@ def batched() -> Iterator[None]:
 
 
 def send(increments: list[tuple[str, str, float]]) -> None:
-    global _down_until
-    if not increments or not settings.COUNTERSIGN_METRICS_REDIS_URL:
+    if not increments:
         return
-    if time.monotonic() < _down_until:
-        return
-    try:
-        pipe = client().pipeline(transaction=False)
+
+    def add(redis: Any) -> None:
+        pipe = redis.pipeline(transaction=False)
         for redis_key, field, amount in increments:
             pipe.hincrbyfloat(redis_key, field, amount)
         pipe.execute()
-    except Exception:
-        _down_until = time.monotonic() + RETRY_SECONDS
-        logger.warning("metrics not recorded: Redis at COUNTERSIGN_METRICS_REDIS_URL is "
-                       "unreachable; retrying in %ss", int(RETRY_SECONDS), exc_info=True)
+
+    best_effort(settings.COUNTERSIGN_METRICS_REDIS_URL, add, what="metrics recording")
 
 
 def read_all() -> dict[str, dict[str, float]]:

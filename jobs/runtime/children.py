@@ -1,19 +1,47 @@
+"""Child jobs: a job may start others and wait for them to end (the `run_job` tool,
+workflow branches). The wait is a waiter like any other; a child's end wakes its parent."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from jobs.models import Job, JobStatus
-from jobs.services import wake_job
+from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobStep
+from jobs.runtime.waits import Pending, Resolved, register_waiter
+from jobs.runtime.wake import wake_job
 
-_UNKNOWN = object()
+REASON = "child job"
 
 
-def wake_parent(sender: Any, job_id: str, status: str, parent_id: Any = _UNKNOWN,
-                **kwargs: Any) -> None:
-    """A child job ended: wake the parent if it is waiting for a child. Senders that
-    have the row pass `parent_id`, which saves a query on every job's end."""
-    if parent_id is _UNKNOWN:
-        parent_id = Job.objects.filter(pk=job_id).values_list("parent_id", flat=True).first()
+@dataclass
+class ChildJobWaiter:
+    """Wait for another job to end. The child's row is locked while the parent
+    decides to wait, so a child ending at that moment either is seen as ended or
+    finds the parent waiting and wakes it (`wake_parent`)."""
+
+    job_id: str
+    reason: str = REASON
+
+    def poll(self, *, job: Job, key: str, step: JobStep | None,
+             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+        child = (Job.objects.select_for_update()
+                 .only("status", "result", "error_type", "error_message").get(pk=self.job_id))
+        if child.status in TERMINAL_STATUSES:
+            error = f"{child.error_type}: {child.error_message}" if child.error_type else ""
+            return Resolved({"job_id": self.job_id, "status": child.status,
+                             "result": child.result, "error": error})
+        return Pending(state={"job_id": self.job_id})
+
+    def load(self, data: Any) -> dict[str, Any]:
+        return dict(data)
+
+
+register_waiter(REASON, ChildJobWaiter)
+
+
+def wake_parent(sender: Any, job_id: str, status: str, parent_id: Any, **kwargs: Any) -> None:
+    """`job_finished` receiver: a child ended, so its parent, if it waits for a child,
+    runs again (its wait then reads the child's outcome)."""
     if parent_id is None:
         return
-    if Job.objects.filter(pk=parent_id, status=JobStatus.WAITING,
-                          wait_reason="child job").exists():
+    if Job.objects.filter(pk=parent_id, status=JobStatus.WAITING, wait_reason=REASON).exists():
         wake_job(job_id=str(parent_id), reason=f"child job {job_id} {status}")

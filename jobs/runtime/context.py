@@ -13,6 +13,7 @@ from django.utils import timezone
 from core import logs, metrics
 from jobs.models import Job, JobStep, StepKind, StepStatus
 from jobs.runtime.errors import (
+    DuplicateStepKey,
     LeaseLost,
     NonDeterministicReplay,
     NonRetryableError,
@@ -21,6 +22,7 @@ from jobs.runtime.errors import (
 )
 from jobs.runtime.retry import RetryPolicy
 from jobs.runtime.waits import Pending, TimerWaiter, Waiter, make_waiter
+from jobs.runtime.workspace import job_workspace
 
 if TYPE_CHECKING:
     from jobs.runtime.engine import Run
@@ -29,10 +31,6 @@ T = TypeVar("T")
 
 # Buffered progress events reach the database at least this often while steps run.
 EVENT_FLUSH_SECONDS = 1.0
-
-
-class DuplicateStepKey(NonRetryableError):
-    pass
 
 
 def to_json(value: Any) -> Any:
@@ -66,8 +64,6 @@ class JobContext:
     @property
     def workspace(self) -> Path:
         """This job's private folder for files (created on first use by writers)."""
-        from jobs.workspace import job_workspace
-
         return job_workspace(self.job_id)
 
     # --- durable operations --------------------------------------------------

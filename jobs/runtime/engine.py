@@ -1,9 +1,21 @@
-"""Running one job: claim the lease, replay the handler, record the outcome."""
+"""Running one job: claim the lease, replay the handler, record the outcome.
+
+    run_job(job_id)
+      claim the lease (or SKIPPED) ──► checks before the handler: unknown type, no
+      attempts left, cancel asked ──► admission to the concurrency key (or PARKED)
+      ──► replay the handler under a heartbeat ──► its outcome written under the lease
+      ──► release the concurrency slot
+
+Every write of an outcome is conditional on this run still holding the lease, so a
+run that lost it (LEASE_LOST) cannot write over the run that took over.
+"""
 
 import logging
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,11 +23,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core import logs, metrics
-from core.sentry import job_transaction, report_job_failure
+from core import logs, metrics, sentry
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import admission, leases
+from jobs.runtime import concurrency, leases
 from jobs.runtime.context import JobContext, to_json
+from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import (
     JobCancelled,
     JobRejected,
@@ -27,12 +39,14 @@ from jobs.runtime.errors import (
     WorkerLost,
 )
 from jobs.runtime.events import publish, save_events
+from jobs.runtime.outcomes import RunOutcome
 from jobs.runtime.queue import enqueue_on_commit, prompt_on_commit
-from jobs.runtime.registry import get_handler
+from jobs.runtime.registry import HandlerFn, get_handler
 from jobs.runtime.retry import RetryPolicy
-from jobs.runtime.signals import job_finished
 
 logger = logging.getLogger(__name__)
+
+RUN_OP = "job.run"  # a run's span in Sentry
 
 
 def default_policy() -> RetryPolicy:
@@ -43,10 +57,25 @@ def default_policy() -> RetryPolicy:
     )
 
 
+def job_tags(job: Job) -> dict[str, str]:
+    """What a run's Sentry events and transaction are tagged with."""
+    return {"job_id": str(job.pk), "job_type": job.job_type,
+            "concurrency": job.concurrency_key or "none",
+            "organization": str(job.organization_id), "attempt": str(job.attempts)}
+
+
+def report_failure(job: Job, exc: BaseException) -> None:
+    """A job that ended FAILED (not an attempt that will be retried), to Sentry."""
+    sentry.report_failure(exc, tags=job_tags(job), context=("job", {
+        "id": str(job.pk), "type": job.job_type, "attempt": job.attempts,
+        "max_attempts": job.max_attempts}))
+
+
 class Run:
     """One execution of a job under a lease."""
 
-    def __init__(self, job: Job, owner: str) -> None:
+    def __init__(self, claimed: leases.Claim, owner: str) -> None:
+        job = claimed.job
         self.job = job
         self.owner = owner
         self.lease_lost = False
@@ -56,28 +85,30 @@ class Run:
         # Events are numbered here (the claim read the last number) and written in
         # batches: at suspend, retry and the end, and at the first step boundary a
         # second or more after the oldest unwritten one.
-        self._seq = int(getattr(job, "last_event_seq", 0) or 0) + 1
+        self._seq = claimed.last_event_seq + 1
+        self.has_steps = claimed.has_steps
         self._events: list[JobEvent] = []
         self._oldest_event = 0.0
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
 
     # --- heartbeat -------------------------------------------------------------
-    def start_heartbeat(self) -> None:
-        self._heartbeat = threading.Thread(
-            target=self._beat, name=f"lease-{self.job.pk}", daemon=True
-        )
-        self._heartbeat.start()
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Renew the lease (and hear of a cancel) while the handler runs; stopped as
+        soon as it returns or raises, before any outcome is written."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(stop,), name=f"lease-{self.job.pk}",
+                                daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=5)
 
-    def stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=5)
-
-    def _beat(self) -> None:
+    def _beat(self, stop: threading.Event) -> None:
         interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
         try:
-            while not self._stop.wait(interval):
+            while not stop.wait(interval):
                 try:
                     expires = leases.lease_expiry()  # taken before the write: never optimistic
                     ours, cancel = leases.renew(str(self.job.pk), self.owner, expires)
@@ -153,28 +184,35 @@ class Run:
         self._seq = events[-1].seq + 1  # renumbered if another writer took our numbers
 
     # --- outcomes ---------------------------------------------------------------
-    def finish(self, status: str, **fields: Any) -> bool:
+    def end(self, status: JobStatus, error: BaseException | None = None,
+            result: Any = None) -> RunOutcome:
+        """Write the job's final status (if the lease is still ours), its closing event,
+        and what every end of a job records."""
+        fields = _error_fields(error) if error is not None else {
+            "result": result, "error_type": "", "error_message": "", "error_traceback": ""}
+        finished_at = timezone.now()
         updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(
-            status=status, finished_at=timezone.now(), lease_owner="", lease_expires_at=None,
+            status=status, finished_at=finished_at, lease_owner="", lease_expires_at=None,
             wait_reason="", wake_at=None, **fields)
         if not updated:
             logger.warning("lease lost before the outcome was written; another run owns it",
                            extra={"job_id": str(self.job.pk)})
-            return False
-        job_type = self.job.job_type
-        metrics.inc("agent_jobs_total", job_type=job_type, status=status)
-        if self.job.started_at is not None:
-            elapsed = (timezone.now() - self.job.started_at).total_seconds()
-            metrics.observe("agent_jobs_duration_seconds", elapsed, job_type=job_type,
-                            status=status)
-        return True
+            return RunOutcome.LEASE_LOST
+        data: dict[str, str] = {"status": status}
+        if error is not None:
+            data["error"] = f"{type(error).__name__}: {error}"[:500]
+        self.emit(f"job.{status}", data)
+        self.flush_events()
+        logger.info("job %s", status)
+        job_ended(self.job, status, finished_at)
+        return RunOutcome(status)
 
-    def schedule_retry(self, delay: float, error: BaseException, *, count_attempt: bool) -> bool:
-        wake_at = timezone.now() + timedelta(seconds=delay)
+    def retry_later(self, delay: float, error: BaseException, *, count_attempt: bool,
+                    event: str, data: dict[str, Any]) -> RunOutcome:
+        """`retrying` until `delay` has passed; a cancel asked meanwhile wins."""
         fields: dict[str, Any] = dict(
-            status=JobStatus.RETRYING, wake_at=wake_at, lease_owner="", lease_expires_at=None,
-            error_type=type(error).__name__, error_message=str(error)[:5000],
-            error_traceback=_traceback(error))
+            status=JobStatus.RETRYING, wake_at=timezone.now() + timedelta(seconds=delay),
+            lease_owner="", lease_expires_at=None, **_error_fields(error))
         if count_attempt:
             fields["attempts"] = self.job.attempts + 1
         with transaction.atomic():
@@ -184,161 +222,108 @@ class Run:
                 enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
                 metrics.inc("agent_jobs_total", job_type=self.job.job_type,
                             status=JobStatus.RETRYING)
-        if not updated and Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
-                                              cancel_requested=True).exists():
-            raise JobCancelled()
-        return bool(updated)
-
-    def retried(self, kind: str, data: dict[str, Any]) -> None:
-        self.emit(kind, data)
-        self.flush_events()
-
-
-def _traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error))[-20000:]
+        if updated:
+            self.emit(event, {**data, "delay": round(delay, 3)})
+            self.flush_events()
+            return RunOutcome.RETRYING
+        if Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
+                              cancel_requested=True).exists():
+            return self.end(JobStatus.CANCELLED)
+        return RunOutcome.LEASE_LOST
 
 
 def _error_fields(error: BaseException) -> dict[str, str]:
     return {"error_type": type(error).__name__, "error_message": str(error)[:5000],
-            "error_traceback": _traceback(error)}
+            "error_traceback": "".join(traceback.format_exception(error))[-20000:]}
 
 
-def run_job(job_id: str) -> str:
-    """Run the job if it is ours to run. Returns what happened, for logs and tests."""
+def run_job(job_id: str) -> RunOutcome:
+    """Run the job if it is ours to run, and say how the run ended."""
     # Every line of the run names the job; nothing bound by an earlier run (or by a
     # request running it in-process) shows through, and all of it is reset after.
     with logs.bind(job_id=job_id, job_type=None, request_id=None, step_key=None,
                    checkpoint_id=None), metrics.batched():
-        return _claim_and_run(job_id)
+        owner = leases.new_owner()
+        claimed = leases.claim(job_id, owner)
+        if claimed is None:
+            logger.debug("job not runnable or leased elsewhere; message dropped")
+            return RunOutcome.SKIPPED
+        job = claimed.job
+        logs.update(job_type=job.job_type, request_id=job.request_id)
+        metrics.inc("agent_jobs_total", job_type=job.job_type, status=JobStatus.RUNNING)
+        outcome = RunOutcome.FAILED  # if something below escapes
+        try:
+            outcome = _run(Run(claimed, owner))
+            return outcome
+        finally:
+            if outcome.held_slot:
+                try:
+                    concurrency.release(job, outcome)
+                except Exception:  # never mask how the run ended; the key's next run fixes it
+                    logger.exception("could not release the job's concurrency slot")
 
 
-def _claim_and_run(job_id: str) -> str:
-    owner = leases.new_owner()
-    job = leases.claim(job_id, owner)
-    if job is None:
-        logger.debug("job not runnable or leased elsewhere; message dropped",
-                     extra={"job_id": job_id})
-        return "skipped"
-    logs.update(job_type=job.job_type, request_id=job.request_id)
-    metrics.inc("agent_jobs_total", job_type=job.job_type, status=JobStatus.RUNNING)
-    run = Run(job, owner)
-    log_extra = {"job_id": job_id, "job_type": job.job_type}
-    outcome = "error"
-    try:
-        outcome = _run_claimed(run, log_extra)
-        return outcome
-    finally:
-        run.stop_heartbeat()  # whatever escaped, the lease thread must not outlive the run
-        # The claim made the job `running`, which other runs of its agent counted: end
-        # that however this run ended. A parked run held nothing (and waking others
-        # from it could loop); after a lost lease another run owns the job.
-        if job.agent_id is not None and outcome not in ("parked", "lease-lost"):
-            try:
-                admission.release(job, outcome)
-            except Exception:  # never mask how the run ended; the next run of the agent fixes it
-                logger.exception("could not release the agent's slot", extra=log_extra)
-
-
-def _run_claimed(run: Run, log_extra: dict[str, str]) -> str:
+def _run(run: Run) -> RunOutcome:
     job = run.job
     try:
         spec = get_handler(job.job_type)
     except UnknownJobType as exc:
-        report_job_failure(job, exc)
-        run.finish(JobStatus.FAILED, **_error_fields(exc))
-        _finished(job, JobStatus.FAILED)
-        return JobStatus.FAILED
-
+        report_failure(job, exc)
+        return run.end(JobStatus.FAILED, exc)
     if job.attempts > job.max_attempts:
         lost = WorkerLost(f"the worker running this job died (SIGKILL, OOM or hard time "
                           f"limit) and no attempts are left (max_attempts={job.max_attempts})")
-        report_job_failure(job, lost)
-        return _end(run, JobStatus.FAILED, _error_fields(lost), log_extra)
-
+        report_failure(job, lost)
+        return run.end(JobStatus.FAILED, lost)
     if job.cancel_requested:
-        return _end(run, JobStatus.CANCELLED, {}, log_extra)
-
+        return run.end(JobStatus.CANCELLED)
     try:
-        if not admission.admit(run):
-            logger.info("agent at its concurrency cap; job parked", extra=log_extra)
-            return "parked"
+        if not concurrency.admit(run):
+            logger.info("job parked: its concurrency key is at its limit")
+            return RunOutcome.PARKED
     except JobCancelled:
-        return _end(run, JobStatus.CANCELLED, {}, log_extra)
+        return run.end(JobStatus.CANCELLED)
     except LeaseLost:
-        return "lease-lost"
+        return RunOutcome.LEASE_LOST
 
     # One query loads every recorded step; a first run (the claim saw none) skips it.
-    recorded = JobStep.objects.filter(job_id=job.pk) if getattr(job, "has_steps", True) else []
-    steps = {s.key: s for s in recorded}
+    steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)} if run.has_steps else {}
     run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})
     ctx = JobContext(job, steps, run)
-    policy = spec.retry or default_policy()
-    run.start_heartbeat()
-    with job_transaction(job):  # the run as a Sentry transaction (no-op without Sentry)
-        return _run_handler(run, spec.fn, ctx, policy, log_extra)
+    with sentry.traced(op=RUN_OP, name=job.job_type, tags=job_tags(job)):
+        return _replay(run, spec.fn, ctx, spec.retry or default_policy())
 
 
-def _run_handler(run: Run, fn: Any, ctx: JobContext, policy: RetryPolicy,
-                 log_extra: dict[str, str]) -> str:
+def _replay(run: Run, fn: HandlerFn, ctx: JobContext, policy: RetryPolicy) -> RunOutcome:
     """Call the handler and turn how it ended into the job's next state."""
     job = run.job
     try:
-        result = to_json(fn(ctx))
+        with run.heartbeat():
+            result = to_json(fn(ctx))
     except Suspend as suspend:
-        logger.info("job waiting for %s", suspend.reason, extra=log_extra)
-        return JobStatus.WAITING
+        logger.info("job waiting for %s", suspend.reason)
+        return RunOutcome.WAITING
     except RetryStep as retry:
-        run.stop_heartbeat()
-        try:
-            if run.schedule_retry(retry.delay, retry.error, count_attempt=False):
-                run.retried("step.retrying", {"step": retry.key, "delay": round(retry.delay, 3),
-                                              "error": str(retry.error)[:500]})
-        except JobCancelled:
-            return _end(run, JobStatus.CANCELLED, {}, log_extra)
-        return JobStatus.RETRYING
+        return run.retry_later(retry.delay, retry.error, count_attempt=False,
+                               event="step.retrying",
+                               data={"step": retry.key, "error": str(retry.error)[:500]})
     except LeaseLost:  # another run owns the job: write nothing more, events included
-        logger.warning("lease lost; stopping this run", extra=log_extra)
-        return "lease-lost"
+        logger.warning("lease lost; stopping this run")
+        return RunOutcome.LEASE_LOST
     except JobCancelled:
-        run.stop_heartbeat()
-        return _end(run, JobStatus.CANCELLED, {}, log_extra)
+        return run.end(JobStatus.CANCELLED)
     except JobRejected as exc:
-        run.stop_heartbeat()
-        return _end(run, JobStatus.REJECTED, _error_fields(exc), log_extra)
+        return run.end(JobStatus.REJECTED, exc)
     except Exception as exc:
-        run.stop_heartbeat()
         retryable = not isinstance(exc, NonRetryableError) and policy.is_retryable(exc)
         if retryable and job.attempts < job.max_attempts:
             delay = policy.delay(job.attempts)
             logger.warning("job attempt %s failed; retrying in %.1fs", job.attempts, delay,
-                           extra=log_extra, exc_info=True)
-            try:
-                if run.schedule_retry(delay, exc, count_attempt=True):
-                    run.retried("job.retrying", {"attempt": job.attempts,
-                                                 "delay": round(delay, 3),
-                                                 "error": f"{type(exc).__name__}: {exc}"[:500]})
-            except JobCancelled:
-                return _end(run, JobStatus.CANCELLED, {}, log_extra)
-            return JobStatus.RETRYING
-        report_job_failure(job, exc)  # before the log line, whose Sentry event is then a dupe
-        logger.exception("job failed", extra=log_extra)
-        return _end(run, JobStatus.FAILED, _error_fields(exc), log_extra)
-    run.stop_heartbeat()
-    return _end(run, JobStatus.SUCCEEDED, {"result": result, "error_type": "",
-                                           "error_message": "", "error_traceback": ""}, log_extra)
-
-
-def _end(run: Run, status: str, fields: dict[str, Any], log_extra: dict[str, str]) -> str:
-    if run.finish(status, **fields):
-        data = {"status": status}
-        if fields.get("error_message"):
-            data["error"] = f"{fields['error_type']}: {fields['error_message']}"[:500]
-        run.emit(f"job.{status}", data)
-        run.flush_events()
-        logger.info("job %s", status, extra=log_extra)
-        _finished(run.job, status)
-    return status
-
-
-def _finished(job: Job, status: str) -> None:
-    job_finished.send(sender=Job, job_id=str(job.pk), status=status, parent_id=job.parent_id)
+                           exc_info=True)
+            return run.retry_later(delay, exc, count_attempt=True, event="job.retrying",
+                                   data={"attempt": job.attempts,
+                                         "error": f"{type(exc).__name__}: {exc}"[:500]})
+        report_failure(job, exc)  # before the log line (dedupe)
+        logger.exception("job failed")
+        return run.end(JobStatus.FAILED, exc)
+    return run.end(JobStatus.SUCCEEDED, result=result)

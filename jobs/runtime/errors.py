@@ -1,11 +1,14 @@
-"""Exceptions that steer the runtime. Handlers may raise or catch the public ones."""
+"""Exceptions that steer the runtime, and the errors of requests about jobs.
+
+Handlers may raise or catch the public ones; the control-flow signals derive from
+BaseException so that a handler's `except Exception` cannot swallow them.
+"""
+
+from core.errors import ApplicationError, Conflict
 
 
 class Suspend(BaseException):  # noqa: N818 - a control-flow signal, not an error
-    """Internal: the job must stop here and wait. Handlers must not catch it.
-
-    It derives from BaseException so a handler's `except Exception` cannot swallow it.
-    """
+    """Internal: the job must stop here and wait. Handlers must not catch it."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -38,13 +41,26 @@ class NonDeterministicReplay(NonRetryableError):
     """A replay reached steps in a different order than the recorded run."""
 
 
-class JobRejected(Exception):
-    """Uncaught in a handler, ends the job with status `rejected`."""
-
-
-class UnknownJobType(ValueError):
-    pass
+class DuplicateStepKey(NonRetryableError):
+    """A handler used one step key twice in a job."""
 
 
 class WorkerLost(NonRetryableError):
     """The job's worker died (SIGKILL, OOM, hard time limit) more often than it may retry."""
+
+
+class JobRejected(Exception):
+    """Uncaught in a handler, ends the job with status `rejected`."""
+
+
+class JobError(ApplicationError):
+    """A request about a job that cannot be carried out (bad input, wrong state)."""
+
+
+class JobConflict(JobError, Conflict):
+    """The job's current state does not allow the request."""
+
+
+class UnknownJobType(JobError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"job_type": [message]})

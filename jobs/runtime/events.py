@@ -1,9 +1,6 @@
 """Progress events: appended to JobEvent, published live on Redis (best effort)."""
 
 import json
-import logging
-import threading
-import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -11,15 +8,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
-from core.redis import redis_client
+from core.redis import best_effort
 from jobs.models import JobEvent
-
-logger = logging.getLogger(__name__)
-
-_redis_lock = threading.Lock()
-_redis_client: Any = None
-_redis_down_until = 0.0
-REDIS_RETRY_SECONDS = 30.0
 
 
 def channel_name(job_id: str) -> str:
@@ -87,36 +77,15 @@ def _insert(events: list[JobEvent]) -> None:
                        params)
 
 
+def event_dict(event: JobEvent) -> dict[str, Any]:
+    """An event as followers see it (live on Redis, replayed from the rows)."""
+    return {"seq": event.seq, "kind": event.kind, "data": event.data,
+            "created_at": event.created_at.isoformat()}
+
+
 def publish(event: JobEvent) -> None:
-    client = _redis()
-    if client is None:
-        return
-    message = json.dumps(
-        {"seq": event.seq, "kind": event.kind, "data": event.data,
-         "created_at": event.created_at.isoformat()}
-    )
-    try:
-        client.publish(channel_name(str(event.job_id)), message)
-    except Exception as exc:  # live streaming is best effort; the row is the record
-        logger.debug("event publish failed: %s", exc)
-
-
-def _redis() -> Any:
-    """A shared client, or None while Redis is unreachable (retried every 30 s)."""
-    global _redis_client, _redis_down_until
-    url = settings.COUNTERSIGN_EVENTS_REDIS_URL
-    if not url or time.monotonic() < _redis_down_until:
-        return None
-    with _redis_lock:
-        if _redis_client is None:
-            client = redis_client(url, timeout=0.5)
-            try:
-                client.ping()
-            except Exception:
-                logger.warning("live events paused for %.0fs: Redis at "
-                               "COUNTERSIGN_EVENTS_REDIS_URL is not reachable",
-                               REDIS_RETRY_SECONDS)
-                _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-                return None
-            _redis_client = client
-    return _redis_client
+    """Best effort: the row is the record; a Redis outage pauses live events."""
+    message = json.dumps(event_dict(event))
+    best_effort(settings.COUNTERSIGN_EVENTS_REDIS_URL,
+                lambda redis: redis.publish(channel_name(str(event.job_id)), message),
+                what="live events", timeout=0.5)

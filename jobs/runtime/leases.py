@@ -7,14 +7,24 @@ re-send) finds the lease taken and does nothing.
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEvent, JobStatus, JobStep
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job whose lease this run now holds, with what the claim read alongside."""
+
+    job: Job
+    last_event_seq: int  # the run numbers its events after this
+    has_steps: bool  # False on a first run: no need to load its steps
 
 
 def new_owner() -> str:
@@ -25,59 +35,62 @@ def lease_expiry() -> datetime:
     return timezone.now() + timedelta(seconds=settings.COUNTERSIGN_LEASE_SECONDS)
 
 
-def runnable_q(now: datetime) -> Q:
-    """Jobs a run may take now: queued, due timers/retries, or abandoned runs."""
-    return (
-        Q(status=JobStatus.QUEUED)
-        | Q(status__in=[JobStatus.RETRYING, JobStatus.WAITING], wake_at__lte=now)
-        | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-    )
-
-
 _CLAIM_SQL = """
 UPDATE {job} SET
-    status = %s, lease_owner = %s, lease_expires_at = %s, updated_at = %s,
-    started_at = COALESCE(started_at, %s), wait_reason = '', wake_at = NULL,
-    attempts = CASE WHEN attempts = 0 THEN 1 WHEN status = %s THEN attempts + 1
+    status = %(running)s, lease_owner = %(owner)s, lease_expires_at = %(expires)s,
+    updated_at = %(now)s, started_at = COALESCE(started_at, %(now)s),
+    wait_reason = '', wake_at = NULL,
+    attempts = CASE WHEN attempts = 0 THEN 1 WHEN status = %(running)s THEN attempts + 1
                     ELSE attempts END
-WHERE id = %s
-  AND (status = %s
-       OR (status IN (%s, %s) AND wake_at <= %s)
-       OR (status = %s AND lease_expires_at < %s))
-  AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+WHERE {claimable}
 RETURNING {columns},
     (SELECT COALESCE(MAX(seq), 0) FROM {event} WHERE job_id = {job}.id) AS last_event_seq,
     EXISTS (SELECT 1 FROM {step} WHERE job_id = {job}.id) AS has_steps
 """
 
 
-def claim(job_id: str, owner: str) -> Job | None:
+def claim(job_id: str, owner: str) -> Claim | None:
     """Take the job's lease; None if it is not ours to run.
 
-    One conditional UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35) takes the
-    lease and reads the row and its last event number in a single round trip.
-    The conditions are `runnable_q` plus a free lease. Taking over an
-    abandoned run (its worker died) counts as a failed attempt, so a step that
-    always kills its worker cannot loop forever.
+    One conditional UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35) takes the lease and
+    reads the row, its last event number and whether it has steps in one round trip.
+    Which jobs it may take is `Job.objects.claimable`, compiled into the statement, so
+    the rule is written once. Taking over an abandoned run (its worker died) counts as
+    a failed attempt, so a step that always kills its worker cannot loop forever.
     """
-    from jobs.models import JobEvent, JobStep
-
     try:
-        pk = Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection)  # type: ignore[union-attr]
+        pk = uuid.UUID(str(job_id))
     except ValueError:
         return None
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    expires = connection.ops.adapt_datetimefield_value(lease_expiry())
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in Job._meta.concrete_fields)
-    sql = _CLAIM_SQL.format(job=connection.ops.quote_name(Job._meta.db_table),
-                            event=connection.ops.quote_name(JobEvent._meta.db_table),
-                            step=connection.ops.quote_name(JobStep._meta.db_table),
-                            columns=columns)
-    params = [JobStatus.RUNNING, owner, expires, now, now, JobStatus.RUNNING, pk,
-              JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING, now,
-              JobStatus.RUNNING, now, now]
-    claimed = list(Job.objects.raw(sql, params))
-    return claimed[0] if claimed else None
+    now = timezone.now()
+    where, where_params = _where(Job.objects.claimable(now).filter(pk=pk))
+    fields = Job._meta.concrete_fields
+    quote = connection.ops.quote_name
+    sql = _CLAIM_SQL.format(job=quote(Job._meta.db_table), event=quote(JobEvent._meta.db_table),
+                            step=quote(JobStep._meta.db_table), claimable=where,
+                            columns=", ".join(quote(str(f.column)) for f in fields))
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {"running": JobStatus.RUNNING, "owner": owner, "expires": adapt(lease_expiry()),
+              "now": adapt(now), **where_params}
+    # raw() turns the columns into a Job (with each field's database converters) and
+    # the two extra ones into attributes, taken off again into the Claim.
+    job = next(iter(Job.objects.raw(sql, params)), None)
+    if job is None:
+        return None
+    return Claim(job=job, last_event_seq=int(job.__dict__.pop("last_event_seq")),
+                 has_steps=bool(job.__dict__.pop("has_steps")))
+
+
+def _where(queryset: Any) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of `queryset` as SQL with named parameters (where0, where1, …)."""
+    compiler = queryset.query.get_compiler(connection=connection)
+    sql, params = queryset.query.where.as_sql(compiler, connection)
+    parts = sql.split("%s")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"cannot name the parameters of {sql!r}")
+    named = {f"where{i}": value for i, value in enumerate(params)}
+    return "".join(part + (f"%(where{i})s" if i < len(params) else "")
+                   for i, part in enumerate(parts)), named
 
 
 def renew(job_id: str, owner: str, expires: datetime) -> tuple[bool, bool]:

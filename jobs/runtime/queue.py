@@ -3,6 +3,7 @@
 import logging
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +11,10 @@ from django.utils import timezone
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
+
+# Stable names: messages already on the broker must still run after code moves.
+RUN_JOB_TASK = "agents.run_job"
+RECONCILE_TASK = "agents.reconcile"
 
 
 def broker_priority(job_priority: int) -> int:
@@ -24,14 +29,10 @@ def broker_priority(job_priority: int) -> int:
 
 def send_run_message(job_id: str, priority: int, countdown: float | None = None) -> None:
     """Publish a run message now. Failures are logged: the reconciler re-sends."""
-    from jobs.tasks import run_job
-
     try:
-        run_job.apply_async(
-            args=[job_id],
-            priority=broker_priority(priority),
-            countdown=countdown if countdown and countdown > 0 else None,
-        )
+        current_app.send_task(
+            RUN_JOB_TASK, args=[job_id], priority=broker_priority(priority),
+            countdown=countdown if countdown and countdown > 0 else None)
     except Exception:
         logger.exception("could not publish run message; the reconciler will retry",
                          extra={"job_id": job_id})

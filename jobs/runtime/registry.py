@@ -8,9 +8,22 @@ from jobs.runtime.errors import UnknownJobType
 from jobs.runtime.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from accounts.models import Organization
     from jobs.runtime.context import JobContext
 
 HandlerFn = Callable[["JobContext"], Any]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What a job type's `prepare` hook decides about a new job."""
+
+    concurrency_key: str = ""
+
+
+# prepare(input, organization) -> JobOptions, or raise JobError to refuse the job. It runs
+# when a job is created, however it is created (API, command line, a parent job).
+Prepare = Callable[[dict[str, Any], "Organization"], JobOptions]
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,7 @@ class HandlerSpec:
     retry: RetryPolicy | None
     description: str
     input_schema: dict[str, Any] | None = None  # checked when a job is created
+    prepare: Prepare | None = None
 
 
 _handlers: dict[str, HandlerSpec] = {}
@@ -27,25 +41,24 @@ _handlers: dict[str, HandlerSpec] = {}
 
 def handler(
     job_type: str, *, retry: RetryPolicy | None = None, description: str = "",
-    input_schema: dict[str, Any] | None = None,
+    input_schema: dict[str, Any] | None = None, prepare: Prepare | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
     """Register `fn` as the handler of `job_type`.
 
-    `retry` is the job-level policy; None means the settings' default.
+    `retry` is the job-level policy (None: the settings' default); `input_schema` a JSON
+    Schema a new job's input must match; `prepare` a hook that may refuse a new job or
+    give it options (a concurrency key).
     """
 
     def register(fn: HandlerFn) -> HandlerFn:
         existing = _handlers.get(job_type)
         if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"job type {job_type!r} is already registered to {existing.fn!r}")
-        doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
+        first_line = (fn.__doc__ or "").strip().splitlines()[:1]
         _handlers[job_type] = HandlerSpec(
-            job_type=job_type,
-            fn=fn,
-            retry=retry,
-            description=doc if isinstance(doc, str) else "".join(doc),
-            input_schema=input_schema,
-        )
+            job_type=job_type, fn=fn, retry=retry,
+            description=description or "".join(first_line),
+            input_schema=input_schema, prepare=prepare)
         return fn
 
     return register

@@ -1,7 +1,18 @@
-"""Signals other apps listen to; the runtime does not know who listens."""
+"""Signals apps above the runtime listen to; the runtime does not know who listens.
+
+- `job_finished(job_id, status, parent_id)`: a job reached a terminal status (a
+  cancel of a job that was not running included). Checkpoints close their pending
+  rows; a waiting parent is woken.
+- `run_started(job)`: a run was admitted and its handler is about to start. Sent
+  inside the transaction that took the job's concurrency slot, if it has a key.
+- `run_ended(job, outcome, running_others)`: a run that had started (or ended before
+  its handler) is over: finished, waiting, retrying or failed. `running_others` is
+  how many other runs of the job's concurrency key go on; sent under that key's lock,
+  so the count is exact. Not sent for a parked run, nor one that lost its lease.
+"""
 
 from django.dispatch import Signal
 
-# Sent with job_id and status when a job reaches a terminal status (including
-# a cancel of a job that was not running). Checkpoints close their pending rows.
 job_finished = Signal()
+run_started = Signal()
+run_ended = Signal()

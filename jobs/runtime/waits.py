@@ -1,24 +1,23 @@
 """The generic suspend/resume primitive.
 
-A *waiter* describes one kind of wait (a checkpoint, a timer, …). The runtime
-asks it, inside a transaction, whether the wait is resolved; if not, the job is
-marked waiting in that same transaction and the run suspends. Whoever resolves
+A *waiter* describes one kind of wait (a timer, a child job, a checkpoint, …). The
+runtime asks it, inside a transaction, whether the wait is resolved; if not, the job
+is marked waiting in that same transaction and the run suspends. Whoever resolves
 the wait later calls `wake_job`, which re-queues the job on commit.
 
-The runtime knows nothing of what is waited for: apps register waiter factories
-(`register_waiter("checkpoint", ...)`) and handlers reach them through
+The runtime knows nothing of what apps above it wait for: they register waiter
+factories (`register_waiter("checkpoint", ...)`) and handlers reach them through
 `JobContext.wait`, or sugar such as `JobContext.checkpoint`.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from jobs.models import Job, JobStep
+from jobs.models import Job, JobStep
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Resolved:
 class Waiter(Protocol):
     reason: str
 
-    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
+    def poll(self, *, job: Job, key: str, step: JobStep | None,
              emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
         """Open the wait if new (idempotently) and report its state. Runs in a
         transaction; `emit` records a progress event of the job."""
@@ -73,7 +72,7 @@ class TimerWaiter:
     seconds: float
     reason: str = "timer"
 
-    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
+    def poll(self, *, job: Job, key: str, step: JobStep | None,
              emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
         now = timezone.now()
         if step is not None and step.output and "until" in step.output:
@@ -89,31 +88,3 @@ class TimerWaiter:
 
 
 register_waiter("timer", TimerWaiter)
-
-
-@dataclass
-class ChildJobWaiter:
-    """Wait for another job to end. The child's row is locked while the parent
-    decides to wait, so a child ending at that moment either is seen as ended or
-    finds the parent waiting and wakes it (jobs.runtime.children.wake_parent)."""
-
-    job_id: str
-    reason: str = "child job"
-
-    def poll(self, *, job: "Job", key: str, step: "JobStep | None",
-             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
-        from jobs.models import TERMINAL_STATUSES, Job
-
-        child = (Job.objects.select_for_update()
-                 .only("status", "result", "error_type", "error_message").get(pk=self.job_id))
-        if child.status in TERMINAL_STATUSES:
-            error = f"{child.error_type}: {child.error_message}" if child.error_type else ""
-            return Resolved({"job_id": self.job_id, "status": child.status,
-                             "result": child.result, "error": error})
-        return Pending(state={"job_id": self.job_id})
-
-    def load(self, data: Any) -> dict[str, Any]:
-        return dict(data)
-
-
-register_waiter("child job", ChildJobWaiter)

@@ -94,17 +94,17 @@ def test_an_organizations_approver_decides_its_checkpoints(acme, globex):
     checkpoint = paused_in(acme, creator)
 
     with pytest.raises(PermissionDenied, match="another organization"):
-        services.approve(checkpoint, member("outsider", globex, Role.APPROVER))
+        services.checkpoint_approve(checkpoint=checkpoint, user=member("outsider", globex, Role.APPROVER))
     with pytest.raises(PermissionDenied, match="approver role"):
-        services.approve(checkpoint, member("viewer", acme, Role.VIEWER))
-    services.approve(checkpoint, member("approver", acme, Role.APPROVER))
+        services.checkpoint_approve(checkpoint=checkpoint, user=member("viewer", acme, Role.VIEWER))
+    services.checkpoint_approve(checkpoint=checkpoint, user=member("approver", acme, Role.APPROVER))
 
 
 def test_the_four_eyes_rule_can_be_relaxed_per_organization(acme):
     creator = member("creator", acme, Role.ADMIN)
     checkpoint = paused_in(acme, creator)
     with pytest.raises(PermissionDenied, match="four-eyes"):
-        services.approve(checkpoint, creator)
+        services.checkpoint_approve(checkpoint=checkpoint, user=creator)
 
     Organization.objects.filter(pk=acme.pk).update(allow_self_approval=True)
-    services.approve(checkpoint, creator)
+    services.checkpoint_approve(checkpoint=checkpoint, user=creator)

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from jobs.models import PARKED
 
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus
 from agents.services import agent_create, agent_execute
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.runtime.admission import PARKED
+from jobs.runtime import RunOutcome
 from jobs.runtime.engine import run_job
 from jobs.services import JobError, job_create
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 def occupy_slot(agent: Agent) -> Job:
     """A job of the agent that another worker is running now."""
-    job = agent_execute(agent, user=None, task="long")
+    job = agent_execute(agent=agent, user=None, task="long")
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, lease_owner="elsewhere",
                                          lease_expires_at=timezone.now() + timedelta(minutes=5))
     return job
@@ -28,7 +29,7 @@ def occupy_slot(agent: Agent) -> Job:
 def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
     agent = agent_create(organization=acme, created_by=None, name="solo", max_concurrency=1)
     busy = occupy_slot(agent)
-    job = agent_execute(agent, user=None, task="wait your turn")
+    job = agent_execute(agent=agent, user=None, task="wait your turn")
 
     assert run_job(str(job.pk)) == "parked"
     job.refresh_from_db()
@@ -39,9 +40,9 @@ def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
 
     # The running job ends: its release hands the slot to the parked job.
     Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")
-    from jobs.runtime.admission import release
+    from jobs.runtime.concurrency import release
 
-    release(busy, JobStatus.SUCCEEDED)
+    release(busy, RunOutcome.SUCCEEDED)
     job.refresh_from_db()
     assert (job.status, job.wait_reason) == (JobStatus.QUEUED, "")
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
@@ -53,14 +54,14 @@ def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
 def test_each_free_slot_wakes_its_own_parked_job(acme):
     agent = agent_create(organization=acme, created_by=None, name="pair", max_concurrency=2)
     first, second = occupy_slot(agent), occupy_slot(agent)
-    parked = [agent_execute(agent, user=None, task=f"p{n}") for n in range(3)]
+    parked = [agent_execute(agent=agent, user=None, task=f"p{n}") for n in range(3)]
     assert [run_job(str(job.pk)) for job in parked] == ["parked"] * 3
 
-    from jobs.runtime.admission import release
+    from jobs.runtime.concurrency import release
 
     for busy in (first, second):  # two slots free, one after the other
         Job.objects.filter(pk=busy.pk).update(status=JobStatus.SUCCEEDED, lease_owner="")
-        release(busy, JobStatus.SUCCEEDED)
+        release(busy, RunOutcome.SUCCEEDED)
     statuses = [Job.objects.get(pk=job.pk).status for job in parked]
     assert statuses == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.WAITING]  # oldest first
 
@@ -68,7 +69,7 @@ def test_each_free_slot_wakes_its_own_parked_job(acme):
 def test_a_run_that_ends_before_its_handler_still_frees_the_agent(acme):
     agent = agent_create(organization=acme, created_by=None, name="taken-over",
                          max_concurrency=1)
-    job = agent_execute(agent, user=None, task="x")
+    job = agent_execute(agent=agent, user=None, task="x")
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # cancelled while queued
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.BUSY)
     assert run_job(str(job.pk)) == JobStatus.CANCELLED
@@ -79,28 +80,28 @@ def test_a_run_that_ends_before_its_handler_still_frees_the_agent(acme):
 def test_no_cap_means_no_parking_and_a_dead_run_holds_no_slot(acme):
     free = agent_create(organization=acme, created_by=None, name="free")
     occupy_slot(free)
-    assert run_job(str(agent_execute(free, user=None, task="go").pk)) == JobStatus.SUCCEEDED
+    assert run_job(str(agent_execute(agent=free, user=None, task="go").pk)) == JobStatus.SUCCEEDED
 
     capped = agent_create(organization=acme, created_by=None, name="capped", max_concurrency=1)
     dead = occupy_slot(capped)
     Job.objects.filter(pk=dead.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert run_job(str(agent_execute(capped, user=None, task="go").pk)) == JobStatus.SUCCEEDED
+    assert run_job(str(agent_execute(agent=capped, user=None, task="go").pk)) == JobStatus.SUCCEEDED
 
 
 def test_the_status_follows_the_runs(acme):
     agent = agent_create(organization=acme, created_by=None, name="worker")
-    ok = agent_execute(agent, user=None, task="fine")
+    ok = agent_execute(agent=agent, user=None, task="fine")
     assert run_job(str(ok.pk)) == JobStatus.SUCCEEDED
     agent.refresh_from_db()
     assert agent.status == AgentStatus.IDLE
 
     other = occupy_slot(agent)  # still running when the next run ends
-    assert run_job(str(agent_execute(agent, user=None, task="fine").pk)) == JobStatus.SUCCEEDED
+    assert run_job(str(agent_execute(agent=agent, user=None, task="fine").pk)) == JobStatus.SUCCEEDED
     agent.refresh_from_db()
     assert agent.status == AgentStatus.BUSY
     Job.objects.filter(pk=other.pk).update(status=JobStatus.CANCELLED, lease_owner="")
 
-    failing = agent_execute(agent, user=None, task="fine")
+    failing = agent_execute(agent=agent, user=None, task="fine")
     Agent.objects.filter(pk=agent.pk).update(deleted_at=timezone.now())  # the run fails
     assert run_job(str(failing.pk)) == JobStatus.FAILED
     agent.refresh_from_db()
@@ -108,7 +109,7 @@ def test_the_status_follows_the_runs(acme):
 
     Agent.objects.filter(pk=agent.pk).update(deleted_at=None, status=AgentStatus.IDLE)
     agent.refresh_from_db()
-    queued_before = agent_execute(agent, user=None, task="x")
+    queued_before = agent_execute(agent=agent, user=None, task="x")
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
     assert run_job(str(queued_before.pk)) == JobStatus.SUCCEEDED
     agent.refresh_from_db()
@@ -122,7 +123,7 @@ def test_an_agent_task_made_by_hand_is_still_the_agents_job(acme):
     occupy_slot(agent)
     by_hand = job_create(job_type="agent-task", organization=acme,
                          input={"agent_id": agent.pk, "task": "x"})
-    assert by_hand.agent_id == agent.pk
+    assert by_hand.concurrency_key == f"agent:{agent.pk}"
     assert run_job(str(by_hand.pk)) == "parked"
 
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
@@ -144,7 +145,7 @@ def test_jobs_nest_only_so_deep(acme, settings):
         job_create(job_type="simple-task", parent=grandchild)
 
     agent = agent_create(organization=acme, created_by=None, name="boss", tools=["run_job"])
-    deep = job_create(job_type="agent-task", parent=child, agent=agent, input={
+    deep = job_create(job_type="agent-task", parent=child, input={
         "agent_id": agent.pk,
         "task": 'Delegate.\n/tool run_job {"job_type": "simple-task"}'})
     assert run_job(str(deep.pk)) == JobStatus.SUCCEEDED

@@ -24,7 +24,7 @@ def writer(acme: Organization, **fields) -> Agent:
 
 
 def start(agent: Agent, task: str) -> Job:
-    job = agent_execute(agent, user=None, task=task)
+    job = agent_execute(agent=agent, user=None, task=task)
     return job
 
 
@@ -41,7 +41,7 @@ def test_a_tool_that_requires_approval_runs_with_the_reviewers_edits(acme, revie
     assert checkpoint.title == "writer wants to call write_file"
     assert not (tmp_path / str(job.pk) / "notes.txt").exists()  # nothing before approval
 
-    services.approve(checkpoint, reviewer, payload={
+    services.checkpoint_approve(checkpoint=checkpoint, user=reviewer, payload={
         "tool": "write_file", "arguments": {"path": "final.txt", "content": "approved text"}})
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
 
@@ -58,18 +58,18 @@ def test_an_edit_that_leaves_the_workspace_is_refused_at_approval(acme, reviewer
     run_job(str(job.pk))
     checkpoint = Checkpoint.objects.get(job=job)
     with pytest.raises(services.CheckpointValidationError) as refused:
-        services.approve(checkpoint, reviewer, payload={
+        services.checkpoint_approve(checkpoint=checkpoint, user=reviewer, payload={
             "tool": "write_file", "arguments": {"path": "../../etc/passwd", "content": "x"}})
-    assert "arguments.path" in refused.value.errors
+    assert "arguments.path" in refused.value.fields
     with pytest.raises(services.CheckpointValidationError):
-        services.approve(checkpoint, reviewer, payload={"tool": "http_request",
+        services.checkpoint_approve(checkpoint=checkpoint, user=reviewer, payload={"tool": "http_request",
                                                         "arguments": {"url": "x"}})
 
 
 def test_a_rejection_is_reported_to_the_model_or_fails_the_job(acme, reviewer, tmp_path):
     reported = start(writer(acme), tool_task("write_file", path="a.txt", content="x"))
     run_job(str(reported.pk))
-    services.reject(Checkpoint.objects.get(job=reported), reviewer, reason="not now")
+    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=reported), user=reviewer, reason="not now")
     assert run_job(str(reported.pk)) == JobStatus.SUCCEEDED
     reported.refresh_from_db()
     assert "a reviewer rejected this call: not now" in reported.result["answer"]
@@ -79,7 +79,7 @@ def test_a_rejection_is_reported_to_the_model_or_fails_the_job(acme, reviewer, t
                           tools=["write_file"], on_tool_rejection="fail")
     failed = start(strict, tool_task("write_file", path="a.txt", content="x"))
     run_job(str(failed.pk))
-    services.reject(Checkpoint.objects.get(job=failed), reviewer, reason="no")
+    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=failed), user=reviewer, reason="no")
     assert run_job(str(failed.pk)) == JobStatus.REJECTED
 
 

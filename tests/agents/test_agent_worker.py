@@ -30,13 +30,13 @@ def test_an_approved_edit_reaches_the_tool_and_the_costs_add_up(acme, reviewer, 
                                         pieces=3)], tokens_in=100, tokens_out=20),
         Reply(text="I wrote the plan.", chunks=["I wrote", " the plan."], tokens_in=150,
               tokens_out=10))
-    job = agent_execute(agent, user=None, task="Write the plan")
+    job = agent_execute(agent=agent, user=None, task="Write the plan")
 
     wait_status(job.pk, JobStatus.WAITING)
     checkpoint = Checkpoint.objects.get(job=job)
     assert checkpoint.payload == {"tool": "write_file",
                                   "arguments": {"path": "plan.md", "content": "v1"}}
-    services.approve(checkpoint, reviewer, payload={
+    services.checkpoint_approve(checkpoint=checkpoint, user=reviewer, payload={
         "tool": "write_file", "arguments": {"path": "plan.md", "content": "v2 (edited)"}})
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
@@ -65,9 +65,9 @@ def test_a_rejected_call_is_reported_to_the_model(acme, reviewer, llm_server):
         Reply(tool_calls=[ToolCallReply("http_request", {"url": "https://example.com/x"})],
               tokens_in=1000, tokens_out=50),
         Reply(text="Understood, I will not call it.", tokens_in=1200, tokens_out=8))
-    job = agent_execute(agent, user=None, task="Fetch the page")
+    job = agent_execute(agent=agent, user=None, task="Fetch the page")
     wait_status(job.pk, JobStatus.WAITING)
-    services.reject(Checkpoint.objects.get(job=job), reviewer, reason="not that host")
+    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=job), user=reviewer, reason="not that host")
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
     reported = llm_server.requests[1].body["messages"][-1]["content"][0]
@@ -82,7 +82,7 @@ def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_se
     agent = agent_create(organization=acme, created_by=None, name="new", provider="openai",
                          model="gpt-9-preview")
     llm_server.script(Reply(text="hi", tokens_in=5, tokens_out=1, model="gpt-9-preview"))
-    job = agent_execute(agent, user=None, task="hello")
+    job = agent_execute(agent=agent, user=None, task="hello")
     wait_status(job.pk, JobStatus.SUCCEEDED)
     job.refresh_from_db()
     assert (job.tokens_in, job.cost) == (5, None)
@@ -90,7 +90,7 @@ def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_se
     from tests.llm_server import ErrorReply
 
     llm_server.script(ErrorReply(401, "Incorrect API key provided: sk-test-***"))
-    failed = agent_execute(agent, user=None, task="hello again")
+    failed = agent_execute(agent=agent, user=None, task="hello again")
     wait_status(failed.pk, JobStatus.FAILED)
     failed.refresh_from_db()
     assert "openai rejected the API key (401): check OPENAI_API_KEY" in failed.error_message
@@ -102,7 +102,7 @@ def test_a_capped_agent_runs_one_job_at_a_time_on_four_slots(acme, llm_server, m
     agent = agent_create(organization=acme, created_by=None, name="solo", provider="openai",
                          model="gpt-4o-mini", max_concurrency=1)
     llm_server.script(*[Reply(text=f"answer {n}", delay=0.3) for n in range(4)])
-    jobs = [agent_execute(agent, user=None, task=f"task {n}") for n in range(4)]
+    jobs = [agent_execute(agent=agent, user=None, task=f"task {n}") for n in range(4)]
 
     wait_for(lambda: Agent.objects.get(pk=agent.pk).status == AgentStatus.BUSY,
              message="the agent to be busy")
@@ -119,14 +119,14 @@ def test_a_capped_agent_runs_one_job_at_a_time_on_four_slots(acme, llm_server, m
         assert started >= ended, "two runs of the agent overlapped"
     # With four free slots, the cap is what kept them apart.
     assert JobEvent.objects.filter(job__in=jobs, kind="job.waiting",
-                                   data__reason="agent concurrency").exists()
+                                   data__reason="concurrency").exists()
     assert Agent.objects.get(pk=agent.pk).status == AgentStatus.IDLE
 
 
 def test_run_job_starts_a_child_and_resumes_when_it_ends(acme):
     agent = agent_create(organization=acme, created_by=None, name="boss", tools=["run_job"])
     task = 'Delegate.\n/tool run_job {"job_type": "simple-task", "input": {"steps": 2}}'
-    job = agent_execute(agent, user=None, task=task)
+    job = agent_execute(agent=agent, user=None, task=task)
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
@@ -163,8 +163,8 @@ def test_code_generation_drafts_with_the_agents_model_and_still_asks_first(
     files = {"files": [{"path": "app/hello.py", "content": "print('hi')\n"}]}
     llm_server.script(Reply(text=f"```json\n{json.dumps(files)}\n```", tokens_in=400,
                             tokens_out=60))
-    job = job_create(job_type="code-generation", input={"prompt": "a greeting script"},
-                     organization=acme, agent=agent)
+    job = job_create(job_type="code-generation", organization=acme,
+                     input={"prompt": "a greeting script", "agent_id": agent.pk})
 
     wait_status(job.pk, JobStatus.WAITING)
     workspace = settings.COUNTERSIGN_WORKSPACE_ROOT / str(job.pk)
@@ -172,7 +172,7 @@ def test_code_generation_drafts_with_the_agents_model_and_still_asks_first(
     checkpoint = Checkpoint.objects.get(job=job)
     assert [f["path"] for f in checkpoint.payload["files"]] == ["app/hello.py"]
     assert "JSON object" in llm_server.requests[0].body["messages"][0]["content"]
-    services.approve(checkpoint, reviewer)
+    services.checkpoint_approve(checkpoint=checkpoint, user=reviewer)
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
     assert (workspace / "app" / "hello.py").read_text() == "print('hi')\n"

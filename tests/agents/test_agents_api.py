@@ -121,9 +121,11 @@ def test_roles_and_organizations(admin, operator, viewer):
     assert outsider.get(f"/api/v1/agents/{agent['id']}/").status_code == 404
     assert outsider.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"},
                          format="json").status_code == 404
-    assert outsider.post("/api/v1/jobs/", {"job_type": "agent-task", "agent": agent["id"],
-                                           "input": {"task": "x"}},
-                         format="json").json()["error"]["fields"]["agent"]
+    refused = outsider.post("/api/v1/jobs/", {"job_type": "agent-task",
+                                              "input": {"agent_id": agent["id"], "task": "x"}},
+                            format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["fields"]["input.agent_id"]
 
 
 def test_execute_runs_an_agent_task_and_counts_it(admin, operator):
@@ -133,7 +135,8 @@ def test_execute_runs_an_agent_task_and_counts_it(admin, operator):
                              "max_tokens": 5}, format="json")
     assert started.status_code == 202
     job = started.json()
-    assert (job["job_type"], job["agent"], job["status"]) == ("agent-task", agent["id"], "queued")
+    assert (job["job_type"], job["concurrency_key"], job["status"]) == (
+        "agent-task", f"agent:{agent['id']}", "queued")
     assert job["input"] == {"agent_id": agent["id"], "task": "Summarise the plan",
                             "context": {"team": "ops"}, "max_tokens": 5}
 

@@ -57,7 +57,7 @@ def test_a_stream_replays_then_follows_live_until_the_job_ends(asgi_server, tran
         seen.append((seq, kind))
         if kind == "job.waiting":
             break
-    services.approve(Checkpoint.objects.get(job=job), approver)
+    services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=job), user=approver)
     seen += list(stream)  # live, until the server closes it at the end of the job
 
     kinds = [kind for _, kind in seen]

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from jobs.runtime import job_workspace
 
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 from jobs.models import Job, JobStatus
 from jobs.services import job_create
-from jobs.workspace import job_workspace
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status
 
@@ -47,7 +47,7 @@ def test_code_generation_pauses_then_writes_approved_files(people):
     assert not workspace.exists()
     assert Job.objects.get(pk=job.pk).wait_reason == "checkpoint"
 
-    services.approve(checkpoint, people["alice"], reason="fine")
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], reason="fine")
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert (workspace / "hello_world.py").read_text() == files["hello_world.py"]["content"]
@@ -64,8 +64,8 @@ def test_rejection_writes_nothing_and_ends_rejected(people):
     checkpoint = pending_checkpoint(job)
 
     with pytest.raises(services.CheckpointValidationError):
-        services.reject(checkpoint, people["alice"], reason="  ")
-    services.reject(checkpoint, people["alice"], reason="not what we asked for")
+        services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="  ")
+    services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="not what we asked for")
 
     wait_status(job.pk, JobStatus.REJECTED)
     job.refresh_from_db()
@@ -82,11 +82,11 @@ def test_approve_with_edits_writes_the_edited_version(people):
     workspace = Path(checkpoint.payload["workspace"])
 
     with pytest.raises(services.CheckpointValidationError) as bad:
-        services.approve(checkpoint, people["alice"], payload={"files": [{"path": "x"}]})
-    assert "files.0" in bad.value.errors
+        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload={"files": [{"path": "x"}]})
+    assert "files.0" in bad.value.fields
     edited = {"files": [{"path": "app.py", "content": "print('edited')\n"},
                         {"path": "lib/util.py", "content": "X = 1\n"}]}
-    services.approve(checkpoint, people["alice"], payload=edited)
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload=edited)
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert (workspace / "app.py").read_text() == "print('edited')\n"
@@ -104,15 +104,15 @@ def test_edits_escaping_the_workspace_are_refused_at_approval(people, tmp_path):
     (workspace / "out").symlink_to(tmp_path)
 
     with pytest.raises(services.CheckpointValidationError) as refused:
-        services.approve(checkpoint, people["alice"], payload={"files": [
+        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload={"files": [
             {"path": "fine.py", "content": "ok\n"}, {"path": "../escape.py", "content": "x"},
             {"path": "/etc/cron.d/x", "content": "x"}, {"path": "out/x.py", "content": "x"}]})
 
-    assert set(refused.value.errors) == {"files.1.path", "files.2.path", "files.3.path"}
-    assert "outside the workspace" in refused.value.errors["files.3.path"][0]
+    assert set(refused.value.fields) == {"files.1.path", "files.2.path", "files.3.path"}
+    assert "outside the workspace" in refused.value.fields["files.3.path"][0]
     assert not checkpoint.decisions.exists()
     assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
-    services.approve(checkpoint, people["alice"])
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert sorted(p.name for p in workspace.iterdir()) == ["ok.py", "out"]
     assert not (tmp_path / "x.py").exists()
@@ -123,11 +123,11 @@ def test_input_checkpoint_validates_then_resumes_with_the_data(people):
     checkpoint = pending_checkpoint(job)
 
     with pytest.raises(services.CheckpointValidationError) as bad:
-        services.submit_input(checkpoint, people["alice"], data={"branch": 3})
-    assert bad.value.errors == {"branch": ["3 is not of type 'string'"]}
+        services.checkpoint_submit_input(checkpoint=checkpoint, user=people["alice"], data={"branch": 3})
+    assert bad.value.fields == {"branch": ["3 is not of type 'string'"]}
     with pytest.raises(services.CheckpointValidationError):
-        services.approve(checkpoint, people["alice"])
-    services.submit_input(checkpoint, people["alice"], data={"branch": "main"})
+        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
+    services.checkpoint_submit_input(checkpoint=checkpoint, user=people["alice"], data={"branch": "main"})
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).result == {"branch": "main"}
@@ -166,9 +166,9 @@ def test_two_concurrent_decisions_one_wins_one_conflicts(people):
         try:
             barrier.wait()
             if action == "approve":
-                services.approve(checkpoint, people[name])
+                services.checkpoint_approve(checkpoint=checkpoint, user=people[name])
             else:
-                services.reject(checkpoint, people[name], reason="no")
+                services.checkpoint_reject(checkpoint=checkpoint, user=people[name], reason="no")
             outcomes[name] = "ok"
         except services.CheckpointConflict as exc:
             outcomes[name] = f"conflict: {exc}"
@@ -191,10 +191,10 @@ def test_two_concurrent_decisions_one_wins_one_conflicts(people):
 def test_a_decided_checkpoint_answers_with_the_existing_decision(people):
     job = job_create(job_type="test-approval", created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
-    first = services.approve(checkpoint, people["alice"])
+    first = services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
 
     with pytest.raises(services.CheckpointConflict) as conflict:
-        services.reject(checkpoint, people["bob"], reason="late")
+        services.checkpoint_reject(checkpoint=checkpoint, user=people["bob"], reason="late")
     assert conflict.value.decision == first
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
@@ -204,13 +204,13 @@ def test_two_approvals_required(people):
                      created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
 
-    services.approve(checkpoint, people["alice"])
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
     with pytest.raises(services.CheckpointConflict):
-        services.approve(checkpoint, people["alice"])
+        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
     checkpoint.refresh_from_db()
     assert checkpoint.status == CheckpointStatus.PENDING
     assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
-    services.approve(checkpoint, people["bob"])
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["bob"])
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert sorted(Job.objects.get(pk=job.pk).result["decided_by"]) == ["alice", "bob"]
@@ -223,11 +223,11 @@ def test_an_edit_restarts_the_approval_count(people):
                      created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
 
-    services.approve(checkpoint, people["alice"])
-    services.approve(checkpoint, people["bob"], payload={"n": 2})
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["bob"], payload={"n": 2})
     checkpoint.refresh_from_db()
     assert checkpoint.status == CheckpointStatus.PENDING
-    services.approve(checkpoint, people["alice"])
+    services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).result["payload"] == {"n": 2}
@@ -239,11 +239,11 @@ def test_who_may_decide(people, settings):
     checkpoint = pending_checkpoint(job)
 
     with pytest.raises(PermissionDenied, match="decide_checkpoint"):
-        services.approve(checkpoint, people["viewer"])
+        services.checkpoint_approve(checkpoint=checkpoint, user=people["viewer"])
     with pytest.raises(PermissionDenied, match="four-eyes"):
-        services.approve(checkpoint, approver_creator)
+        services.checkpoint_approve(checkpoint=checkpoint, user=approver_creator)
     settings.COUNTERSIGN_ALLOW_SELF_APPROVAL = True
-    services.approve(checkpoint, approver_creator)
+    services.checkpoint_approve(checkpoint=checkpoint, user=approver_creator)
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
@@ -251,7 +251,7 @@ def test_who_may_decide(people, settings):
 def test_a_handler_may_catch_a_rejection(people):
     job = job_create(job_type="test-catch-reject", created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
-    services.reject(checkpoint, people["alice"], reason="use the fallback")
+    services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="use the fallback")
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).result == {"rejected": "use the fallback"}
@@ -266,13 +266,13 @@ def test_data_processing_two_checkpoints_then_saved(people):
                        {"op": "uppercase", "field": "name"}, {"op": "sum", "field": "amount"}]})
     plan = pending_checkpoint(job, "approve-plan")
     assert plan.payload["record_count"] == 3
-    services.approve(plan, people["alice"])
+    services.checkpoint_approve(checkpoint=plan, user=people["alice"])
 
     result = pending_checkpoint(job, "approve-result")
     assert result.payload["rows"] == [{"name": "A", "kind": "x", "amount": 2},
                                       {"name": "C", "kind": "x", "amount": 3}]
     assert not job.steps.filter(key="save").exists()
-    services.approve(result, people["bob"])
+    services.checkpoint_approve(checkpoint=result, user=people["bob"])
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     job.refresh_from_db()
@@ -288,13 +288,13 @@ def test_data_processing_uses_the_edited_plan_and_rows(people):
         "records": records, "operations": [{"op": "sum", "field": "amount"}]})
     plan = pending_checkpoint(job, "approve-plan")
     with pytest.raises(services.CheckpointValidationError):
-        services.approve(plan, people["alice"], payload={"operations": [{"op": "rm -rf"}]})
-    services.approve(plan, people["alice"], payload={"operations": [
+        services.checkpoint_approve(checkpoint=plan, user=people["alice"], payload={"operations": [{"op": "rm -rf"}]})
+    services.checkpoint_approve(checkpoint=plan, user=people["alice"], payload={"operations": [
         {"op": "uppercase", "field": "name"}]})
 
     result = pending_checkpoint(job, "approve-result")
     assert [r["name"] for r in result.payload["rows"]] == ["A", "B"]
-    services.approve(result, people["bob"], payload={"rows": [{"name": "A", "amount": 2}]})
+    services.checkpoint_approve(checkpoint=result, user=people["bob"], payload={"rows": [{"name": "A", "amount": 2}]})
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     saved = json.loads((job_workspace(str(job.pk)) / "result.json").read_text())

@@ -29,18 +29,18 @@ def test_a_checkpoint_past_its_expiry_cannot_be_approved_late():
         expires_at=timezone.now() - timedelta(seconds=1))
 
     with pytest.raises(services.CheckpointConflict, match="expired"):
-        services.approve(checkpoint, make_user("alice", approver=True))
+        services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
 
 
 @pytest.mark.django_db
 def test_an_edit_short_of_the_quorum_does_not_survive_expiry():
     job, checkpoint = paused("test-approval", required_approvals=2, on_timeout="approve",
                              expires_in=3600, payload={"n": 1})
-    services.approve(checkpoint, make_user("alice", approver=True), payload={"n": 666})
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True), payload={"n": 666})
     Checkpoint.objects.filter(pk=checkpoint.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1))
 
-    assert services.expire_due() == 1
+    assert services.checkpoints_expire_due() == 1
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
     assert Job.objects.get(pk=job.pk).result["payload"] == {"n": 1}
 
@@ -51,14 +51,14 @@ def test_a_truncated_result_cannot_be_edited(settings, tmp_path):
     records = [{"n": i} for i in range(600)]
     job, plan = paused("data-processing", records=records, operations=[])
     alice = make_user("alice", approver=True)
-    services.approve(plan, alice)
+    services.checkpoint_approve(checkpoint=plan, user=alice)
     assert run_job(str(job.pk)) == JobStatus.WAITING
     result = Checkpoint.objects.get(job=job, key="approve-result")
     assert result.payload["truncated"] is True and len(result.payload["rows"]) == 100
 
     with pytest.raises(services.CheckpointValidationError) as refused:
-        services.approve(result, alice, payload={"rows": [{"n": 1}], "truncated": False})
-    assert "600 rows" in refused.value.errors["rows"][0]
+        services.checkpoint_approve(checkpoint=result, user=alice, payload={"rows": [{"n": 1}], "truncated": False})
+    assert "600 rows" in refused.value.fields["rows"][0]
 
 
 def test_a_decision_racing_a_cancel_never_deadlocks(worker):
@@ -81,7 +81,7 @@ def test_a_decision_racing_a_cancel_never_deadlocks(worker):
             connection.close()
 
     threads = [threading.Thread(target=run, args=(lambda: job_cancel(job=job),)),
-               threading.Thread(target=run, args=(lambda: services.approve(checkpoint, alice),))]
+               threading.Thread(target=run, args=(lambda: services.checkpoint_approve(checkpoint=checkpoint, user=alice),))]
     for thread in threads:
         thread.start()
     for thread in threads:

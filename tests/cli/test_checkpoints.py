@@ -230,7 +230,7 @@ def test_approving_an_input_checkpoint_points_to_submit(cli, people):
     job = job_create(job_type="test-input")
     run_job(str(job.pk))
 
-    with pytest.raises(CommandError, match="use submit_input"):
+    with pytest.raises(CommandError, match="submit its input"):
         cli("checkpoints", "approve", str(checkpoint_of(job).pk), "--as", "alice")
 
 

@@ -70,8 +70,8 @@ def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_p
     assert value(waiting, "agent_workers_up", worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@"
                  f"{os.uname().nodename}") == 1
 
-    services.approve(Checkpoint.objects.get(job=approved), reviewer)
-    services.reject(Checkpoint.objects.get(job=rejected), reviewer, reason="not now")
+    services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=approved), user=reviewer)
+    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=rejected), user=reviewer, reason="not now")
     job_cancel(job=cancelled)
     failed = job_create(job_type="test-flaky-job", organization=acme,
                         input={"log": str(tmp_path / "fatal"), "failures": 0, "fatal": True})
@@ -80,7 +80,7 @@ def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_p
     agent = agent_create(organization=acme, created_by=None, name="counter", provider="openai",
                          model="gpt-4o-mini")
     llm_server.script(Reply(text="done", tokens_in=100, tokens_out=20))
-    answered = agent_execute(agent, user=None, task="count")
+    answered = agent_execute(agent=agent, user=None, task="count")
     ends = [(approved, JobStatus.SUCCEEDED), (rejected, JobStatus.REJECTED),
             (failed, JobStatus.FAILED), (retried, JobStatus.SUCCEEDED),
             (answered, JobStatus.SUCCEEDED)]

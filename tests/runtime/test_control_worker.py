@@ -39,7 +39,7 @@ def test_cancel_a_waiting_job_closes_its_checkpoint(worker):
     checkpoint = Checkpoint.objects.get(job=job)
     assert checkpoint.status == CheckpointStatus.CANCELLED
     with pytest.raises(services.CheckpointConflict):
-        services.approve(checkpoint, make_user("alice", approver=True))
+        services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
 
 
 def test_cancel_a_running_job_stops_at_the_next_step(worker, side_effects: Path):
@@ -64,7 +64,7 @@ def test_retry_a_cancelled_waiting_job_asks_again(worker):
     wait_status(job.pk, JobStatus.WAITING)
     checkpoint = Checkpoint.objects.get(job=job)
     assert checkpoint.status == CheckpointStatus.PENDING
-    services.approve(checkpoint, make_user("alice", approver=True))
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
 
@@ -135,7 +135,7 @@ def test_changed_step_order_is_detected_on_replay(worker, tmp_path: Path):
     wait_status(job.pk, JobStatus.WAITING)
 
     order.write_text("b a")  # a deploy that reorders the handler's steps
-    services.approve(Checkpoint.objects.get(job=job), make_user("alice", approver=True))
+    services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=job), user=make_user("alice", approver=True))
 
     wait_status(job.pk, JobStatus.FAILED)
     job.refresh_from_db()
@@ -155,6 +155,6 @@ def test_resume_is_event_driven(worker):
     wait_status(job.pk, JobStatus.WAITING)
     checkpoint = Checkpoint.objects.get(job=job)
     decided = time.monotonic()
-    services.approve(checkpoint, make_user("alice", approver=True))
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert time.monotonic() - decided < 1.5

@@ -168,7 +168,7 @@ def test_one_worker_slot_carries_many_paused_jobs(worker):
     wait_for(lambda: Job.objects.filter(status=JobStatus.WAITING).count() == 40, timeout=60,
              message="all 40 jobs waiting at their checkpoints")
     for checkpoint in Checkpoint.objects.filter(status=CheckpointStatus.PENDING):
-        services.approve(checkpoint, approver)
+        services.checkpoint_approve(checkpoint=checkpoint, user=approver)
 
     wait_for(lambda: Job.objects.filter(pk__in=[j.pk for j in jobs],
                                         status=JobStatus.SUCCEEDED).count() == 40,

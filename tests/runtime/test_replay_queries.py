@@ -35,7 +35,7 @@ def test_replayed_steps_cost_no_queries():
         job = job_create(job_type="test-steps-then-pause", created_by=creator,
                          input={"steps": steps})
         assert run_job(str(job.pk)) == JobStatus.WAITING
-        services.approve(Checkpoint.objects.get(job=job), approver)
+        services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=job), user=approver)
         with CaptureQueriesContext(connection) as captured:
             assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
         return len(captured)

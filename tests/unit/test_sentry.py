@@ -327,7 +327,7 @@ def test_a_failed_job_is_reported_with_its_tags_and_nothing_secret(ingest):
     assert error["exception"]["values"][-1]["type"] == "NonRetryableError"
     assert error["environment"] == "test"
     tags = error["tags"]
-    assert (tags["job_id"], tags["job_type"], tags["agent"], tags["attempt"]) == (
+    assert (tags["job_id"], tags["job_type"], tags["concurrency"], tags["attempt"]) == (
         str(job.pk), "sentry-test-fails", "none", "1")
     assert tags["organization"] == str(job.organization_id)
     # the handler's frame was sent, its secrets and payload were not
@@ -363,7 +363,7 @@ def test_a_checkpoint_decision_is_a_breadcrumb_on_a_later_event(ingest):
     assert run_job(str(job.pk)) == JobStatus.WAITING
     checkpoint = Checkpoint.objects.get(job=job, status=CheckpointStatus.PENDING)
     alice = make_user("alice", approver=True)
-    services.approve(checkpoint, alice, reason="looks fine")
+    services.checkpoint_approve(checkpoint=checkpoint, user=alice, reason="looks fine")
 
     # when the resumed run fails
     assert run_job(str(job.pk)) == JobStatus.FAILED

@@ -4,8 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from jobs.workspace import FileSpec, UnsafePath, safe_path, write_files
+from jobs.runtime import FileSpec, UnsafePath, safe_path, write_files
 
 
 @pytest.fixture

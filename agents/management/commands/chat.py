@@ -2,6 +2,7 @@
 chat job (as POST /api/v1/agents/{id}/chat/ makes); the reply streams as it is written.
 A worker must be running (`make run`)."""
 
+import contextlib
 import sys
 import uuid
 from typing import Any
@@ -14,7 +15,7 @@ from checkpoints.models import Checkpoint, CheckpointStatus
 from core.cli import find_user
 from jobs.follow import follow
 from jobs.models import Job, JobStatus
-from jobs.services import JobError
+from jobs.runtime import JobError
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             if not message:
                 break
             try:
-                job = agent_execute(agent, user=user, task=message, session_id=session)
+                job = agent_execute(agent=agent, user=user, task=message, session_id=session)
             except JobError as exc:
                 raise CommandError(str(exc)) from None
             self.reply(job, options["timeout"])
@@ -55,15 +56,16 @@ class Command(BaseCommand):
     def reply(self, job: Job, timeout: float) -> None:
         """Print the streamed text; say so when a tool waits for approval."""
         shown: set[int] = set()
-        for event in follow(str(job.pk), timeout=timeout):
-            if event["kind"] == "llm.delta":
-                self.stdout.write(event["data"]["text"], ending="")
-                self.stdout.flush()
-            elif event["kind"] == "checkpoint.opened" and event["data"]["checkpoint_id"] \
-                    not in shown:
-                shown.add(event["data"]["checkpoint_id"])
-                self.stdout.write(f"\n[waiting for approval: {event['data']['title']} — "
-                                  f"checkpoint {event['data']['checkpoint_id']}]")
+        with contextlib.suppress(TimeoutError):  # said below: the job goes on without us
+            for event in follow(str(job.pk), timeout=timeout):
+                if event["kind"] == "llm.delta":
+                    self.stdout.write(event["data"]["text"], ending="")
+                    self.stdout.flush()
+                elif event["kind"] == "checkpoint.opened" and event["data"]["checkpoint_id"] \
+                        not in shown:
+                    shown.add(event["data"]["checkpoint_id"])
+                    self.stdout.write(f"\n[waiting for approval: {event['data']['title']} — "
+                                      f"checkpoint {event['data']['checkpoint_id']}]")
         job.refresh_from_db()
         if job.status == JobStatus.SUCCEEDED:
             self.stdout.write("")

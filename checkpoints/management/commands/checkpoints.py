@@ -9,20 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from checkpoints import services
+from checkpoints.cli import checkpoint_summary, decide_commands, who_may_decide
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
-from core.cli import (
-    checkpoint_summary,
-    decide_commands,
-    find_user,
-    fmt_time,
-    get_job,
-    parse_json,
-    shorten,
-    table,
-    to_json,
-    username,
-    who_may_decide,
-)
+from core.cli import find_user, fmt_time, parse_json, shorten, table, to_json, username
+from jobs.cli import get_job
 
 
 def get_checkpoint(checkpoint_id: str) -> Checkpoint:
@@ -88,7 +78,7 @@ def conflict_message(exc: services.CheckpointConflict, checkpoint: Checkpoint) -
 
 def validation_message(exc: services.CheckpointValidationError) -> str:
     lines = [str(exc)]
-    for field, messages in exc.errors.items():
+    for field, messages in exc.fields.items():
         lines += [f"  {field}: {message}" for message in messages]
     return "\n".join(lines)
 
@@ -246,12 +236,12 @@ class Command(BaseCommand):
         self.decide(
             options,
             "approve",
-            lambda cp, user: services.approve(cp, user, reason=options["reason"], payload=payload),
+            lambda cp, user: services.checkpoint_approve(checkpoint=cp, user=user, reason=options["reason"], payload=payload),
         )
 
     def do_reject(self, options: dict[str, Any]) -> None:
         self.decide(
-            options, "reject", lambda cp, user: services.reject(cp, user, reason=options["reason"])
+            options, "reject", lambda cp, user: services.checkpoint_reject(checkpoint=cp, user=user, reason=options["reason"])
         )
 
     def do_submit(self, options: dict[str, Any]) -> None:
@@ -259,7 +249,7 @@ class Command(BaseCommand):
         self.decide(
             options,
             "answer",
-            lambda cp, user: services.submit_input(cp, user, data=data, reason=options["reason"]),
+            lambda cp, user: services.checkpoint_submit_input(checkpoint=cp, user=user, data=data, reason=options["reason"]),
         )
 
     def decide(

@@ -1,6 +1,5 @@
 """`manage.py enqueue JOB_TYPE --input JSON [--wait]`: start a job from the shell."""
 
-import time
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -9,44 +8,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import Organization
 from accounts.roles import organization_of
 from accounts.services import default_organization
-from core.cli import (
-    decision_hints,
-    event_dict,
-    event_line,
-    find_user,
-    fmt_duration,
-    job_checkpoints,
-    job_summary,
-    parse_json,
-    to_json,
-    username,
-)
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
-from jobs.runtime.errors import UnknownJobType
-from jobs.services import JobError, job_create
+from core.cli import find_user, fmt_duration, parse_json, to_json
+from jobs.cli import ATTACHMENTS, event_line, job_summary
+from jobs.follow import follow, paused_or_ended
+from jobs.models import Job, JobStatus
+from jobs.runtime import JobError
+from jobs.services import job_create
 
-POLL_SECONDS = 0.2
-# A run writes the job's status first and its closing event (job.waiting,
-# job.failed, ...) just after; wait this long for that event so the log is whole.
-SETTLE_SECONDS = 1.0
 # Exit codes of --wait.
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
 
 
-class FollowTimeout(Exception):
-    pass
-
-
-def stops_following(job: Job) -> bool:
-    """Terminal, or paused for something outside the job. A timer wait (`ctx.sleep`,
-    a retry back-off) ends by itself, so following goes on through it."""
-    if job.status in TERMINAL_STATUSES:
-        return True
-    return job.status == JobStatus.WAITING and job.wait_reason != "timer"
-
-
-def outcome_dict(job: Job, pending: list[Any]) -> dict[str, Any]:
+def outcome_dict(job: Job) -> dict[str, Any]:
     """The last JSON line of --wait --json."""
     error = f"{job.error_type}: {job.error_message}" if job.error_type else None
     return {
@@ -54,7 +28,7 @@ def outcome_dict(job: Job, pending: list[Any]) -> dict[str, Any]:
         "result": job.result,
         "error": error,
         "duration_seconds": job.duration_seconds,
-        "pending_checkpoints": [{"id": c.pk, "kind": c.kind, "title": c.title} for c in pending],
+        **{f"pending_{a.name}": a.pending(job) for a in ATTACHMENTS},
     }
 
 
@@ -115,7 +89,7 @@ class Command(BaseCommand):
             return
         try:
             job = self.follow(job, as_json=as_json, timeout=options["timeout"])
-        except FollowTimeout:
+        except TimeoutError:
             raise CommandError(
                 f"timed out after {options['timeout']}s; job {job.pk} is still "
                 f"{job.status} and goes on (see: python manage.py jobs show "
@@ -144,7 +118,7 @@ class Command(BaseCommand):
                 idempotency_key=key,
                 organization=self.organization(options["org"], user),
             )
-        except (JobError, UnknownJobType) as exc:
+        except JobError as exc:
             raise CommandError(str(exc)) from None
         if repeated:
             self.stderr.write(f"idempotency key {key!r} was used before: this is that job")
@@ -163,45 +137,24 @@ class Command(BaseCommand):
         return organization
 
     def follow(self, job: Job, *, as_json: bool, timeout: float | None) -> Job:
-        """Print the job's events as they are written, polling the database."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last_seq, last_kind = 0, ""
-        stopped_at: float | None = None
-        while True:
-            # Status before events: an event written after this read shows next round.
-            job.refresh_from_db(
-                fields=["status", "wait_reason", "wake_at", "finished_at", "started_at"]
-            )
-            for event in JobEvent.objects.filter(job_id=job.pk, seq__gt=last_seq).order_by("seq"):
-                self.stdout.write(
-                    to_json(event_dict(event), pretty=False) if as_json else event_line(event)
-                )
-                last_seq, last_kind = event.seq, event.kind
+        """Print the job's events as they happen, until it ends or pauses."""
+        for event in follow(str(job.pk), until=paused_or_ended, timeout=timeout):
+            self.stdout.write(to_json({"job_id": str(job.pk), **event}, pretty=False)
+                              if as_json else event_line(event))
             self.stdout.flush()  # live, even when piped
-            if stops_following(job):
-                stopped_at = stopped_at or time.monotonic()
-                if (
-                    last_kind == f"job.{job.status}"
-                    or time.monotonic() - stopped_at >= SETTLE_SECONDS
-                ):
-                    return job
-            else:
-                stopped_at = None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise FollowTimeout()
-            time.sleep(POLL_SECONDS)
+        job.refresh_from_db()
+        return job
 
     def report(self, job: Job, *, as_json: bool) -> None:
-        job.refresh_from_db()
-        pending = job_checkpoints(job, pending_only=True)
         if as_json:
-            self.stdout.write(to_json(outcome_dict(job, pending), pretty=False))
+            self.stdout.write(to_json(outcome_dict(job), pretty=False))
             return
         line = f"job {job.pk} {job.status}"
         if job.status == JobStatus.WAITING:
             self.stdout.write(self.style.WARNING(f"{line} for {job.wait_reason or 'something'}"))
-            for hint in decision_hints(pending, username(job.created_by)):
-                self.stdout.write(hint)
+            for attachment in ATTACHMENTS:
+                for hint in attachment.hints(job, attachment.pending(job)):
+                    self.stdout.write(hint)
         elif job.status == JobStatus.SUCCEEDED:
             self.stdout.write(self.style.SUCCESS(f"{line} in {fmt_duration(job.duration_seconds)}"))
             self.stdout.write(f"  result: {to_json(job.result, pretty=False)}")

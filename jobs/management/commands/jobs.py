@@ -5,26 +5,21 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.cli import (
-    checkpoint_summary,
-    event_dict,
+from core.cli import find_user, fmt_duration, fmt_time, shorten, table, to_json, username
+from jobs.cli import (
+    ATTACHMENTS,
     event_line,
-    find_user,
-    fmt_duration,
-    fmt_time,
     get_job,
-    job_checkpoints,
     job_dict,
     job_duration,
     job_summary,
-    shorten,
     step_dict,
-    table,
-    to_json,
-    username,
 )
 from jobs.models import Job, JobStatus
-from jobs.services import JobConflict, job_cancel, job_retry
+from jobs.runtime import JobConflict
+from jobs.runtime.events import event_dict
+from jobs.selectors import job_steps
+from jobs.services import job_cancel, job_retry
 
 SHOW_EVENTS = 15
 
@@ -120,9 +115,10 @@ class Command(BaseCommand):
     # --- show -------------------------------------------------------------------------
     def do_show(self, options: dict[str, Any]) -> None:
         job = get_job(options["job_id"])
-        steps = list(job.steps.order_by("position"))
-        checkpoints = job_checkpoints(job)
-        events = list(job.events.order_by("-seq")[: max(options["events"], 0)])[::-1]
+        steps = list(job_steps(job))
+        attached = {a.name: a.rows(job) for a in ATTACHMENTS}
+        events = [event_dict(e) for e in job.events.order_by("-seq")[: max(options["events"], 0)]]
+        events.reverse()
         if options["json"]:
             self.stdout.write(
                 to_json(
@@ -130,8 +126,8 @@ class Command(BaseCommand):
                         **job_dict(job),
                         "error_traceback": job.error_traceback,
                         "steps": [step_dict(s) for s in steps],
-                        "checkpoints": [checkpoint_summary(c) for c in checkpoints],
-                        "events": [event_dict(e) for e in events],
+                        **attached,
+                        "events": [{"job_id": str(job.pk), **e} for e in events],
                     }
                 )
             )
@@ -149,15 +145,17 @@ class Command(BaseCommand):
             if steps
             else "",
         )
-        self.section(
-            "Checkpoints",
-            table(
-                ["ID", "KEY", "KIND", "STATUS", "TITLE"],
-                [[c.pk, c.key, c.kind, c.status, shorten(c.title, 60)] for c in checkpoints],
+        for attachment in ATTACHMENTS:
+            rows = attached[attachment.name]
+            self.section(
+                attachment.name.capitalize(),
+                table(
+                    [column.upper() for column in attachment.columns],
+                    [[shorten(str(row[c]), 60) for c in attachment.columns] for row in rows],
+                )
+                if rows
+                else "",
             )
-            if checkpoints
-            else "",
-        )
         total = job.events.count()
         heading = f"Events (last {len(events)} of {total})" if total > len(events) else "Events"
         self.section(heading, "\n".join(event_line(e) for e in events))

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.cli import table, to_json
+from core.errors import ApplicationError
 from jobs import workers
 
 NO_WORKERS = "no worker answered (is one running, on this broker?)"
@@ -131,7 +132,7 @@ class Command(BaseCommand):
             return fn(name, *args)
         except workers.WorkerNotFound:
             raise not_found(name) from None
-        except (ValueError, workers.WorkerControlError) as exc:
+        except ApplicationError as exc:
             raise CommandError(str(exc)) from None
 
     def show(self, worker: dict[str, Any], options: dict[str, Any]) -> None:
