@@ -42,8 +42,12 @@ class MembershipForm(ModelForm):
     def clean_role(self) -> str:
         role: str = self.cleaned_data["role"]
         current = self.instance
-        if (current.pk and current.role == Role.ADMIN and role != Role.ADMIN
-                and not other_admins(current)):
+        if (
+            current.pk
+            and current.role == Role.ADMIN
+            and role != Role.ADMIN
+            and not other_admins(current)
+        ):
             raise ValidationError("An organization needs at least one admin.")
         return role
 
@@ -71,8 +75,9 @@ class MembershipAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return () if request.user.is_superuser else ("user", "organization", "created_at")
 
-    def save_model(self, request: HttpRequest, obj: Membership, form: ModelForm,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Membership, form: ModelForm, change: bool
+    ) -> None:
         if change and "role" in form.changed_data:
             try:
                 member_change_role(membership=obj, role=obj.role)
@@ -105,8 +110,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ["revoke_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
-        return visible_to(super().get_queryset(request), request.user,
-                          field="user__membership__organization")
+        return visible_to(
+            super().get_queryset(request), request.user, field="user__membership__organization"
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from accounts import services
 from accounts.models import ApiToken, Membership
-from accounts.permissions import HasCapability
+from accounts.permissions import HasCapability, request_organization, request_user
 from accounts.roles import Capability, organization_of
 from accounts.serializers import (
     ApiTokenCreateSerializer,
@@ -23,8 +23,7 @@ from accounts.serializers import (
 )
 
 
-class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                      viewsets.GenericViewSet):
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Every member manages their own tokens; a token is shown in the clear once."""
 
     serializer_class = ApiTokenSerializer
@@ -37,8 +36,9 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def create(self, request: Request) -> Response:
         body = ApiTokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        token, raw = services.token_issue(user=request.user,  # type: ignore[arg-type]
-                                          name=body.validated_data["name"])
+        token, raw = services.token_issue(
+            user=request_user(request), name=body.validated_data["name"]
+        )
         data = {**ApiTokenSerializer(token).data, "token": raw}
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -52,16 +52,22 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = MemberSerializer
     permission_classes = [HasCapability]
-    capabilities = {"create": Capability.ADMINISTER, "partial_update": Capability.ADMINISTER,
-                    "destroy": Capability.ADMINISTER}
+    capabilities = {
+        "create": Capability.ADMINISTER,
+        "partial_update": Capability.ADMINISTER,
+        "destroy": Capability.ADMINISTER,
+    }
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Membership]:
         organization = organization_of(self.request.user)
         if organization is None:
             return Membership.objects.none()
-        return (Membership.objects.filter(organization=organization)
-                .select_related("user").order_by("user__username"))
+        return (
+            Membership.objects.filter(organization=organization)
+            .select_related("user")
+            .order_by("user__username")
+        )
 
     @extend_schema(request=MemberCreateSerializer, responses={201: MemberSerializer})
     def create(self, request: Request) -> Response:
@@ -69,30 +75,23 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         body.is_valid(raise_exception=True)
         try:
             membership = services.member_add(
-                organization=organization_of(request.user),  # type: ignore[arg-type]
-                **body.validated_data)
+                organization=request_organization(request), **body.validated_data
+            )
         except PasswordInvalid as exc:
             raise ValidationError({"password": list(exc.messages)}) from exc
-        except services.MembershipError as exc:
-            raise ValidationError({"username": [str(exc)]}) from exc
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MemberRoleSerializer, responses=MemberSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         body = MemberRoleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            membership = services.member_change_role(membership=self.get_object(),
-                                                     role=body.validated_data["role"])
-        except services.MembershipError as exc:
-            raise ValidationError({"role": [str(exc)]}) from exc
+        membership = services.member_change_role(
+            membership=self.get_object(), role=body.validated_data["role"]
+        )
         return Response(MemberSerializer(membership).data)
 
     @extend_schema(request=None, responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Remove the person from the organization and revoke their API tokens."""
-        try:
-            services.membership_remove(membership=self.get_object())
-        except services.MembershipError as exc:
-            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+        services.membership_remove(membership=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,18 +13,31 @@ from accounts.models import Role
 from accounts.roles import GRANTS, Capability, membership_of
 
 PERMISSIONS: dict[Capability, frozenset[str]] = {
-    Capability.VIEW: frozenset({
-        "jobs.view_job", "checkpoints.view_checkpoint", "accounts.view_membership",
-        "agents.view_agent", "agents.view_message",
-    }),
+    Capability.VIEW: frozenset(
+        {
+            "jobs.view_job",
+            "checkpoints.view_checkpoint",
+            "accounts.view_membership",
+            "agents.view_agent",
+            "agents.view_message",
+        }
+    ),
     Capability.OPERATE: frozenset({"jobs.change_job"}),  # the cancel and retry actions
     Capability.DECIDE: frozenset({"checkpoints.decide_checkpoint"}),
-    Capability.ADMINISTER: frozenset({
-        "accounts.add_membership", "accounts.change_membership", "accounts.delete_membership",
-        "accounts.view_apitoken", "accounts.change_apitoken",
-        "agents.add_agent", "agents.change_agent", "agents.delete_agent",
-        "agents.view_memory", "agents.delete_memory",
-    }),
+    Capability.ADMINISTER: frozenset(
+        {
+            "accounts.add_membership",
+            "accounts.change_membership",
+            "accounts.delete_membership",
+            "accounts.view_apitoken",
+            "accounts.change_apitoken",
+            "agents.add_agent",
+            "agents.change_agent",
+            "agents.delete_agent",
+            "agents.view_memory",
+            "agents.delete_memory",
+        }
+    ),
 }
 
 
@@ -45,5 +58,4 @@ class RolePermissionBackend(BaseBackend):
         return perm in self.get_all_permissions(user_obj, obj)
 
     def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
-        return any(perm.startswith(app_label + ".")
-                   for perm in self.get_all_permissions(user_obj))
+        return any(perm.startswith(app_label + ".") for perm in self.get_all_permissions(user_obj))

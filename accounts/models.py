@@ -13,8 +13,12 @@ class Organization(models.Model):
     allow_self_approval = models.BooleanField(default=False)
     # Told when a checkpoint opens: a JSON POST signed with HMAC-SHA256 of the body.
     webhook_url = models.URLField(blank=True, default="")
-    webhook_secret = models.CharField(max_length=100, blank=True, default="",
-                                      help_text="Signs webhook bodies; generated when empty.")
+    webhook_secret = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="Signs webhook bodies; generated when empty.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -41,10 +45,12 @@ class Role(models.TextChoices):
 class Membership(models.Model):
     """One organization per user: every request is scoped to it."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                                related_name="membership")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE,
-                                     related_name="memberships")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -58,8 +64,9 @@ class Membership(models.Model):
 class ApiToken(models.Model):
     """A per-user API token. Only a SHA-256 digest is stored; the token is shown once."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100)
     # The first characters of the token, to tell tokens apart in lists (not secret).
     prefix = models.CharField(max_length=16, db_index=True)

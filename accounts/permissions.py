@@ -20,8 +20,7 @@ class HasCapability(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         needed = getattr(view, "capabilities", {}).get(view.action, Capability.VIEW)
-        return bool(request.user and request.user.is_authenticated
-                    and can(request.user, needed))
+        return bool(request.user and request.user.is_authenticated and can(request.user, needed))
 
 
 def request_user(request: HttpRequest) -> User:

@@ -33,9 +33,8 @@ def membership_of(user: AbstractBaseUser | AnonymousUser | None) -> Membership |
     cached = getattr(user, "_countersign_membership", _UNSET)
     if cached is not _UNSET:
         return cached  # type: ignore[return-value]
-    membership = (Membership.objects.select_related("organization")
-                  .filter(user_id=user.pk).first())
-    user._countersign_membership = membership  # type: ignore[union-attr,attr-defined]
+    membership = Membership.objects.select_related("organization").filter(user_id=user.pk).first()
+    user._countersign_membership = membership  # type: ignore[attr-defined]
     return membership
 
 
@@ -47,8 +46,11 @@ def organization_of(user: AbstractBaseUser | AnonymousUser | None) -> Organizati
     return membership.organization if membership else None
 
 
-def can(user: AbstractBaseUser | AnonymousUser | None, capability: Capability,
-        organization_id: int | None = None) -> bool:
+def can(
+    user: AbstractBaseUser | AnonymousUser | None,
+    capability: Capability,
+    organization_id: int | None = None,
+) -> bool:
     """Does the user's role grant `capability` (in `organization_id`, when given)?"""
     membership = membership_of(user)
     if membership is None:
@@ -58,8 +60,9 @@ def can(user: AbstractBaseUser | AnonymousUser | None, capability: Capability,
     return capability in GRANTS[Role(membership.role)]
 
 
-def visible_to(queryset: QuerySet[_M], user: AbstractBaseUser | AnonymousUser,
-               field: str = "organization") -> QuerySet[_M]:
+def visible_to(
+    queryset: QuerySet[_M], user: AbstractBaseUser | AnonymousUser, field: str = "organization"
+) -> QuerySet[_M]:
     """The admin's scoping: superusers see every organization's rows, members their
     own organization's, anyone else nothing."""
     if user.is_superuser:  # type: ignore[union-attr]

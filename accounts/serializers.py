@@ -16,8 +16,9 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
 
 class IssuedTokenSerializer(ApiTokenSerializer):
-    token = serializers.CharField(read_only=True,
-                                  help_text="The token itself: shown this once, never again.")
+    token = serializers.CharField(
+        read_only=True, help_text="The token itself: shown this once, never again."
+    )
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
@@ -38,10 +39,13 @@ class MemberCreateSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField(required=False, default="")
     role = serializers.ChoiceField(choices=Role.choices)
-    password = serializers.CharField(required=False, write_only=True, min_length=1,
-                                     style={"input_type": "password"},
-                                     help_text="Optional: without one the person signs in "
-                                     "with an API token only.")
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        min_length=1,
+        style={"input_type": "password"},
+        help_text="Optional: without one the person signs in with an API token only.",
+    )
 
     def validate_username(self, value: str) -> str:
         if User.objects.filter(username__iexact=value).exists():

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, Membership, Organization, Role
+from core.errors import ApplicationError
 
 TOKEN_PREFIX = "cs_"
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -27,8 +28,9 @@ def token_issue(*, user: User, name: str) -> tuple[ApiToken, str]:
     if not name or not name.strip():
         raise ValueError("a token needs a name")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name.strip()[:100],
-                                    prefix=raw[:len(TOKEN_PREFIX) + 6], digest=_digest(raw))
+    token = ApiToken.objects.create(
+        user=user, name=name.strip()[:100], prefix=raw[: len(TOKEN_PREFIX) + 6], digest=_digest(raw)
+    )
     return token, raw
 
 
@@ -44,8 +46,11 @@ def token_authenticate(raw: str) -> User | None:
     comparison never touches the secret itself."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    token = (ApiToken.objects.select_related("user")
-             .filter(digest=_digest(raw), revoked_at__isnull=True).first())
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(digest=_digest(raw), revoked_at__isnull=True)
+        .first()
+    )
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
@@ -65,12 +70,16 @@ def default_organization(slug: str | None = None) -> Organization:
             raise ValueError(f"no organization with slug {slug!r}") from None
     default = settings.COUNTERSIGN_DEFAULT_ORGANIZATION
     organization, _ = Organization.objects.get_or_create(
-        slug=default, defaults={"name": default.replace("-", " ").title()})
+        slug=default, defaults={"name": default.replace("-", " ").title()}
+    )
     return organization
 
 
-class MembershipError(ValueError):
+class MembershipError(ApplicationError):
     """A membership change that is not allowed; the message says why."""
+
+    def __init__(self, message: str, field: str = "non_field_errors") -> None:
+        super().__init__(message, {field: [message]})
 
 
 def _lock(membership: Membership) -> Membership:
@@ -81,19 +90,28 @@ def _lock(membership: Membership) -> Membership:
 
 
 def other_admins(membership: Membership) -> bool:
-    return (Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN)
-            .exclude(pk=membership.pk).exists())
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
 
 
 @transaction.atomic
-def member_add(*, organization: Organization, username: str, role: str, email: str = "",
-               password: str | None = None) -> Membership:
+def member_add(
+    *,
+    organization: Organization,
+    username: str,
+    role: str,
+    email: str = "",
+    password: str | None = None,
+) -> Membership:
     """A new person in the organization: a new staff user (so the admin's review pages
     open to them) with this role. Existing users are not adopted: another organization
     must not learn of, or take over, their accounts."""
     username = username.strip()
     if User.objects.filter(username__iexact=username).exists():
-        raise MembershipError(f"the username {username!r} is taken")
+        raise MembershipError(f"the username {username!r} is taken", "username")
     user = User(username=username, email=email, is_staff=True)
     if password:
         password_validation.validate_password(password, user)
@@ -108,7 +126,7 @@ def member_add(*, organization: Organization, username: str, role: str, email: s
 def member_change_role(*, membership: Membership, role: str) -> Membership:
     membership = _lock(membership)
     if membership.role == Role.ADMIN and role != Role.ADMIN and not other_admins(membership):
-        raise MembershipError("an organization needs at least one admin")
+        raise MembershipError("an organization needs at least one admin", "role")
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -121,5 +139,6 @@ def membership_remove(*, membership: Membership) -> None:
     if membership.role == Role.ADMIN and not other_admins(membership):
         raise MembershipError("an organization needs at least one admin")
     ApiToken.objects.filter(user_id=membership.user_id, revoked_at__isnull=True).update(
-        revoked_at=timezone.now())
+        revoked_at=timezone.now()
+    )
     membership.delete()

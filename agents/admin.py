@@ -21,9 +21,22 @@ from agents.services import agent_delete, config_errors
 class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
-        fields = ["name", "description", "status", "provider", "model", "parameters",
-                  "instructions", "personality", "tools", "history_messages",
-                  "context_window_tokens", "max_turns", "max_concurrency", "on_tool_rejection"]
+        fields = [
+            "name",
+            "description",
+            "status",
+            "provider",
+            "model",
+            "parameters",
+            "instructions",
+            "personality",
+            "tools",
+            "history_messages",
+            "context_window_tokens",
+            "max_turns",
+            "max_concurrency",
+            "on_tool_rejection",
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -35,18 +48,27 @@ class AgentForm(forms.ModelForm):
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     form = AgentForm
-    list_display = ("name", "status", "provider", "model", "tool_list", "organization",
-                    "updated_at")
+    list_display = (
+        "name",
+        "status",
+        "provider",
+        "model",
+        "tool_list",
+        "organization",
+        "updated_at",
+    )
     list_filter = ("status", "provider")
     search_fields = ("name", "description")
     readonly_fields = ("statistics",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return visible_to(super().get_queryset(request), request.user).filter(
-            deleted_at__isnull=True)
+            deleted_at__isnull=True
+        )
 
-    def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool
+    ) -> None:
         if not change:
             obj.organization = organization_of(request.user) or default_organization()
             obj.created_by = request_user(request)
@@ -68,9 +90,11 @@ class AgentAdmin(admin.ModelAdmin):
         if agent.pk is None:
             return format_html("—")
         stats = agent_statistics(agent)
-        return format_html_join("", "<div><b>{}</b>: {}</div>",
-                                ((k.replace("_", " "), "—" if v is None else v)
-                                 for k, v in stats.items()))
+        return format_html_join(
+            "",
+            "<div><b>{}</b>: {}</div>",
+            ((k.replace("_", " "), "—" if v is None else v) for k, v in stats.items()),
+        )
 
 
 @admin.register(Message)
@@ -81,8 +105,9 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Message._meta.fields]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        return visible_to(super().get_queryset(request), request.user,
-                          field="agent__organization").select_related("agent")
+        return visible_to(
+            super().get_queryset(request), request.user, field="agent__organization"
+        ).select_related("agent")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -100,8 +125,9 @@ class MemoryAdmin(admin.ModelAdmin):
     readonly_fields = ("agent", "content", "source_job", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Memory]:
-        return visible_to(super().get_queryset(request), request.user,
-                          field="agent__organization").select_related("agent")
+        return visible_to(
+            super().get_queryset(request), request.user, field="agent__organization"
+        ).select_related("agent")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

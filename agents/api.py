@@ -41,12 +41,20 @@ class AgentFilter(django_filters.FilterSet):
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AgentSerializer
     permission_classes = [HasCapability]
-    capabilities = {"create": Capability.ADMINISTER, "partial_update": Capability.ADMINISTER,
-                    "update": Capability.ADMINISTER, "destroy": Capability.ADMINISTER,
-                    "execute": Capability.OPERATE, "chat": Capability.OPERATE}
+    capabilities = {
+        "create": Capability.ADMINISTER,
+        "partial_update": Capability.ADMINISTER,
+        "update": Capability.ADMINISTER,
+        "destroy": Capability.ADMINISTER,
+        "execute": Capability.OPERATE,
+        "chat": Capability.OPERATE,
+    }
     filterset_class = AgentFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
-                       filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [
+        django_filters.rest_framework.DjangoFilterBackend,
+        filters.SearchFilter,
+        filters.OrderingFilter,
+    ]
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "updated_at", "status"]
     ordering = ["name"]
@@ -55,8 +63,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         organization = organization_of(self.request.user)
         if organization is None:
             return Agent.objects.none()
-        return Agent.objects.alive().filter(organization=organization).select_related(
-            "created_by")
+        return Agent.objects.alive().filter(organization=organization).select_related("created_by")
 
     def _fields(self, request: Request, *, partial: bool) -> dict[str, Any]:
         body = AgentSerializer(data=request.data, partial=partial)
@@ -64,9 +71,11 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return dict(body.validated_data)
 
     def create(self, request: Request) -> Response:
-        agent = agent_create(organization=request_organization(request),
-                             created_by=request_user(request),
-                             **self._fields(request, partial=False))
+        agent = agent_create(
+            organization=request_organization(request),
+            created_by=request_user(request),
+            **self._fields(request, partial=False),
+        )
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, pk: str | None = None) -> Response:
@@ -90,9 +99,11 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body = AgentExecuteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         job = agent_execute(
-            agent=self.get_object(), user=request_user(request),
+            agent=self.get_object(),
+            user=request_user(request),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
-            **body.validated_data)
+            **body.validated_data,
+        )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=AgentChatSerializer, responses={202: JobSerializer})
@@ -103,20 +114,26 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body = AgentChatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         job = agent_execute(
-            agent=self.get_object(), user=request_user(request),
-            task=body.validated_data["message"], session_id=body.validated_data["session_id"])
+            agent=self.get_object(),
+            user=request_user(request),
+            task=body.validated_data["message"],
+            session_id=body.validated_data["session_id"],
+        )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses=JobSerializer(many=True), parameters=[
-        OpenApiParameter("status", str, many=True, enum=JobStatus.values)])
+    @extend_schema(
+        responses=JobSerializer(many=True),
+        parameters=[OpenApiParameter("status", str, many=True, enum=JobStatus.values)],
+    )
     @action(detail=True, methods=["get"])
     def executions(self, request: Request, pk: str | None = None) -> Response:
         """The agent's jobs, newest first (filters as on /jobs/)."""
         # Not get_object(): it would apply the agent filters (status=...) to the agent.
         agent = get_object_or_404(self.get_queryset(), pk=pk)
         jobs = agent_jobs(agent).select_related("created_by")
-        found = JobFilter(request.query_params, queryset=jobs.order_by("-created_at"),
-                          request=request)
+        found = JobFilter(
+            request.query_params, queryset=jobs.order_by("-created_at"), request=request
+        )
         if not found.is_valid():
             raise ValidationError(found.errors)
         page = self.paginate_queryset(found.qs)

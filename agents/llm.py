@@ -28,11 +28,13 @@ class StreamCoalescer:
     so a fast stream costs a few rows a second. A timer sends what is pending when
     the interval is up, so no text waits for the next chunk to arrive."""
 
-    def __init__(self, emit: Callable[[str, dict[str, Any]], None], turn: int,
-                 interval: float | None = None) -> None:
+    def __init__(
+        self, emit: Callable[[str, dict[str, Any]], None], turn: int, interval: float | None = None
+    ) -> None:
         self.emit, self.turn = emit, turn
-        self.interval = settings.COUNTERSIGN_STREAM_COALESCE_SECONDS if interval is None \
-            else interval
+        self.interval = (
+            settings.COUNTERSIGN_STREAM_COALESCE_SECONDS if interval is None else interval
+        )
         self.pending: list[str] = []
         self.first_at = 0.0
         self.last = float("-inf")
@@ -68,15 +70,23 @@ class StreamCoalescer:
         if self.pending:
             # `at`: when the first of these chunks arrived (wall clock), so a reader can
             # measure how long text takes to reach it (bench/streaming.py does).
-            self.emit("llm.delta", {"turn": self.turn, "text": "".join(self.pending),
-                                    "at": round(self.first_at, 4)})
+            self.emit(
+                "llm.delta",
+                {"turn": self.turn, "text": "".join(self.pending), "at": round(self.first_at, 4)},
+            )
             self.pending = []
         self.last = time.monotonic()
 
 
-def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, turn: int,
-               emit: Callable[[str, dict[str, Any]], None],
-               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def call_model(
+    agent: Agent,
+    messages: list[Message],
+    tools: list[ToolSpec],
+    *,
+    turn: int,
+    emit: Callable[[str, dict[str, Any]], None],
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One completion (retried as the provider allows), as JSON for a memoized step."""
     try:
         provider = get_provider(agent.provider)
@@ -87,15 +97,28 @@ def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, 
 
     def retried(attempt: int, error: ProviderError, wait: float) -> None:
         stream.discard()
-        emit("llm.retry", {"turn": turn, "attempt": attempt + 1, "error": str(error)[:300],
-                           "wait_seconds": round(wait, 2)})
+        emit(
+            "llm.retry",
+            {
+                "turn": turn,
+                "attempt": attempt + 1,
+                "error": str(error)[:300],
+                "wait_seconds": round(wait, 2),
+            },
+        )
 
     started = time.monotonic()
     try:
         completion = with_retries(
-            lambda: provider.complete(model=agent.model, messages=messages, tools=tools,
-                                      parameters=parameters, on_chunk=stream),
-            on_retry=retried)
+            lambda: provider.complete(
+                model=agent.model,
+                messages=messages,
+                tools=tools,
+                parameters=parameters,
+                on_chunk=stream,
+            ),
+            on_retry=retried,
+        )
     except ProviderError as exc:
         if exc.retryable:
             raise  # the step's and the job's retry policies may try again later
@@ -104,19 +127,33 @@ def call_model(agent: Agent, messages: list[Message], tools: list[ToolSpec], *, 
     price = call_cost(agent.provider, completion, agent.model)
     seconds = time.monotonic() - started
     record_call_metrics(agent.provider, agent.model, completion, price, seconds)
-    return {"completion": completion.as_dict(), "provider": agent.provider,
-            "cost": None if price is None else str(price),
-            "seconds": round(seconds, 3)}
+    return {
+        "completion": completion.as_dict(),
+        "provider": agent.provider,
+        "cost": None if price is None else str(price),
+        "seconds": round(seconds, 3),
+    }
 
 
-def record_call_metrics(provider: str, model: str, completion: Completion,
-                        price: Decimal | None, seconds: float) -> None:
+def record_call_metrics(
+    provider: str, model: str, completion: Completion, price: Decimal | None, seconds: float
+) -> None:
     """Labelled by the configured model, not the dated snapshot that answered, so the
     series stay few."""
-    metrics.inc("agent_llm_tokens_total", completion.tokens_in, provider=provider, model=model,
-                direction="in")
-    metrics.inc("agent_llm_tokens_total", completion.tokens_out, provider=provider, model=model,
-                direction="out")
+    metrics.inc(
+        "agent_llm_tokens_total",
+        completion.tokens_in,
+        provider=provider,
+        model=model,
+        direction="in",
+    )
+    metrics.inc(
+        "agent_llm_tokens_total",
+        completion.tokens_out,
+        provider=provider,
+        model=model,
+        direction="out",
+    )
     if price is not None:
         metrics.inc("agent_llm_cost_total", float(price), provider=provider, model=model)
     metrics.observe("agent_llm_request_seconds", seconds, provider=provider, model=model)
@@ -137,8 +174,7 @@ def usage_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
     tokens_in = sum(c["completion"]["tokens_in"] for c in calls)
     tokens_out = sum(c["completion"]["tokens_out"] for c in calls)
     costs = [c["cost"] for c in calls]
-    total = None if any(c is None for c in costs) else sum((Decimal(c) for c in costs),
-                                                           Decimal(0))
+    total = None if any(c is None for c in costs) else sum((Decimal(c) for c in costs), Decimal(0))
     return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost": total}
 
 

@@ -37,8 +37,9 @@ def embed(text: str) -> list[float]:
 
 
 def remember(agent: Agent, content: str, *, job: Job | None = None) -> Memory:
-    return Memory.objects.create(agent=agent, content=content, embedding=embed(content),
-                                 source_job=job)
+    return Memory.objects.create(
+        agent=agent, content=content, embedding=embed(content), source_job=job
+    )
 
 
 def search(agent: Agent, query: str, limit: int = 5) -> list[dict[str, Any]]:
@@ -59,8 +60,11 @@ def history(agent: Agent, session_id: str, *, budget_tokens: int) -> list[dict[s
     assistant message that asked for it."""
     if not session_id or agent.history_messages == 0:
         return []
-    rows = list(Message.objects.filter(agent=agent, session_id=session_id)
-                .order_by("-id")[:agent.history_messages])
+    rows = list(
+        Message.objects.filter(agent=agent, session_id=session_id).order_by("-id")[
+            : agent.history_messages
+        ]
+    )
     kept: list[Message] = []
     used = 0
     for row in rows:  # newest first
@@ -86,7 +90,14 @@ def as_message(row: Message) -> dict[str, Any]:
 
 def record(agent: Agent, session_id: str, job: Job, messages: list[dict[str, Any]]) -> None:
     Message.objects.bulk_create(
-        Message(agent=agent, session_id=session_id, job=job, role=m["role"],
-                content=m.get("content") or "", tool_calls=m.get("tool_calls") or [],
-                tool_call_id=m.get("tool_call_id", ""))
-        for m in messages)
+        Message(
+            agent=agent,
+            session_id=session_id,
+            job=job,
+            role=m["role"],
+            content=m.get("content") or "",
+            tool_calls=m.get("tool_calls") or [],
+            tool_call_id=m.get("tool_call_id", ""),
+        )
+        for m in messages
+    )

@@ -28,12 +28,12 @@ class Agent(models.Model):
     """An agent is configuration: who it is, which model it talks to, which tools it
     may use and how much it remembers. Running it is an `agent-task` job."""
 
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT,
-                                     related_name="agents")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="agents"
+    )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
-    status = models.CharField(max_length=8, choices=AgentStatus.choices,
-                              default=AgentStatus.IDLE)
+    status = models.CharField(max_length=8, choices=AgentStatus.choices, default=AgentStatus.IDLE)
     provider = models.CharField(max_length=32, default="offline")
     model = models.CharField(max_length=100, default="offline-echo")
     # temperature, max_tokens, top_p, presence_penalty, frequency_penalty, stop
@@ -43,16 +43,25 @@ class Agent(models.Model):
     personality = models.JSONField(default=dict, blank=True)
     tools = models.JSONField(default=list, blank=True)  # names from agents.tools
     history_messages = models.PositiveIntegerField(
-        default=20, help_text="Recent messages of the session given to the model.")
+        default=20, help_text="Recent messages of the session given to the model."
+    )
     context_window_tokens = models.PositiveIntegerField(
-        default=8000, help_text="Budget for the prompt: older history is dropped to fit.")
+        default=8000, help_text="Budget for the prompt: older history is dropped to fit."
+    )
     max_turns = models.PositiveSmallIntegerField(default=8)
     max_concurrency = models.PositiveSmallIntegerField(
-        default=0, help_text="Jobs of this agent running at once (0: no limit).")
-    on_tool_rejection = models.CharField(max_length=8, choices=OnToolRejection.choices,
-                                         default=OnToolRejection.REPORT)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="agents")
+        default=0, help_text="Jobs of this agent running at once (0: no limit)."
+    )
+    on_tool_rejection = models.CharField(
+        max_length=8, choices=OnToolRejection.choices, default=OnToolRejection.REPORT
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="agents",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -62,9 +71,11 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "name"],
-                                    condition=Q(deleted_at__isnull=True),
-                                    name="agent_name_unique_per_organization"),
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="agent_name_unique_per_organization",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -83,8 +94,9 @@ class Message(models.Model):
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="messages")
     session_id = models.CharField(max_length=100, db_index=True)
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="messages")
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
     role = models.CharField(max_length=16, choices=MessageRole.choices)
     content = models.TextField(blank=True, default="")
     tool_calls = models.JSONField(default=list, blank=True)
@@ -93,8 +105,9 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["agent", "session_id", "pk"]
-        indexes = [models.Index(fields=["agent", "session_id", "-id"],
-                                name="message_agent_session_idx")]
+        indexes = [
+            models.Index(fields=["agent", "session_id", "-id"], name="message_agent_session_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
@@ -106,8 +119,9 @@ class Memory(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="memories")
     content = models.TextField()
     embedding = models.JSONField(default=list)  # unit-length floats (see agents.memory)
-    source_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    source_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

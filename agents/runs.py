@@ -45,12 +45,15 @@ def agent_job_options(input: dict[str, Any], organization: Organization) -> JobO
     if agent_id is None:
         return JobOptions()
     if not isinstance(agent_id, int) or isinstance(agent_id, bool):
-        raise JobError("agent_id must be an agent's id (an integer)",
-                       {"input.agent_id": ["An integer."]})
+        raise JobError(
+            "agent_id must be an agent's id (an integer)", {"input.agent_id": ["An integer."]}
+        )
     agent = Agent.objects.filter(pk=agent_id, organization=organization).first()
     if agent is None:
-        raise JobError(f"agent {agent_id} does not exist in this organization",
-                       {"input.agent_id": ["No such agent in your organization."]})
+        raise JobError(
+            f"agent {agent_id} does not exist in this organization",
+            {"input.agent_id": ["No such agent in your organization."]},
+        )
     if agent.deleted_at is not None:
         raise JobError(f"agent {agent.name!r} was deleted")
     if agent.status == AgentStatus.OFFLINE:
@@ -61,12 +64,14 @@ def agent_job_options(input: dict[str, Any], organization: Organization) -> JobO
 def on_run_started(sender: Any, job: Job, **kwargs: Any) -> None:
     agent_id = agent_id_of(job.concurrency_key)
     if agent_id is not None:
-        Agent.objects.filter(pk=agent_id, status__in=[AgentStatus.IDLE, AgentStatus.ERROR]
-                             ).update(status=AgentStatus.BUSY)
+        Agent.objects.filter(pk=agent_id, status__in=[AgentStatus.IDLE, AgentStatus.ERROR]).update(
+            status=AgentStatus.BUSY
+        )
 
 
-def on_run_ended(sender: Any, job: Job, outcome: RunOutcome, running_others: int,
-                 **kwargs: Any) -> None:
+def on_run_ended(
+    sender: Any, job: Job, outcome: RunOutcome, running_others: int, **kwargs: Any
+) -> None:
     agent_id = agent_id_of(job.concurrency_key)
     if agent_id is None:
         return

@@ -19,8 +19,7 @@ def agent_statistics(agent: Agent) -> dict[str, Any]:
     """From the agent's jobs, in one query: a read of committed rows, so concurrent
     runs cannot make it drift the way a counter updated by each run could."""
     finished = Q(status__in=TERMINAL_STATUSES)
-    duration = ExpressionWrapper(F("finished_at") - F("started_at"),
-                                 output_field=DurationField())
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     row = agent_jobs(agent).aggregate(
         executions=Count("pk"),
         finished=Count("pk", filter=finished),
@@ -39,6 +38,7 @@ def agent_statistics(agent: Agent) -> dict[str, Any]:
         "average_tokens_in": round(row["avg_tokens_in"], 1) if row["avg_tokens_in"] else 0,
         "average_tokens_out": round(row["avg_tokens_out"], 1) if row["avg_tokens_out"] else 0,
         "average_cost": None if row["avg_cost"] is None else str(round(row["avg_cost"], 6)),
-        "average_duration_seconds": None if avg_duration is None
+        "average_duration_seconds": None
+        if avg_duration is None
         else round(avg_duration.total_seconds(), 3),
     }

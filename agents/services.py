@@ -38,13 +38,17 @@ def parameter_errors(parameters: Any) -> list[str]:
     for name, value in parameters.items():
         if name == "stop":
             stops = [value] if isinstance(value, str) else value
-            if not isinstance(stops, list) or len(stops) > 4 \
-                    or not all(isinstance(s, str) for s in stops):
+            if (
+                not isinstance(stops, list)
+                or len(stops) > 4
+                or not all(isinstance(s, str) for s in stops)
+            ):
                 errors.append("stop must be a string or a list of at most 4 strings")
             continue
         if name not in PARAMETER_RANGES:
-            errors.append(f"unknown parameter {name!r}; known: "
-                          f"{', '.join([*PARAMETER_RANGES, 'stop'])}")
+            errors.append(
+                f"unknown parameter {name!r}; known: {', '.join([*PARAMETER_RANGES, 'stop'])}"
+            )
             continue
         kind, low, high = PARAMETER_RANGES[name]
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
@@ -69,19 +73,25 @@ def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
         else:
             unknown = sorted(set(tools) - set(tool_names()))
             if unknown:
-                errors["tools"] = [f"unknown tool(s) {', '.join(unknown)}; known: "
-                                   f"{', '.join(tool_names())}"]
+                errors["tools"] = [
+                    f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(tool_names())}"
+                ]
     if "parameters" in fields and (problems := parameter_errors(fields["parameters"])):
         errors["parameters"] = problems
-    elif "parameters" in fields and "provider" in fields and (
-            refused := parameter_error(fields["provider"], fields["parameters"])):
+    elif (
+        "parameters" in fields
+        and "provider" in fields
+        and (refused := parameter_error(fields["provider"], fields["parameters"]))
+    ):
         errors["parameters"] = [refused]
     if "personality" in fields:
         persona = fields["personality"]
         if not isinstance(persona, dict) or set(persona) - PERSONALITY_KEYS:
             errors["personality"] = [f"an object with only {', '.join(sorted(PERSONALITY_KEYS))}"]
-        elif "traits" in persona and not (isinstance(persona["traits"], list) and all(
-                isinstance(t, str) for t in persona["traits"])):
+        elif "traits" in persona and not (
+            isinstance(persona["traits"], list)
+            and all(isinstance(t, str) for t in persona["traits"])
+        ):
             errors["personality"] = ["traits must be a list of strings"]
     return errors
 
@@ -91,15 +101,18 @@ def _save(agent: Agent) -> Agent:
         with transaction.atomic():
             agent.save()
     except IntegrityError:
-        raise AgentInvalid({"name": ["an agent with this name exists in the organization"]}
-                           ) from None
+        raise AgentInvalid(
+            {"name": ["an agent with this name exists in the organization"]}
+        ) from None
     return agent
 
 
-def agent_create(*, organization: Organization, created_by: User | None,
-                 **fields: Any) -> Agent:
-    full = {"provider": Agent._meta.get_field("provider").get_default(),
-            "model": Agent._meta.get_field("model").get_default(), **fields}
+def agent_create(*, organization: Organization, created_by: User | None, **fields: Any) -> Agent:
+    full = {
+        "provider": Agent._meta.get_field("provider").get_default(),
+        "model": Agent._meta.get_field("model").get_default(),
+        **fields,
+    }
     if errors := config_errors(full):
         raise AgentInvalid(errors)
     return _save(Agent(organization=organization, created_by=created_by, **full))
@@ -125,9 +138,17 @@ def agent_delete(*, agent: Agent) -> None:
     agent.save(update_fields=["deleted_at", "status", "updated_at"])
 
 
-def agent_execute(*, agent: Agent, user: User | None, task: str,
-                  context: dict[str, Any] | None = None, max_tokens: int | None = None,
-                  session_id: str = "", priority: int = 5, idempotency_key: str = "") -> Job:
+def agent_execute(
+    *,
+    agent: Agent,
+    user: User | None,
+    task: str,
+    context: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
+    session_id: str = "",
+    priority: int = 5,
+    idempotency_key: str = "",
+) -> Job:
     """Start an `agent-task` job for the agent (its `prepare` hook refuses a deleted
     or offline agent)."""
     job_input: dict[str, Any] = {"agent_id": agent.pk, "task": task}
@@ -137,6 +158,11 @@ def agent_execute(*, agent: Agent, user: User | None, task: str,
         job_input["max_tokens"] = max_tokens
     if session_id:
         job_input["session_id"] = session_id
-    return job_create(job_type="agent-task", input=job_input, priority=priority,
-                      created_by=user, organization=agent.organization,
-                      idempotency_key=idempotency_key)
+    return job_create(
+        job_type="agent-task",
+        input=job_input,
+        priority=priority,
+        created_by=user,
+        organization=agent.organization,
+        idempotency_key=idempotency_key,
+    )

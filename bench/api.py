@@ -42,12 +42,16 @@ def setup_django() -> str:
     sys.path.insert(0, str(ROOT))
     from bench.database import fresh_database
 
-    url = fresh_database(os.environ.get("DATABASE_URL",
-                                        "postgres://postgres@127.0.0.1:5432/test"),
-                         BENCH_DATABASE)
-    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE,
-                      COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics", DEBUG="1",
-                      LOG_LEVEL="WARNING")
+    url = fresh_database(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"), BENCH_DATABASE
+    )
+    os.environ.update(
+        DATABASE_URL=url,
+        COUNTERSIGN_QUEUE=QUEUE,
+        COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics",
+        DEBUG="1",
+        LOG_LEVEL="WARNING",
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     from django.core.management import call_command
@@ -77,24 +81,38 @@ def seed(total: int, pending: int) -> tuple[str, list[int]]:
     for start in range(0, total, batch):
         size = min(batch, total - start)
         jobs = Job.objects.bulk_create(
-            Job(job_type="code-generation", organization=acme, status=JobStatus.WAITING,
-                wait_reason="checkpoint", input={"prompt": f"job {start + i}"})
-            for i in range(size))
+            Job(
+                job_type="code-generation",
+                organization=acme,
+                status=JobStatus.WAITING,
+                wait_reason="checkpoint",
+                input={"prompt": f"job {start + i}"},
+            )
+            for i in range(size)
+        )
         Checkpoint.objects.bulk_create(
-            Checkpoint(job=job, organization=acme, key="write-files",
-                       title=f"Write files for job {start + i}",
-                       payload={"files": [{"path": "a.py", "content": "x = 1\n",
-                                           "diff": "+x = 1\n"}]},
-                       status=(CheckpointStatus.PENDING if start + i < pending
-                               else CheckpointStatus.APPROVED),
-                       decided_at=None if start + i < pending else now)
-            for i, job in enumerate(jobs))
+            Checkpoint(
+                job=job,
+                organization=acme,
+                key="write-files",
+                title=f"Write files for job {start + i}",
+                payload={"files": [{"path": "a.py", "content": "x = 1\n", "diff": "+x = 1\n"}]},
+                status=(
+                    CheckpointStatus.PENDING if start + i < pending else CheckpointStatus.APPROVED
+                ),
+                decided_at=None if start + i < pending else now,
+            )
+            for i, job in enumerate(jobs)
+        )
     from django.db import connection
 
     with connection.cursor() as cursor:  # fresh statistics, as autovacuum would leave them
         cursor.execute("ANALYZE")
-    pending_ids = list(Checkpoint.objects.filter(status=CheckpointStatus.PENDING)
-                       .order_by("pk").values_list("pk", flat=True))
+    pending_ids = list(
+        Checkpoint.objects.filter(status=CheckpointStatus.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     return token, pending_ids
 
 
@@ -106,10 +124,24 @@ def free_port() -> int:
 
 def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-         "--no-access-log"],
-        cwd=ROOT, env=os.environ.copy())
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -133,15 +165,18 @@ class Result:
 
     def row(self) -> str:
         cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
-        return (f"  {self.name:<34} {self.requests:>6} {self.requests / self.seconds:>8.0f}"
-                f" {cuts[49]:>8.1f} {cuts[98]:>8.1f} {self.errors:>6}")
+        return (
+            f"  {self.name:<34} {self.requests:>6} {self.requests / self.seconds:>8.0f}"
+            f" {cuts[49]:>8.1f} {cuts[98]:>8.1f} {self.errors:>6}"
+        )
 
 
 Request = Callable[[int], tuple[str, str, bytes | None]]  # i -> (method, path, body)
 
 
-def load(name: str, port: int, token: str, make: Request, requests: int, clients: int,
-         expect: int) -> Result:
+def load(
+    name: str, port: int, token: str, make: Request, requests: int, clients: int, expect: int
+) -> Result:
     """`clients` threads share `requests` requests, each on its own keep-alive connection."""
     todo: queue.Queue[int] = queue.Queue()
     for i in range(requests):
@@ -190,22 +225,43 @@ def main() -> None:
     seeding = time.perf_counter()
     pending = min(PENDING, args.checkpoints)
     token, pending_ids = seed(args.checkpoints, max(pending, args.requests))
-    print(f"Countersign API benchmark: {args.checkpoints} checkpoints seeded in "
-          f"{time.perf_counter() - seeding:.1f}s; {os.cpu_count()} cores; uvicorn with "
-          f"{args.server_workers} worker process(es); {args.clients} keep-alive clients")
+    print(
+        f"Countersign API benchmark: {args.checkpoints} checkpoints seeded in "
+        f"{time.perf_counter() - seeding:.1f}s; {os.cpu_count()} cores; uvicorn with "
+        f"{args.server_workers} worker process(es); {args.clients} keep-alive clients"
+    )
     port = free_port()
     server = start_server(port, args.server_workers)
     try:
         create = json.dumps({"job_type": "simple-task", "input": {"n": 1}}).encode()
         results = [
-            load("job create (POST /jobs/)", port, token,
-                 lambda i: ("POST", "/api/v1/jobs/", create), args.requests, args.clients, 201),
-            load("checkpoint list (pending, 50/page)", port, token,
-                 lambda i: ("GET", "/api/v1/checkpoints/?status=pending", None),
-                 args.requests, args.clients, 200),
-            load("approve (POST /checkpoints/ID/approve/)", port, token,
-                 lambda i: ("POST", f"/api/v1/checkpoints/{pending_ids[i]}/approve/", b"{}"),
-                 args.requests, args.clients, 200),
+            load(
+                "job create (POST /jobs/)",
+                port,
+                token,
+                lambda i: ("POST", "/api/v1/jobs/", create),
+                args.requests,
+                args.clients,
+                201,
+            ),
+            load(
+                "checkpoint list (pending, 50/page)",
+                port,
+                token,
+                lambda i: ("GET", "/api/v1/checkpoints/?status=pending", None),
+                args.requests,
+                args.clients,
+                200,
+            ),
+            load(
+                "approve (POST /checkpoints/ID/approve/)",
+                port,
+                token,
+                lambda i: ("POST", f"/api/v1/checkpoints/{pending_ids[i]}/approve/", b"{}"),
+                args.requests,
+                args.clients,
+                200,
+            ),
         ]
     finally:
         server.terminate()
@@ -214,16 +270,17 @@ def main() -> None:
         from core.metrics.recorder import forget_all
 
         forget_all()  # the benchmark's own metrics keys
-    print(f"  {'scenario':<34} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6}")
+    print(f"  {'scenario':<34} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for result in results:
         print(result.row())
     print("\n<!-- bench:api -->")
     print("| Scenario | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
     for r in results:
         cuts = statistics.quantiles(r.latencies_ms, n=100, method="inclusive")
-        print(f"| {r.name} | {r.requests / r.seconds:.0f} | {cuts[49]:.1f} | {cuts[98]:.1f} "
-              f"| {r.errors} |")
+        print(
+            f"| {r.name} | {r.requests / r.seconds:.0f} | {cuts[49]:.1f} | {cuts[98]:.1f} "
+            f"| {r.errors} |"
+        )
 
 
 def purge_queue() -> None:

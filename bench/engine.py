@@ -62,8 +62,9 @@ def setup_django() -> str:
     sys.path.insert(0, str(ROOT))
     from bench.database import fresh_database
 
-    database_url = fresh_database(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-                                  BENCH_DATABASE)
+    database_url = fresh_database(
+        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), BENCH_DATABASE
+    )
     os.environ["DATABASE_URL"] = database_url
     os.environ["COUNTERSIGN_QUEUE"] = QUEUE
     os.environ["COUNTERSIGN_METRICS_PREFIX"] = f"countersign-bench:{QUEUE}:metrics"
@@ -134,10 +135,15 @@ class Worker:
 
         self.name = f"bench-{QUEUE}@{socket.gethostname()}"
         self.concurrency = concurrency
-        env = dict(os.environ, DATABASE_URL=database_url, COUNTERSIGN_QUEUE=QUEUE,
-                   COUNTERSIGN_HANDLER_MODULES="bench.handlers")
-        self.process = WorkerProcess(log_path=LOG_PATH, env=env, queues=[QUEUE],
-                                     hostname=self.name, concurrency=concurrency)
+        env = dict(
+            os.environ,
+            DATABASE_URL=database_url,
+            COUNTERSIGN_QUEUE=QUEUE,
+            COUNTERSIGN_HANDLER_MODULES="bench.handlers",
+        )
+        self.process = WorkerProcess(
+            log_path=LOG_PATH, env=env, queues=[QUEUE], hostname=self.name, concurrency=concurrency
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         self.process.wait_ready(timeout)
@@ -273,8 +279,13 @@ def plain_tasks(n: int) -> Throughput:
     from jobs.runtime.queue import broker_priority
 
     truncate()
-    holder = str(Job.objects.create(organization=default_organization(),
-                                    job_type="bench-plain-holder", status=JobStatus.SUCCEEDED).pk)
+    holder = str(
+        Job.objects.create(
+            organization=default_organization(),
+            job_type="bench-plain-holder",
+            status=JobStatus.SUCCEEDED,
+        ).pk
+    )
     events = JobEvent.objects.filter(job_id=holder)
     started = time.time()
     for seq in range(1, n + 1):  # same priority as a job's run message
@@ -339,7 +350,9 @@ def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
     to_run_ms: list[float] = []
     for checkpoint in list(Checkpoint.objects.order_by("pk")):
         before = time.time()
-        services.checkpoint_approve(checkpoint=checkpoint, user=approver)  # commits; its on_commit publishes the wake-up
+        services.checkpoint_approve(
+            checkpoint=checkpoint, user=approver
+        )  # commits; its on_commit publishes the wake-up
         committed = time.time()
         wait_for_job(str(checkpoint.job_id), JobStatus.SUCCEEDED)
         step = JobStep.objects.get(job_id=checkpoint.job_id, key="resumed")

@@ -39,12 +39,16 @@ QUEUE = f"countersign-bench-stream-{uuid.uuid4().hex[:8]}"
 def setup_django() -> None:
     from bench.database import fresh_database
 
-    url = fresh_database(os.environ.get("DATABASE_URL",
-                                        "postgres://postgres@127.0.0.1:5432/test"),
-                         BENCH_DATABASE)
-    os.environ.update(DATABASE_URL=url, COUNTERSIGN_QUEUE=QUEUE,
-                      COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics", DEBUG="1",
-                      LOG_LEVEL="WARNING")
+    url = fresh_database(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"), BENCH_DATABASE
+    )
+    os.environ.update(
+        DATABASE_URL=url,
+        COUNTERSIGN_QUEUE=QUEUE,
+        COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics",
+        DEBUG="1",
+        LOG_LEVEL="WARNING",
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     from django.core.management import call_command
@@ -62,8 +66,9 @@ def follow(port: int, token: str, job_id: str) -> list[tuple[float, float]]:
     """Read the job's stream to its end. For each llm.delta event, in ms: from its first
     chunk reaching the worker, and from the event being emitted (after coalescing)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", f"/api/v1/jobs/{job_id}/stream/",
-                 headers={"Authorization": f"Bearer {token}"})
+    conn.request(
+        "GET", f"/api/v1/jobs/{job_id}/stream/", headers={"Authorization": f"Bearer {token}"}
+    )
     response = conn.getresponse()
     assert response.status == 200, response.status
     latencies = []
@@ -79,26 +84,35 @@ def follow(port: int, token: str, job_id: str) -> list[tuple[float, float]]:
     return latencies
 
 
-def chunk_latency(port: int, token: str, agent: object, llm: object, runs: int, chunks: int,
-                  delay: float) -> tuple[list[tuple[float, float]], int]:
+def chunk_latency(
+    port: int, token: str, agent: object, llm: object, runs: int, chunks: int, delay: float
+) -> tuple[list[tuple[float, float]], int]:
     from agents.services import agent_execute
     from tests.llm_server import Reply
 
     latencies: list[tuple[float, float]] = []
     for _ in range(runs):
         # The model "thinks" 0.3 s first, so the client is listening when text starts.
-        llm.script(Reply(chunks=[f"w{i} " for i in range(chunks)], chunk_delay=delay,  # type: ignore[attr-defined]
-                         delay=0.3))
+        llm.script(  # type: ignore[attr-defined]
+            Reply(
+                chunks=[f"w{i} " for i in range(chunks)],
+                chunk_delay=delay,
+                delay=0.3,
+            )
+        )
         job = agent_execute(agent=agent, user=None, task="Stream, please")  # type: ignore[arg-type]
         latencies += follow(port, token, str(job.pk))
     return latencies, runs * chunks
 
 
-async def open_stream(port: int, token: str, job_id: str) -> tuple[asyncio.StreamReader,
-                                                                   asyncio.StreamWriter]:
+async def open_stream(
+    port: int, token: str, job_id: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /api/v1/jobs/{job_id}/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Authorization: Bearer {token}\r\n\r\n".encode())
+    writer.write(
+        f"GET /api/v1/jobs/{job_id}/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
     await writer.drain()
     status = await reader.readline()
     if b" 200 " not in status:
@@ -121,8 +135,9 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
 
     from jobs.runtime.events import channel_name
 
-    opened = await asyncio.gather(*(open_stream(port, token, j) for j in job_ids),
-                                  return_exceptions=True)
+    opened = await asyncio.gather(
+        *(open_stream(port, token, j) for j in job_ids), return_exceptions=True
+    )
     streams = [s for s in opened if not isinstance(s, BaseException)]
     failures = len(opened) - len(streams)
     marker = f"bench-{uuid.uuid4().hex[:6]}".encode()
@@ -136,8 +151,9 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
             break
         await asyncio.sleep(0.1)
     started = time.perf_counter()
-    message = json.dumps({"seq": 10**6, "kind": "bench.ping", "data": {"m": marker.decode()},
-                          "created_at": ""})
+    message = json.dumps(
+        {"seq": 10**6, "kind": "bench.ping", "data": {"m": marker.decode()}, "created_at": ""}
+    )
     for job_id, _ in zip(job_ids, opened, strict=True):
         await client.publish(channel_name(job_id), message)
     finished, late = await asyncio.wait(waiting, timeout=60)
@@ -148,8 +164,14 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
         writer.close()
     await client.aclose()
     p50, p99 = percentiles([d * 1000 for d in delivered]) if len(delivered) > 1 else (0, 0)
-    return {"opened": len(streams), "failed": failures, "delivered": len(delivered),
-            "p50": p50, "p99": p99, "all": max(delivered, default=0) * 1000}
+    return {
+        "opened": len(streams),
+        "failed": failures,
+        "delivered": len(delivered),
+        "p50": p50,
+        "p99": p99,
+        "all": max(delivered, default=0) * 1000,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -193,43 +215,56 @@ def main() -> None:
     user = User.objects.create_user("bench")
     Membership.objects.create(user=user, organization=acme, role=Role.ADMIN)
     token = token_issue(user=user, name="bench")[1]
-    agent = agent_create(organization=acme, created_by=user, name="streamer",
-                         provider="openai", model="gpt-4o-mini")
+    agent = agent_create(
+        organization=acme, created_by=user, name="streamer", provider="openai", model="gpt-4o-mini"
+    )
     llm = LLMServer().start()
     env = dict(os.environ, OPENAI_BASE_URL=llm.openai_base_url, OPENAI_API_KEY="sk-bench")
     log = Path("/tmp") / f"{QUEUE}.log"
-    worker = WorkerProcess(log_path=log, env=env, queues=[QUEUE],
-                           hostname=f"bench-{QUEUE}@%h")
+    worker = WorkerProcess(log_path=log, env=env, queues=[QUEUE], hostname=f"bench-{QUEUE}@%h")
     port = free_port()
     web = start_server(port, workers=1)
     try:
         worker.wait_ready()
-        latencies, chunks = chunk_latency(port, token, agent, llm, args.runs, args.chunks,
-                                          args.chunk_delay)
+        latencies, chunks = chunk_latency(
+            port, token, agent, llm, args.runs, args.chunks, args.chunk_delay
+        )
         p50, p99 = percentiles([chunk for chunk, _ in latencies])
         e50, e99 = percentiles([event for _, event in latencies])
-        print(f"Countersign streaming benchmark: {os.cpu_count()} cores, one uvicorn "
-              f"process, one worker, coalescing every "
-              f"{os.environ.get('COUNTERSIGN_STREAM_COALESCE_SECONDS', '0.05')} s")
-        print(f"chunk -> SSE client: {chunks} chunks in {len(latencies)} events; "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (event emitted -> client: p50 "
-              f"{e50:.1f} ms, p99 {e99:.1f} ms)")
+        print(
+            f"Countersign streaming benchmark: {os.cpu_count()} cores, one uvicorn "
+            f"process, one worker, coalescing every "
+            f"{os.environ.get('COUNTERSIGN_STREAM_COALESCE_SECONDS', '0.05')} s"
+        )
+        print(
+            f"chunk -> SSE client: {chunks} chunks in {len(latencies)} events; "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (event emitted -> client: p50 "
+            f"{e50:.1f} ms, p99 {e99:.1f} ms)"
+        )
         rows = []
         idle_mb = rss_mb(web.pid)
         for count in (int(n) for n in args.streams.split(",")):
             jobs = Job.objects.bulk_create(
-                Job(job_type="simple-task", organization=acme, status=JobStatus.WAITING,
-                    wait_reason="checkpoint") for _ in range(count))
+                Job(
+                    job_type="simple-task",
+                    organization=acme,
+                    status=JobStatus.WAITING,
+                    wait_reason="checkpoint",
+                )
+                for _ in range(count)
+            )
             opened_at = time.perf_counter()
             result = asyncio.run(hold_streams(port, token, [str(j.pk) for j in jobs]))
             result["open_s"] = time.perf_counter() - opened_at
             result["rss"] = rss_mb(web.pid)
             rows.append((count, result))
-            print(f"{count} streams: {result['opened']} open ({result['failed']} failed), "
-                  f"{result['delivered']} got the event, in {result['all']:.0f} ms "
-                  f"(p50 {result['p50']:.0f}, "
-                  f"p99 {result['p99']:.0f}), web RSS {result['rss']:.0f} MB "
-                  f"(idle {idle_mb:.0f} MB)")
+            print(
+                f"{count} streams: {result['opened']} open ({result['failed']} failed), "
+                f"{result['delivered']} got the event, in {result['all']:.0f} ms "
+                f"(p50 {result['p50']:.0f}, "
+                f"p99 {result['p99']:.0f}), web RSS {result['rss']:.0f} MB "
+                f"(idle {idle_mb:.0f} MB)"
+            )
     finally:
         web.terminate()
         try:
@@ -243,15 +278,21 @@ def main() -> None:
         forget_all()  # the benchmark's own metrics keys
     print("\n<!-- bench:streaming -->")
     print("| Measure | Result |\n|---|---|")
-    print(f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "
-          f"apart, {len(latencies)} events) | p50 {p50:.1f} ms, p99 {p99:.1f} ms |")
-    print(f"| Event emitted by the worker → SSE client (without the coalescing wait) | "
-          f"p50 {e50:.1f} ms, p99 {e99:.1f} ms |")
+    print(
+        f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "
+        f"apart, {len(latencies)} events) | p50 {p50:.1f} ms, p99 {p99:.1f} ms |"
+    )
+    print(
+        f"| Event emitted by the worker → SSE client (without the coalescing wait) | "
+        f"p50 {e50:.1f} ms, p99 {e99:.1f} ms |"
+    )
     for count, r in rows:
-        print(f"| {count} concurrent streams on one process | {r['opened']} held, "
-              f"{r['failed']} refused; {r['delivered']} got the event, all in "
-              f"{r['all']:.0f} ms (p50 "
-              f"{r['p50']:.0f}, p99 {r['p99']:.0f}); RSS {r['rss']:.0f} MB |")
+        print(
+            f"| {count} concurrent streams on one process | {r['opened']} held, "
+            f"{r['failed']} refused; {r['delivered']} got the event, all in "
+            f"{r['all']:.0f} ms (p50 "
+            f"{r['p50']:.0f}, p99 {r['p99']:.0f}); RSS {r['rss']:.0f} MB |"
+        )
 
 
 if __name__ == "__main__":

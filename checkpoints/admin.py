@@ -24,8 +24,9 @@ from jobs.models import Job
 
 
 def pending_count(request: HttpRequest) -> int:
-    return visible_to(Checkpoint.objects.filter(status=CheckpointStatus.PENDING),
-                      request.user).count()
+    return visible_to(
+        Checkpoint.objects.filter(status=CheckpointStatus.PENDING), request.user
+    ).count()
 
 
 class DecisionInline(admin.TabularInline):
@@ -55,10 +56,17 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
         # Pending first, oldest first: what waits for a person leads the list.
-        return visible_to(super().get_queryset(request), request.user).annotate(
-            pending_first=Case(When(status=CheckpointStatus.PENDING, then=Value(0)),
-                               default=Value(1), output_field=IntegerField()),
-        ).order_by("pending_first", "opened_at")
+        return (
+            visible_to(super().get_queryset(request), request.user)
+            .annotate(
+                pending_first=Case(
+                    When(status=CheckpointStatus.PENDING, then=Value(0)),
+                    default=Value(1),
+                    output_field=IntegerField(),
+                ),
+            )
+            .order_by("pending_first", "opened_at")
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -67,15 +75,27 @@ class CheckpointAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self) -> list[URLPattern]:
-        decide = path("<int:checkpoint_id>/decide/", self.admin_site.admin_view(self.decide_view),
-                      name="checkpoints_checkpoint_decide")
+        decide = path(
+            "<int:checkpoint_id>/decide/",
+            self.admin_site.admin_view(self.decide_view),
+            name="checkpoints_checkpoint_decide",
+        )
         return [decide, *super().get_urls()]
 
     # --- the review page --------------------------------------------------------
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        checkpoint = get_object_or_404(self.get_queryset(request).select_related(
-            "job", "job__created_by", "job__organization"), pk=object_id)
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        checkpoint = get_object_or_404(
+            self.get_queryset(request).select_related(
+                "job", "job__created_by", "job__organization"
+            ),
+            pk=object_id,
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": f"Review: {checkpoint.title}",
@@ -89,10 +109,16 @@ class CheckpointAdmin(admin.ModelAdmin):
             "decisions": checkpoint.decisions.select_related("user"),
             "may_approve": services.may_decide(checkpoint, request.user, approving=True),
             "may_reject": services.may_decide(checkpoint, request.user, approving=False),
-            "has_view_permission": True, "has_change_permission": False,
-            "has_add_permission": False, "has_delete_permission": False,
-            "has_editable_inline_admin_formsets": False, "add": False, "change": False,
-            "save_as": False, "show_save": False, "is_popup": False,
+            "has_view_permission": True,
+            "has_change_permission": False,
+            "has_add_permission": False,
+            "has_delete_permission": False,
+            "has_editable_inline_admin_formsets": False,
+            "add": False,
+            "change": False,
+            "save_as": False,
+            "show_save": False,
+            "is_popup": False,
         }
         return TemplateResponse(request, "admin/checkpoints/checkpoint/review.html", context)
 
@@ -106,11 +132,19 @@ class CheckpointAdmin(admin.ModelAdmin):
             if verdict == "approve":
                 services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason)
             elif verdict == "approve_with_edits":
-                services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason,
-                                 payload=_json_field(request, "payload"))
+                services.checkpoint_approve(
+                    checkpoint=checkpoint,
+                    user=request.user,
+                    reason=reason,
+                    payload=_json_field(request, "payload"),
+                )
             elif verdict == "submit":
-                services.checkpoint_submit_input(checkpoint=checkpoint, user=request.user,
-                                      data=_json_field(request, "data"), reason=reason)
+                services.checkpoint_submit_input(
+                    checkpoint=checkpoint,
+                    user=request.user,
+                    data=_json_field(request, "data"),
+                    reason=reason,
+                )
             elif verdict == "reject":
                 services.checkpoint_reject(checkpoint=checkpoint, user=request.user, reason=reason)
             else:
@@ -121,38 +155,54 @@ class CheckpointAdmin(admin.ModelAdmin):
         except (services.CheckpointError, PermissionDenied) as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Checkpoint {checkpoint.pk}: {verdict.replace('_', ' ')} "
-                                      f"recorded.")
+            messages.success(
+                request, f"Checkpoint {checkpoint.pk}: {verdict.replace('_', ' ')} recorded."
+            )
         return HttpResponseRedirect(back)
 
     # --- bulk decisions, with a confirmation page ------------------------------------
     @admin.action(description="Approve selected checkpoints")
-    def approve_selected(self, request: HttpRequest,
-                         queryset: QuerySet[Checkpoint]) -> HttpResponse | None:
+    def approve_selected(
+        self, request: HttpRequest, queryset: QuerySet[Checkpoint]
+    ) -> HttpResponse | None:
         return self._bulk(request, queryset, "approve")
 
     @admin.action(description="Reject selected checkpoints")
-    def reject_selected(self, request: HttpRequest,
-                        queryset: QuerySet[Checkpoint]) -> HttpResponse | None:
+    def reject_selected(
+        self, request: HttpRequest, queryset: QuerySet[Checkpoint]
+    ) -> HttpResponse | None:
         return self._bulk(request, queryset, "reject")
 
-    def _bulk(self, request: HttpRequest, queryset: QuerySet[Checkpoint],
-              verdict: str) -> HttpResponse | None:
+    def _bulk(
+        self, request: HttpRequest, queryset: QuerySet[Checkpoint], verdict: str
+    ) -> HttpResponse | None:
         pending = list(queryset.filter(status=CheckpointStatus.PENDING).select_related("job"))
         if "confirm" not in request.POST:
-            return TemplateResponse(request, "admin/checkpoints/checkpoint/bulk_confirm.html", {
-                **self.admin_site.each_context(request), "title": f"Confirm: {verdict}",
-                "opts": self.model._meta, "checkpoints": pending, "verdict": verdict,
-                "action": request.POST.get("action"),
-                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)})
+            return TemplateResponse(
+                request,
+                "admin/checkpoints/checkpoint/bulk_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Confirm: {verdict}",
+                    "opts": self.model._meta,
+                    "checkpoints": pending,
+                    "verdict": verdict,
+                    "action": request.POST.get("action"),
+                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                },
+            )
         reason = request.POST.get("reason", "")
         done, failed = 0, []
         for checkpoint in pending:
             try:
                 if verdict == "approve":
-                    services.checkpoint_approve(checkpoint=checkpoint, user=request.user, reason=reason)
+                    services.checkpoint_approve(
+                        checkpoint=checkpoint, user=request.user, reason=reason
+                    )
                 else:
-                    services.checkpoint_reject(checkpoint=checkpoint, user=request.user, reason=reason)
+                    services.checkpoint_reject(
+                        checkpoint=checkpoint, user=request.user, reason=reason
+                    )
                 done += 1
             except (services.CheckpointError, PermissionDenied) as exc:
                 failed.append(f"{checkpoint.pk}: {exc}")
@@ -168,7 +218,8 @@ def _json_field(request: HttpRequest, name: str) -> Any:
         return json.loads(request.POST.get(name, ""))
     except json.JSONDecodeError as exc:
         raise services.CheckpointValidationError(
-            f"{name} is not valid JSON", {name: [str(exc)]}) from exc
+            f"{name} is not valid JSON", {name: [str(exc)]}
+        ) from exc
 
 
 class CheckpointInline(ReadOnlyInline):

@@ -28,8 +28,7 @@ from jobs.models import Job
 
 class CheckpointFilter(django_filters.FilterSet):
     # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
-    status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices,
-                                                 distinct=False)
+    status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices, distinct=False)
     kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)
     job_type = django_filters.CharFilter(field_name="job__job_type")
     opened_after = UTCDateTimeFilter(field_name="opened_at", lookup_expr="gte")
@@ -40,15 +39,20 @@ class CheckpointFilter(django_filters.FilterSet):
         fields = ["status", "kind", "job", "job_type", "opened_after", "opened_before"]
 
 
-class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        viewsets.GenericViewSet):
+class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = CheckpointSerializer
     permission_classes = [HasCapability]
-    capabilities = {"approve": Capability.DECIDE, "reject": Capability.DECIDE,
-                    "submit": Capability.DECIDE}
+    capabilities = {
+        "approve": Capability.DECIDE,
+        "reject": Capability.DECIDE,
+        "submit": Capability.DECIDE,
+    }
     filterset_class = CheckpointFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
-                       filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [
+        django_filters.rest_framework.DjangoFilterBackend,
+        filters.SearchFilter,
+        filters.OrderingFilter,
+    ]
     search_fields = ["title", "description", "key"]
     ordering_fields = ["opened_at", "decided_at", "status"]
 
@@ -56,8 +60,11 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         organization = organization_of(self.request.user)
         if organization is None:
             return Checkpoint.objects.none()
-        return (Checkpoint.objects.filter(organization=organization)
-                .select_related("job").prefetch_related("decisions__user"))
+        return (
+            Checkpoint.objects.filter(organization=organization)
+            .select_related("job")
+            .prefetch_related("decisions__user")
+        )
 
     def filter_queryset(self, queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
         queryset = super().filter_queryset(queryset)
@@ -69,8 +76,11 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return queryset.order_by("opened_at", "pk")
         # Default order: what waits for a person first, oldest first.
         return queryset.annotate(
-            pending_first=Case(When(status=CheckpointStatus.PENDING, then=Value(0)),
-                               default=Value(1), output_field=IntegerField()),
+            pending_first=Case(
+                When(status=CheckpointStatus.PENDING, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
         ).order_by("pending_first", "opened_at", "pk")
 
     def _decided(self, decision: Any) -> Response:
@@ -82,9 +92,12 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def approve(self, request: Request, pk: str | None = None) -> Response:
         body = ApproveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_approve(checkpoint=self.get_object(), user=request.user,
-                                    reason=body.validated_data["reason"],
-                                    payload=body.validated_data["payload"])
+        decision = services.checkpoint_approve(
+            checkpoint=self.get_object(),
+            user=request.user,
+            reason=body.validated_data["reason"],
+            payload=body.validated_data["payload"],
+        )
         return self._decided(decision)
 
     @extend_schema(request=RejectSerializer, responses={200: DecidedSerializer})
@@ -92,8 +105,9 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def reject(self, request: Request, pk: str | None = None) -> Response:
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_reject(checkpoint=self.get_object(), user=request.user,
-                                   reason=body.validated_data["reason"])
+        decision = services.checkpoint_reject(
+            checkpoint=self.get_object(), user=request.user, reason=body.validated_data["reason"]
+        )
         return self._decided(decision)
 
     @extend_schema(request=SubmitSerializer, responses={200: DecidedSerializer})
@@ -101,9 +115,12 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def submit(self, request: Request, pk: str | None = None) -> Response:
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_submit_input(checkpoint=self.get_object(), user=request.user,
-                                         data=body.validated_data["data"],
-                                         reason=body.validated_data["reason"])
+        decision = services.checkpoint_submit_input(
+            checkpoint=self.get_object(),
+            user=request.user,
+            data=body.validated_data["data"],
+            reason=body.validated_data["reason"],
+        )
         return self._decided(decision)
 
 

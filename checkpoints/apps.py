@@ -12,5 +12,6 @@ class CheckpointsConfig(AppConfig):
         from jobs.runtime import job_finished, register_waiter
 
         register_waiter("checkpoint", CheckpointWaiter)
-        job_finished.connect(receivers.close_pending_checkpoints,
-                             dispatch_uid="checkpoints.close_pending")
+        job_finished.connect(
+            receivers.close_pending_checkpoints, dispatch_uid="checkpoints.close_pending"
+        )

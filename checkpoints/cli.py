@@ -53,12 +53,19 @@ def decision_hints(job: Job, pending: list[dict[str, Any]]) -> list[str]:
 
 
 def _rows(job: Job, **filters: Any) -> list[dict[str, Any]]:
-    return [checkpoint_summary(c) for c in
-            Checkpoint.objects.filter(job=job, **filters).order_by("opened_at", "pk")]
+    return [
+        checkpoint_summary(c)
+        for c in Checkpoint.objects.filter(job=job, **filters).order_by("opened_at", "pk")
+    ]
 
 
 # `jobs show` lists a job's checkpoints; `enqueue --wait` says how to decide the pending ones.
-register_job_attachment(JobAttachment(
-    name="checkpoints", columns=("id", "key", "kind", "status", "title"),
-    rows=_rows, pending=lambda job: _rows(job, status=CheckpointStatus.PENDING),
-    hints=decision_hints))
+register_job_attachment(
+    JobAttachment(
+        name="checkpoints",
+        columns=("id", "key", "kind", "status", "title"),
+        rows=_rows,
+        pending=lambda job: _rows(job, status=CheckpointStatus.PENDING),
+        hints=decision_hints,
+    )
+)

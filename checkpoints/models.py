@@ -30,11 +30,13 @@ class Checkpoint(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="checkpoints")
     # The job's organization, copied so that a reviewer's queue ("my organization's
     # pending checkpoints, oldest first") is one index range, with no join.
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT,
-                                     related_name="checkpoints")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="checkpoints"
+    )
     key = models.CharField(max_length=200)
-    kind = models.CharField(max_length=16, choices=CheckpointKind.choices,
-                            default=CheckpointKind.APPROVAL)
+    kind = models.CharField(
+        max_length=16, choices=CheckpointKind.choices, default=CheckpointKind.APPROVAL
+    )
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True, default="")
     payload = models.JSONField(default=dict, blank=True)
@@ -44,12 +46,17 @@ class Checkpoint(models.Model):
     # Dotted path of a function(checkpoint, payload) -> {field: [errors]} that
     # checks an edited payload beyond its schema (set by handler code, never by users).
     payload_validator = models.CharField(max_length=200, blank=True, default="")
-    status = models.CharField(max_length=16, choices=CheckpointStatus.choices,
-                              default=CheckpointStatus.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16,
+        choices=CheckpointStatus.choices,
+        default=CheckpointStatus.PENDING,
+        db_index=True,
+    )
     required_approvals = models.PositiveSmallIntegerField(default=1)
     expires_at = models.DateTimeField(null=True, blank=True)
-    on_timeout = models.CharField(max_length=16, choices=OnTimeout.choices,
-                                  default=OnTimeout.REJECT)
+    on_timeout = models.CharField(
+        max_length=16, choices=OnTimeout.choices, default=OnTimeout.REJECT
+    )
     opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
@@ -60,8 +67,9 @@ class Checkpoint(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="checkpoint_status_expiry_idx"),
-            models.Index(fields=["organization", "status", "opened_at"],
-                         name="checkpoint_org_queue_idx"),
+            models.Index(
+                fields=["organization", "status", "opened_at"], name="checkpoint_org_queue_idx"
+            ),
         ]
         permissions = [("decide_checkpoint", "Can approve, reject or answer checkpoints")]
 
@@ -76,8 +84,9 @@ class Checkpoint(models.Model):
 class WebhookDelivery(models.Model):
     """One attempt to tell an organization's webhook about a checkpoint."""
 
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE,
-                                   related_name="webhook_deliveries")
+    checkpoint = models.ForeignKey(
+        Checkpoint, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
     event = models.CharField(max_length=64)
     url = models.URLField()
     attempt = models.PositiveSmallIntegerField()
@@ -103,10 +112,14 @@ class Verdict(models.TextChoices):
 class CheckpointDecision(models.Model):
     """One person's (or the clock's) decision. Immutable: the audit trail."""
 
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE,
-                                   related_name="decisions")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.PROTECT, related_name="checkpoint_decisions")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="decisions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checkpoint_decisions",
+    )
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     reason = models.TextField(blank=True, default="")
     # The edited payload (approval) or the supplied data (input); null if none.
@@ -122,7 +135,7 @@ class CheckpointDecision(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise ValueError("checkpoint decisions are immutable")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValueError("checkpoint decisions are immutable")

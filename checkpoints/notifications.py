@@ -36,8 +36,11 @@ def summary(checkpoint: Checkpoint, event: str) -> dict[str, Any]:
         "event": event,
         "organization": job.organization.slug,
         "checkpoint": {
-            "id": checkpoint.pk, "key": checkpoint.key, "kind": checkpoint.kind,
-            "title": checkpoint.title, "status": checkpoint.status,
+            "id": checkpoint.pk,
+            "key": checkpoint.key,
+            "kind": checkpoint.kind,
+            "title": checkpoint.title,
+            "status": checkpoint.status,
             "opened_at": checkpoint.opened_at.isoformat(),
             "expires_at": checkpoint.expires_at.isoformat() if checkpoint.expires_at else None,
         },
@@ -49,16 +52,22 @@ def summary(checkpoint: Checkpoint, event: str) -> dict[str, Any]:
 def email_approvers(checkpoint: Checkpoint) -> int:
     organization = checkpoint.job.organization
     recipients = sorted(
-        Membership.objects.filter(organization=organization,
-                                  role__in=[Role.APPROVER, Role.ADMIN], user__is_active=True)
-        .exclude(user__email="").values_list("user__email", flat=True))
+        Membership.objects.filter(
+            organization=organization, role__in=[Role.APPROVER, Role.ADMIN], user__is_active=True
+        )
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
     if not recipients:
         return 0
-    body = (f"A checkpoint waits for a decision.\n\n{checkpoint.title}\n"
-            f"Job: {checkpoint.job.job_type} {checkpoint.job_id}\n\n"
-            f"Review it: {review_url(checkpoint)}\n")
-    return send_mail(f"[Countersign] {checkpoint.title}", body, settings.DEFAULT_FROM_EMAIL,
-                     recipients)
+    body = (
+        f"A checkpoint waits for a decision.\n\n{checkpoint.title}\n"
+        f"Job: {checkpoint.job.job_type} {checkpoint.job_id}\n\n"
+        f"Review it: {review_url(checkpoint)}\n"
+    )
+    return send_mail(
+        f"[Countersign] {checkpoint.title}", body, settings.DEFAULT_FROM_EMAIL, recipients
+    )
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -70,15 +79,23 @@ def deliver_webhook(checkpoint: Checkpoint, event: str, attempt: int) -> Webhook
     organization = checkpoint.job.organization
     body = json.dumps(summary(checkpoint, event), separators=(",", ":")).encode()
     request = urllib.request.Request(
-        organization.webhook_url, data=body, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "Countersign-Webhook/1",
-                 "X-Countersign-Event": event,
-                 "X-Countersign-Signature": sign(organization.webhook_secret, body)})
-    delivery = WebhookDelivery(checkpoint=checkpoint, event=event, attempt=attempt,
-                               url=organization.webhook_url)
+        organization.webhook_url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "Countersign-Webhook/1",
+            "X-Countersign-Event": event,
+            "X-Countersign-Signature": sign(organization.webhook_secret, body),
+        },
+    )
+    delivery = WebhookDelivery(
+        checkpoint=checkpoint, event=event, attempt=attempt, url=organization.webhook_url
+    )
     try:
         with urllib.request.urlopen(  # noqa: S310 - an operator-configured https/http URL
-                request, timeout=settings.COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS) as response:
+            request, timeout=settings.COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS
+        ) as response:
             delivery.status_code = response.status
     except urllib.error.HTTPError as exc:
         delivery.status_code = exc.code
@@ -86,8 +103,11 @@ def deliver_webhook(checkpoint: Checkpoint, event: str, attempt: int) -> Webhook
         delivery.error = str(exc)[:500]
     delivery.delivered = delivery.status_code is not None and 200 <= delivery.status_code < 300
     delivery.save()
-    retryable = delivery.error or delivery.status_code in (408, 429) or (
-        delivery.status_code is not None and delivery.status_code >= 500)
+    retryable = (
+        delivery.error
+        or delivery.status_code in (408, 429)
+        or (delivery.status_code is not None and delivery.status_code >= 500)
+    )
     if not delivery.delivered and retryable:
         raise WebhookFailed(delivery.error or f"HTTP {delivery.status_code}")
     return delivery

@@ -15,5 +15,9 @@ def close_pending_checkpoints(sender: Any, job_id: str, status: str, **kwargs: A
     kinds = list(pending.values("kind").annotate(n=Count("pk")))
     if pending.update(status=CheckpointStatus.CANCELLED, decided_at=timezone.now()):
         for row in kinds:
-            metrics.inc("agent_checkpoints_total", row["n"], kind=row["kind"],
-                        status=CheckpointStatus.CANCELLED)
+            metrics.inc(
+                "agent_checkpoints_total",
+                row["n"],
+                kind=row["kind"],
+                status=CheckpointStatus.CANCELLED,
+            )

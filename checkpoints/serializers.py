@@ -17,9 +17,25 @@ class CheckpointSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Checkpoint
-        fields = ["id", "job", "job_type", "key", "kind", "title", "description", "payload",
-                  "payload_schema", "input_schema", "status", "required_approvals",
-                  "expires_at", "on_timeout", "opened_at", "decided_at", "decisions"]
+        fields = [
+            "id",
+            "job",
+            "job_type",
+            "key",
+            "kind",
+            "title",
+            "description",
+            "payload",
+            "payload_schema",
+            "input_schema",
+            "status",
+            "required_approvals",
+            "expires_at",
+            "on_timeout",
+            "opened_at",
+            "decided_at",
+            "decisions",
+        ]
         read_only_fields = fields
 
 

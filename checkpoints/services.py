@@ -67,10 +67,12 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 def current_approvers(checkpoint: Checkpoint) -> set[int]:
     """Who has approved the payload as it stands: an edit restarts the count,
     so every approval counted is for the same content (the editor's included)."""
-    approvals = list(checkpoint.decisions.filter(verdict=Verdict.APPROVED)
-                     .order_by("created_at", "pk").values_list("user_id", "payload"))
-    last_edit = max((i for i, (_, edited) in enumerate(approvals) if edited is not None),
-                    default=0)
+    approvals = list(
+        checkpoint.decisions.filter(verdict=Verdict.APPROVED)
+        .order_by("created_at", "pk")
+        .values_list("user_id", "payload")
+    )
+    last_edit = max((i for i, (_, edited) in enumerate(approvals) if edited is not None), default=0)
     return {user_id for user_id, _ in approvals[last_edit:] if user_id is not None}
 
 
@@ -78,15 +80,19 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
     checkpoints), so a decision racing a cancel waits instead of deadlocking."""
     Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
-    return (Checkpoint.objects.select_for_update(of=("self",))
-            .select_related("job", "job__organization")
-            .get(pk=checkpoint.pk))
+    return (
+        Checkpoint.objects.select_for_update(of=("self",))
+        .select_related("job", "job__organization")
+        .get(pk=checkpoint.pk)
+    )
 
 
 def _ensure_pending(checkpoint: Checkpoint) -> None:
     if checkpoint.status != CheckpointStatus.PENDING:
-        raise CheckpointConflict(f"checkpoint is already {checkpoint.status}",
-                                 decision=checkpoint.decisions.order_by("-created_at").first())
+        raise CheckpointConflict(
+            f"checkpoint is already {checkpoint.status}",
+            decision=checkpoint.decisions.order_by("-created_at").first(),
+        )
     if checkpoint.expires_at is not None and checkpoint.expires_at <= timezone.now():
         # Past its expiry but not yet swept: its on_timeout decides, not a late reviewer.
         raise CheckpointConflict("checkpoint has expired")
@@ -101,16 +107,18 @@ def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving:
     member = membership_of(user)
     if member is not None and member.organization_id != organization.pk:
         raise PermissionDenied("this checkpoint belongs to another organization")
-    if not can(user, Capability.DECIDE, organization.pk) \
-            and not user.has_perm(DECIDE_PERMISSION):
-        raise PermissionDenied(f"{user.get_username()} may not decide checkpoints "
-                               f"(needs the approver role or the {DECIDE_PERMISSION} "
-                               f"permission)")
-    self_approval = (settings.COUNTERSIGN_ALLOW_SELF_APPROVAL
-                     or organization.allow_self_approval)
+    if not can(user, Capability.DECIDE, organization.pk) and not user.has_perm(DECIDE_PERMISSION):
+        raise PermissionDenied(
+            f"{user.get_username()} may not decide checkpoints "
+            f"(needs the approver role or the {DECIDE_PERMISSION} "
+            f"permission)"
+        )
+    self_approval = settings.COUNTERSIGN_ALLOW_SELF_APPROVAL or organization.allow_self_approval
     if approving and checkpoint.job.created_by_id == user.pk and not self_approval:
-        raise PermissionDenied("the person who started a job may not approve its checkpoints "
-                               "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)")
+        raise PermissionDenied(
+            "the person who started a job may not approve its checkpoints "
+            "(four-eyes rule; see COUNTERSIGN_ALLOW_SELF_APPROVAL)"
+        )
     return user
 
 
@@ -128,30 +136,51 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
     checkpoint.decided_at = timezone.now()
     checkpoint.save(update_fields=["status", "decided_at"])
     metrics.inc("agent_checkpoints_total", kind=checkpoint.kind, status=status)
-    metrics.observe("agent_checkpoint_decision_seconds",
-                    (checkpoint.decided_at - checkpoint.opened_at).total_seconds(),
-                    kind=checkpoint.kind)
+    metrics.observe(
+        "agent_checkpoint_decision_seconds",
+        (checkpoint.decided_at - checkpoint.opened_at).total_seconds(),
+        kind=checkpoint.kind,
+    )
     user = decision.user.get_username() if decision.user else None
-    append_event(str(checkpoint.job_id), "checkpoint.decided",
-                 {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
+    append_event(
+        str(checkpoint.job_id),
+        "checkpoint.decided",
+        {"checkpoint_id": checkpoint.pk, "status": status, "by": user},
+    )
     wake_job(job_id=str(checkpoint.job_id), reason=f"checkpoint {checkpoint.key} {status}")
     _breadcrumb(checkpoint, decision)
-    logger.info("checkpoint %s %s", checkpoint.pk, status,
-                extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
+    logger.info(
+        "checkpoint %s %s",
+        checkpoint.pk,
+        status,
+        extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)},
+    )
 
 
 def _breadcrumb(checkpoint: Checkpoint, decision: CheckpointDecision) -> None:
     """A decision (approve, reject, input, expiry) for Sentry, without payload or reason."""
     sentry.breadcrumb(
-        category="checkpoint", message=f"checkpoint {checkpoint.pk} {decision.verdict}",
-        data={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id),
-              "kind": checkpoint.kind, "decision": decision.verdict,
-              "status": checkpoint.status, "user_id": decision.user_id})
+        category="checkpoint",
+        message=f"checkpoint {checkpoint.pk} {decision.verdict}",
+        data={
+            "checkpoint_id": checkpoint.pk,
+            "job_id": str(checkpoint.job_id),
+            "kind": checkpoint.kind,
+            "decision": decision.verdict,
+            "status": checkpoint.status,
+            "user_id": decision.user_id,
+        },
+    )
 
 
 @transaction.atomic
-def checkpoint_approve(*, checkpoint: Checkpoint, user: Actor | None, reason: str | None = None,
-                       payload: dict[str, Any] | None = None) -> CheckpointDecision:
+def checkpoint_approve(
+    *,
+    checkpoint: Checkpoint,
+    user: Actor | None,
+    reason: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> CheckpointDecision:
     """Approve, optionally with an edited payload. With `required_approvals` > 1
     the checkpoint settles when that many different people have approved."""
     checkpoint = _lock(checkpoint)
@@ -159,13 +188,16 @@ def checkpoint_approve(*, checkpoint: Checkpoint, user: Actor | None, reason: st
     _ensure_pending(checkpoint)  # conflict would show the decision to someone not allowed
     if checkpoint.kind != CheckpointKind.APPROVAL:
         raise CheckpointValidationError(
-            f"an {checkpoint.kind} checkpoint is answered, not approved: submit its input")
+            f"an {checkpoint.kind} checkpoint is answered, not approved: submit its input"
+        )
     if payload is not None:
         if not isinstance(payload, dict):
-            raise CheckpointValidationError("the edited payload must be a JSON object",
-                                            {"payload": ["Expected a JSON object."]})
-        errors = schema_errors(checkpoint.payload_schema, payload) \
-            if checkpoint.payload_schema else {}
+            raise CheckpointValidationError(
+                "the edited payload must be a JSON object", {"payload": ["Expected a JSON object."]}
+            )
+        errors = (
+            schema_errors(checkpoint.payload_schema, payload) if checkpoint.payload_schema else {}
+        )
         if not errors and checkpoint.payload_validator:
             errors = import_string(checkpoint.payload_validator)(checkpoint, payload)
         if errors:
@@ -173,41 +205,59 @@ def checkpoint_approve(*, checkpoint: Checkpoint, user: Actor | None, reason: st
     if decider.pk in current_approvers(checkpoint):
         raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=decider, verdict=Verdict.APPROVED, reason=reason or "",
-        payload=payload)
+        checkpoint=checkpoint,
+        user=decider,
+        verdict=Verdict.APPROVED,
+        reason=reason or "",
+        payload=payload,
+    )
     approvals = len(current_approvers(checkpoint))
     if approvals >= checkpoint.required_approvals:
         _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     else:
-        append_event(str(checkpoint.job_id), "checkpoint.approval_recorded",
-                     {"checkpoint_id": checkpoint.pk, "by": decider.get_username(),
-                      "approvals": approvals, "required": checkpoint.required_approvals})
+        append_event(
+            str(checkpoint.job_id),
+            "checkpoint.approval_recorded",
+            {
+                "checkpoint_id": checkpoint.pk,
+                "by": decider.get_username(),
+                "approvals": approvals,
+                "required": checkpoint.required_approvals,
+            },
+        )
         _breadcrumb(checkpoint, decision)  # short of the quorum: still pending
-        logger.info("checkpoint approval recorded (%s of %s)", approvals,
-                    checkpoint.required_approvals,
-                    extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)})
+        logger.info(
+            "checkpoint approval recorded (%s of %s)",
+            approvals,
+            checkpoint.required_approvals,
+            extra={"checkpoint_id": checkpoint.pk, "job_id": str(checkpoint.job_id)},
+        )
     return decision
 
 
 @transaction.atomic
-def checkpoint_reject(*, checkpoint: Checkpoint, user: Actor | None,
-                      reason: str) -> CheckpointDecision:
+def checkpoint_reject(
+    *, checkpoint: Checkpoint, user: Actor | None, reason: str
+) -> CheckpointDecision:
     """Reject; a reason is required so the audit trail says why."""
     checkpoint = _lock(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
     _ensure_pending(checkpoint)
     if not reason or not reason.strip():
-        raise CheckpointValidationError("a rejection needs a reason",
-                                        {"reason": ["This field is required."]})
+        raise CheckpointValidationError(
+            "a rejection needs a reason", {"reason": ["This field is required."]}
+        )
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip())
+        checkpoint=checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip()
+    )
     _settle(checkpoint, CheckpointStatus.REJECTED, decision)
     return decision
 
 
 @transaction.atomic
-def checkpoint_submit_input(*, checkpoint: Checkpoint, user: Actor | None, data: Any,
-                            reason: str | None = None) -> CheckpointDecision:
+def checkpoint_submit_input(
+    *, checkpoint: Checkpoint, user: Actor | None, data: Any, reason: str | None = None
+) -> CheckpointDecision:
     """Answer an input checkpoint with data matching its JSON schema."""
     checkpoint = _lock(checkpoint)
     decider = _ensure_may_decide(checkpoint, user, approving=False)
@@ -216,11 +266,14 @@ def checkpoint_submit_input(*, checkpoint: Checkpoint, user: Actor | None, data:
         raise CheckpointValidationError(f"an {checkpoint.kind} checkpoint takes no input")
     errors = schema_errors(checkpoint.input_schema or {}, data)
     if errors:
-        raise CheckpointValidationError("the input does not match the checkpoint's schema",
-                                        errors)
+        raise CheckpointValidationError("the input does not match the checkpoint's schema", errors)
     decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=decider, verdict=Verdict.INPUT, reason=reason or "",
-        payload=data)
+        checkpoint=checkpoint,
+        user=decider,
+        verdict=Verdict.INPUT,
+        reason=reason or "",
+        payload=data,
+    )
     _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     return decision
 
@@ -231,21 +284,29 @@ def checkpoints_expire_due(*, limit: int = 500) -> int:
     One short transaction per checkpoint, locking job then checkpoint like the
     other decisions; a row someone is deciding right now is left for the next sweep.
     """
-    due = list(Checkpoint.objects.filter(status=CheckpointStatus.PENDING,
-                                         expires_at__lte=timezone.now())
-               .order_by("expires_at").values_list("pk", "job_id")[:limit])
+    due = list(
+        Checkpoint.objects.filter(status=CheckpointStatus.PENDING, expires_at__lte=timezone.now())
+        .order_by("expires_at")
+        .values_list("pk", "job_id")[:limit]
+    )
     expired = 0
     for pk, job_id in due:
         with transaction.atomic():
             if not Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).exists():
                 continue
-            checkpoint = (Checkpoint.objects.select_for_update(skip_locked=True)
-                          .filter(pk=pk, status=CheckpointStatus.PENDING).first())
+            checkpoint = (
+                Checkpoint.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, status=CheckpointStatus.PENDING)
+                .first()
+            )
             if checkpoint is None:
                 continue
             decision = CheckpointDecision.objects.create(
-                checkpoint=checkpoint, user=None, verdict=Verdict.EXPIRED,
-                reason=f"expired; on_timeout={checkpoint.on_timeout}")
+                checkpoint=checkpoint,
+                user=None,
+                verdict=Verdict.EXPIRED,
+                reason=f"expired; on_timeout={checkpoint.on_timeout}",
+            )
             _settle(checkpoint, CheckpointStatus.EXPIRED, decision)
             expired += 1
     return expired

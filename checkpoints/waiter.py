@@ -26,8 +26,9 @@ class CheckpointRejected(JobRejected):
     A handler may catch it; uncaught, the job ends `rejected`.
     """
 
-    def __init__(self, reason: str, *, decided_by: list[str], checkpoint_id: int,
-                 timed_out: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, decided_by: list[str], checkpoint_id: int, timed_out: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.decided_by = decided_by
@@ -90,18 +91,29 @@ class CheckpointWaiter:
                 except SchemaError as exc:
                     raise InvalidCheckpoint(f"invalid JSON schema: {exc.message}") from exc
 
-    def poll(self, *, job: Job, key: str, step: JobStep | None,
-             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+    def poll(
+        self,
+        *,
+        job: Job,
+        key: str,
+        step: JobStep | None,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> Pending | Resolved:
         now = timezone.now()
         info = self.kind == CheckpointKind.INFO
         checkpoint, created = Checkpoint.objects.get_or_create(
-            job=job, key=key,
+            job=job,
+            key=key,
             defaults=dict(
-                organization_id=job.organization_id, kind=self.kind,
-                title=self.title[:300], description=self.description,
-                payload=self.payload or {}, payload_schema=self.payload_schema,
+                organization_id=job.organization_id,
+                kind=self.kind,
+                title=self.title[:300],
+                description=self.description,
+                payload=self.payload or {},
+                payload_schema=self.payload_schema,
                 payload_validator=self.payload_validator,
-                input_schema=self.input_schema, required_approvals=self.required_approvals,
+                input_schema=self.input_schema,
+                required_approvals=self.required_approvals,
                 on_timeout=self.on_timeout,
                 expires_at=now + timedelta(seconds=self.expires_in) if self.expires_in else None,
                 status=CheckpointStatus.APPROVED if info else CheckpointStatus.PENDING,
@@ -110,16 +122,25 @@ class CheckpointWaiter:
         )
         if created:
             metrics.inc("agent_checkpoints_total", kind=self.kind, status=checkpoint.status)
-            emit("checkpoint.opened", {"checkpoint_id": checkpoint.pk, "key": key,
-                                       "kind": self.kind, "title": checkpoint.title})
-            logger.info("checkpoint opened (%s)", self.kind,
-                        extra={"checkpoint_id": checkpoint.pk})
+            emit(
+                "checkpoint.opened",
+                {
+                    "checkpoint_id": checkpoint.pk,
+                    "key": key,
+                    "kind": self.kind,
+                    "title": checkpoint.title,
+                },
+            )
+            logger.info("checkpoint opened (%s)", self.kind, extra={"checkpoint_id": checkpoint.pk})
             if checkpoint.status == CheckpointStatus.PENDING:
                 _notify_on_commit(checkpoint.pk)
         elif checkpoint.status == CheckpointStatus.CANCELLED:
             # The job was cancelled while waiting and then retried: ask again.
             checkpoint.status, checkpoint.opened_at, checkpoint.decided_at = (
-                CheckpointStatus.PENDING, now, None)
+                CheckpointStatus.PENDING,
+                now,
+                None,
+            )
             if self.expires_in:
                 checkpoint.expires_at = now + timedelta(seconds=self.expires_in)
             checkpoint.save(update_fields=["status", "opened_at", "decided_at", "expires_at"])
@@ -135,15 +156,22 @@ class CheckpointWaiter:
         if outcome in (CheckpointStatus.REJECTED, OnTimeout.REJECT):
             raise CheckpointRejected(
                 data.get("reason") or ("checkpoint expired" if timed_out else "rejected"),
-                decided_by=data.get("decided_by", []), checkpoint_id=data["checkpoint_id"],
-                timed_out=timed_out)
+                decided_by=data.get("decided_by", []),
+                checkpoint_id=data["checkpoint_id"],
+                timed_out=timed_out,
+            )
         if outcome == OnTimeout.FAIL:
             raise CheckpointExpired(f"checkpoint {data['key']!r} expired without a decision")
         return Decision(
-            checkpoint_id=data["checkpoint_id"], status=status, payload=data["payload"],
-            data=data.get("data"), reason=data.get("reason", ""),
-            decided_by=data.get("decided_by", []), timed_out=timed_out,
-            edited=data.get("edited", False))
+            checkpoint_id=data["checkpoint_id"],
+            status=status,
+            payload=data["payload"],
+            data=data.get("data"),
+            reason=data.get("reason", ""),
+            decided_by=data.get("decided_by", []),
+            timed_out=timed_out,
+            edited=data.get("edited", False),
+        )
 
 
 def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -151,9 +179,18 @@ def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
     decisions = list(checkpoint.decisions.select_related("user"))
     # An edit counts only if the checkpoint was approved: on expiry, a lone
     # approver's edit (short of required_approvals) must not reach the handler.
-    edited = next((d.payload for d in reversed(decisions)
-                   if d.verdict == "approved" and d.payload is not None), None) \
-        if checkpoint.status == CheckpointStatus.APPROVED else None
+    edited = (
+        next(
+            (
+                d.payload
+                for d in reversed(decisions)
+                if d.verdict == "approved" and d.payload is not None
+            ),
+            None,
+        )
+        if checkpoint.status == CheckpointStatus.APPROVED
+        else None
+    )
     supplied = next((d.payload for d in reversed(decisions) if d.verdict == "input"), None)
     last = decisions[-1] if decisions else None
     return {
@@ -171,11 +208,11 @@ def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
 
 def _notify_on_commit(checkpoint_id: int) -> None:
     """Tell reviewers once the checkpoint (and its job's wait) are committed."""
+
     def send() -> None:
         try:
             notify_opened.delay(checkpoint_id)
         except Exception:  # the broker is down: the checkpoint still waits, visibly
-            logger.exception("could not queue the notification for checkpoint %s",
-                             checkpoint_id)
+            logger.exception("could not queue the notification for checkpoint %s", checkpoint_id)
 
     transaction.on_commit(send)

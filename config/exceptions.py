@@ -30,8 +30,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     detail = response.data
     if isinstance(exc, exceptions.ValidationError):
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-        response.data = {"error": {"code": "invalid", "message": "Invalid input.",
-                                   "fields": fields}}
+        response.data = {
+            "error": {"code": "invalid", "message": "Invalid input.", "fields": fields}
+        }
     else:
         message = detail.get("detail", detail) if isinstance(detail, dict) else detail
         code = getattr(exc, "default_code", "error")

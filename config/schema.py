@@ -12,8 +12,12 @@ ERROR_SCHEMA = {
             "properties": {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {
-                    "oneOf": [{"type": "array", "items": {}}, {"type": "object"}]}},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "oneOf": [{"type": "array", "items": {}}, {"type": "object"}]
+                    },
+                },
                 "decision": {"type": "object", "description": "409: the existing decision"},
             },
         }
@@ -28,15 +32,17 @@ ERRORS = {
 }
 
 
-def add_error_responses(result: dict[str, Any], generator: Any, request: Any,
-                        public: bool) -> dict[str, Any]:
+def add_error_responses(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             for status, description in ERRORS.items():
-                responses.setdefault(status, {
-                    "description": description,
-                    "content": {"application/json": {"schema": ref}}})
+                responses.setdefault(
+                    status,
+                    {"description": description, "content": {"application/json": {"schema": ref}}},
+                )
     return result

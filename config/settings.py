@@ -92,7 +92,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 # django-prometheus' wrappers of the same backends count queries and errors.
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
-    "django.db.backends.", "django_prometheus.db.backends.")
+    "django.db.backends.", "django_prometheus.db.backends."
+)
 CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -180,7 +181,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _BROKER_DIR = DATA_DIR / "broker"
     _BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
-        data_folder_in=str(_BROKER_DIR), data_folder_out=str(_BROKER_DIR), store_processed=False,
+        data_folder_in=str(_BROKER_DIR),
+        data_folder_out=str(_BROKER_DIR),
+        store_processed=False,
         control_folder=str(_BROKER_DIR / "control"),  # its default is ./control
     )
 if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
@@ -259,8 +262,9 @@ COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = env_list("COUNTERSIGN_HTTP_TOOL_ALLOWED_HO
 COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS = env_float("COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS", 10.0)
 # A job parked at its concurrency key's limit is woken when a slot frees; this is
 # the fallback if that wake-up is lost.
-COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float("COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS",
-                                                    300.0)
+COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float(
+    "COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS", 300.0
+)
 # How deep jobs may start jobs (run_job): a job at this depth cannot start a child.
 COUNTERSIGN_MAX_JOB_DEPTH = env_int("COUNTERSIGN_MAX_JOB_DEPTH", 5)
 # Streamed LLM text is written as one event per this many seconds, not one per chunk.
@@ -270,7 +274,8 @@ COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS = env_int("COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS", 6
 COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS = env_float("COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS", 5.0)
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
@@ -294,8 +299,13 @@ LOGGING = {
         "json": {"()": "core.logs.JsonFormatter"},
         "text": {"()": "core.logs.TextFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
-                             "filters": ["context"]}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -46,20 +46,25 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception:
         checks["broker"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", **checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
+    )
 
 
 urlpatterns = [
     # Jobs were the agents app's until the runtime got a package of its own: links and
     # bookmarks to their admin pages keep working.
-    re_path(r"^admin/agents/job/(?P<rest>.*)$",
-            RedirectView.as_view(url="/admin/jobs/job/%(rest)s", permanent=True,
-                                 query_string=True)),
+    re_path(
+        r"^admin/agents/job/(?P<rest>.*)$",
+        RedirectView.as_view(url="/admin/jobs/job/%(rest)s", permanent=True, query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/jobs/<uuid:job_id>/stream/", job_stream, name="job-stream"),
-    path("api/v1/jobs/<uuid:job_id>/checkpoints/",
-         JobCheckpointViewSet.as_view({"get": "list"}), name="job-checkpoints"),
+    path(
+        "api/v1/jobs/<uuid:job_id>/checkpoints/",
+        JobCheckpointViewSet.as_view({"get": "list"}),
+        name="job-checkpoints",
+    ),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -27,7 +27,10 @@ _vars: dict[str, ContextVar[Value]] = {name: ContextVar(name, default=None) for 
 
 # What every LogRecord has; anything else on a record came from `extra=` (or the filter).
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -43,7 +46,8 @@ def bind(**fields: Value) -> Iterator[None]:
     if unknown:
         raise TypeError(f"unknown log context field(s): {', '.join(sorted(unknown))}")
     tokens: list[tuple[ContextVar[Value], Token[Value]]] = [
-        (_vars[name], _vars[name].set(value)) for name, value in fields.items()]
+        (_vars[name], _vars[name].set(value)) for name, value in fields.items()
+    ]
     try:
         yield
     finally:
@@ -126,8 +130,12 @@ class JsonFormatter(logging.Formatter):
             if value not in (None, ""):
                 entry[name] = value
         for name, value in record.__dict__.items():
-            if (name not in _STANDARD and name not in entry and not name.startswith("_")
-                    and _jsonable(value)):
+            if (
+                name not in _STANDARD
+                and name not in entry
+                and not name.startswith("_")
+                and _jsonable(value)
+            ):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -34,12 +34,14 @@ def redis_client(url: str, *, timeout: float) -> Any:
             import redis
 
             client = _clients[(url, timeout)] = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout)
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
         return client
 
 
-def best_effort(url: str, action: Callable[[Any], T], *, what: str,
-                timeout: float = 1.0) -> T | None:
+def best_effort(
+    url: str, action: Callable[[Any], T], *, what: str, timeout: float = 1.0
+) -> T | None:
     """`action(client)`, or None when `url` is empty, is known to be down, or fails now
     (which starts a back-off of RETRY_SECONDS for every caller of this URL)."""
     if not url or time.monotonic() < _down_until.get(url, 0.0):
@@ -48,8 +50,9 @@ def best_effort(url: str, action: Callable[[Any], T], *, what: str,
         return action(redis_client(url, timeout=timeout))
     except Exception:  # an unreachable or failing Redis: the work goes on without it
         _down_until[url] = time.monotonic() + RETRY_SECONDS
-        logger.warning("%s paused for %.0fs: Redis is not reachable", what, RETRY_SECONDS,
-                       exc_info=True)
+        logger.warning(
+            "%s paused for %.0fs: Redis is not reachable", what, RETRY_SECONDS, exc_info=True
+        )
         return None
 
 

@@ -28,19 +28,44 @@ if TYPE_CHECKING:
 FILTERED = "[Filtered]"
 
 # Keys whose values are never sent, whatever they hold (compared lower-case, "-" as "_").
-_SECRET_KEYS = frozenset({
-    "api_key", "apikey", "key", "token", "secret", "password", "passwd", "authorization",
-    "proxy_authorization", "cookie", "cookies", "set_cookie", "dsn", "webhook_secret",
-    "sessionid", "csrftoken", "csrfmiddlewaretoken",
-})
+_SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "cookies",
+        "set_cookie",
+        "dsn",
+        "webhook_secret",
+        "sessionid",
+        "csrftoken",
+        "csrfmiddlewaretoken",
+    }
+)
 _SECRET_SUFFIXES = ("_key", "_token", "_secret", "_password", "_apikey", "_dsn")
-_SECRET_WORDS = ("password", "passwd", "secret", "authorization", "cookie", "api_key", "apikey",
-                 "credential")
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "credential",
+)
 # What users and models put in: job input, results, checkpoint payloads (file contents),
 # tool-call arguments, messages.
 # An agent's task, context and instructions too.
-_PAYLOAD_KEYS = frozenset({"payload", "input", "result", "arguments", "content", "task",
-                           "context", "instructions"})
+_PAYLOAD_KEYS = frozenset(
+    {"payload", "input", "result", "arguments", "content", "task", "context", "instructions"}
+)
 # On objects (frame variables) also a checkpoint's submitted input and a reviewer's words.
 _PAYLOAD_FIELDS = _PAYLOAD_KEYS | {"data", "reason", "message"}
 
@@ -56,13 +81,25 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # name=value where the name looks secret (query strings, reprs), and a quoted value
     # after a secret or payload name (`api_key='…'`, `"content": "…"`).
     (re.compile(rf"(?i)({_SECRET_NAME}=)([^&\s'\",)]+)"), rf"\1{FILTERED}"),
-    (re.compile(rf"(?i)((?:{_SECRET_NAME}|{_PAYLOAD_NAME})['\"]?\s*[:=]\s*)"
-                r"(['\"])(?:\\.|(?!\2)[^\\])*\2"), rf"\1\2{FILTERED}\2"),
+    (
+        re.compile(
+            rf"(?i)((?:{_SECRET_NAME}|{_PAYLOAD_NAME})['\"]?\s*[:=]\s*)"
+            r"(['\"])(?:\\.|(?!\2)[^\\])*\2"
+        ),
+        rf"\1\2{FILTERED}\2",
+    ),
 ]
 # Environment variables whose values are replaced wherever they appear, plus any
 # variable named like a secret. Short values would match ordinary words: skipped.
-_SECRET_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "OPENROUTER_API_KEY",
-               "OLLAMA_API_KEY", "VLLM_API_KEY", "SECRET_KEY")
+_SECRET_ENV = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GROQ_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_API_KEY",
+    "VLLM_API_KEY",
+    "SECRET_KEY",
+)
 _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 _MIN_SECRET_LENGTH = 8
 # Parts of an event that are SDK bookkeeping, not data: left as they are.
@@ -85,8 +122,10 @@ def init_sentry(*, debug: bool = False) -> bool:
         # No send_default_pii: this SDK deprecates it (for data_collection), and unset
         # means off: no user ids, IP addresses or cookies, and the SDK's own scrubber on.
         integrations=[DjangoIntegration(), CeleryIntegration()],
-        traces_sampler=traces_sampler(job_rate=_rate("SENTRY_JOB_TRACES_SAMPLE_RATE", 1.0),
-                                      rate=_rate("SENTRY_TRACES_SAMPLE_RATE", 0.0)),
+        traces_sampler=traces_sampler(
+            job_rate=_rate("SENTRY_JOB_TRACES_SAMPLE_RATE", 1.0),
+            rate=_rate("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        ),
         before_send=before_send,
         before_send_transaction=before_send,
         before_breadcrumb=before_breadcrumb,
@@ -133,8 +172,12 @@ def sample_as_jobs(*, task: str, op: str) -> None:
     _JOB_OPS.add(op)
 
 
-def report_failure(exc: BaseException, *, tags: Mapping[str, str],
-                   context: tuple[str, dict[str, Any]] | None = None) -> None:
+def report_failure(
+    exc: BaseException,
+    *,
+    tags: Mapping[str, str],
+    context: tuple[str, dict[str, Any]] | None = None,
+) -> None:
     """Report an exception with tags (and a named context), marking the running
     transaction failed. Call it before logging the failure: the logging integration's
     event for the same exception is then dropped as a duplicate (DedupeIntegration)."""
@@ -204,8 +247,10 @@ def before_breadcrumb(crumb: "Breadcrumb", hint: "BreadcrumbHint") -> "Breadcrum
 def scrub_event(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event (error or transaction, after the SDK serialized it) without secrets."""
     secrets = secret_values()
-    scrubbed = {key: value if key in _UNSCRUBBED_EVENT_KEYS else scrub(value, secrets)
-                for key, value in event.items()}
+    scrubbed = {
+        key: value if key in _UNSCRUBBED_EVENT_KEYS else scrub(value, secrets)
+        for key, value in event.items()
+    }
     request = scrubbed.get("request")
     if isinstance(request, dict) and request.get("data"):
         # Request bodies are what people typed: tasks, chat messages, edited payloads,
@@ -221,8 +266,10 @@ def scrub(value: Any, secrets: Sequence[str] | None = None) -> Any:
     if isinstance(value, str):
         return scrub_text(value, secrets)
     if isinstance(value, Mapping):
-        return {key: FILTERED if _is_sensitive_key(key) else scrub(item, secrets)
-                for key, item in value.items()}
+        return {
+            key: FILTERED if _is_sensitive_key(key) else scrub(item, secrets)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
         return [scrub(item, secrets) for item in value]
     return value
@@ -239,16 +286,23 @@ def scrub_text(text: str, secrets: Sequence[str]) -> str:
 
 def secret_values() -> list[str]:
     """Secret values from the environment, longest first (one may contain another)."""
-    values = {value for name, value in os.environ.items()
-              if (name in _SECRET_ENV or name.upper().endswith(_SECRET_ENV_SUFFIXES))
-              and len(value) >= _MIN_SECRET_LENGTH}
+    values = {
+        value
+        for name, value in os.environ.items()
+        if (name in _SECRET_ENV or name.upper().endswith(_SECRET_ENV_SUFFIXES))
+        and len(value) >= _MIN_SECRET_LENGTH
+    }
     return sorted(values, key=len, reverse=True)
 
 
 def _is_sensitive_key(key: Any) -> bool:
     name = str(key).lower().replace("-", "_")
-    return (name in _SECRET_KEYS or name in _PAYLOAD_KEYS or name.endswith(_SECRET_SUFFIXES)
-            or any(word in name for word in _SECRET_WORDS))
+    return (
+        name in _SECRET_KEYS
+        or name in _PAYLOAD_KEYS
+        or name.endswith(_SECRET_SUFFIXES)
+        or any(word in name for word in _SECRET_WORDS)
+    )
 
 
 def redacted_repr(value: Any, depth: int = 0) -> str | None:

@@ -53,8 +53,20 @@ def seconds(value: float | None) -> str:
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "job_type", "status", "concurrency_key", "wait_reason", "priority",
-                    "attempts", "duration", "tokens", "cost_display", "created_by", "created_at")
+    list_display = (
+        "id",
+        "job_type",
+        "status",
+        "concurrency_key",
+        "wait_reason",
+        "priority",
+        "attempts",
+        "duration",
+        "tokens",
+        "cost_display",
+        "created_by",
+        "created_at",
+    )
     list_filter = ("status", "job_type", "priority")
     search_fields = ("id", "job_type", "idempotency_key", "request_id", "concurrency_key")
     date_hierarchy = "created_at"
@@ -91,14 +103,29 @@ class JobAdmin(admin.ModelAdmin):
             return f"+{(moment - job.created_at).total_seconds():.3f} s"
 
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-            ((event.seq, since(event.created_at), event.kind,
-              json.dumps(event.data, sort_keys=True)[:300]) for event in events))
-        older = (format_html("<p>Showing the newest {} events.</p>", TIMELINE_LIMIT)
-                 if len(events) == TIMELINE_LIMIT else "")
-        return format_html('{}<table class="cs-timeline"><thead><tr><th>#</th><th>time</th>'
-                           "<th>event</th><th>data</th></tr></thead><tbody>{}</tbody></table>",
-                           older, rows)
+            "",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            (
+                (
+                    event.seq,
+                    since(event.created_at),
+                    event.kind,
+                    json.dumps(event.data, sort_keys=True)[:300],
+                )
+                for event in events
+            ),
+        )
+        older = (
+            format_html("<p>Showing the newest {} events.</p>", TIMELINE_LIMIT)
+            if len(events) == TIMELINE_LIMIT
+            else ""
+        )
+        return format_html(
+            '{}<table class="cs-timeline"><thead><tr><th>#</th><th>time</th>'
+            "<th>event</th><th>data</th></tr></thead><tbody>{}</tbody></table>",
+            older,
+            rows,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -114,8 +141,9 @@ class JobAdmin(admin.ModelAdmin):
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         self._apply(request, queryset, job_retry, "re-queued")
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet[Job], action: object,
-               done: str) -> None:
+    def _apply(
+        self, request: HttpRequest, queryset: QuerySet[Job], action: object, done: str
+    ) -> None:
         count = 0
         for job in queryset:
             try:

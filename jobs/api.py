@@ -36,19 +36,35 @@ class JobFilter(django_filters.FilterSet):
 
     class Meta:
         model = Job
-        fields = ["status", "job_type", "priority", "concurrency_key", "created_after",
-                  "created_before"]
+        fields = [
+            "status",
+            "job_type",
+            "priority",
+            "concurrency_key",
+            "created_after",
+            "created_before",
+        ]
 
 
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                 viewsets.GenericViewSet):
+class JobViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = JobSerializer
     permission_classes = [HasCapability]
-    capabilities = {"create": Capability.OPERATE, "cancel": Capability.OPERATE,
-                    "retry": Capability.OPERATE}
+    capabilities = {
+        "create": Capability.OPERATE,
+        "cancel": Capability.OPERATE,
+        "retry": Capability.OPERATE,
+    }
     filterset_class = JobFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend,
-                       filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [
+        django_filters.rest_framework.DjangoFilterBackend,
+        filters.SearchFilter,
+        filters.OrderingFilter,
+    ]
     search_fields = ["job_type", "idempotency_key", "error_message"]
     ordering_fields = ["created_at", "priority", "status", "finished_at"]
     ordering = ["-created_at"]
@@ -56,21 +72,32 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     def get_queryset(self) -> QuerySet[Job]:
         return jobs_of(organization_of(self.request.user))
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 200: JobSerializer},
-                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                                description="Repeat a request safely: the "
-                                                "same key returns the same job.")])
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={201: JobSerializer, 200: JobSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request safely: the same key returns the same job.",
+            )
+        ],
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "")[:200]
         user = request_user(request)
-        existing = (Job.objects.filter(created_by=user, idempotency_key=key).first()
-                    if key else None)
+        existing = Job.objects.filter(created_by=user, idempotency_key=key).first() if key else None
         if existing is not None:
             return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
-        job = job_create(created_by=user, idempotency_key=key,
-                         organization=organization_of(user), **serializer.validated_data)
+        job = job_create(
+            created_by=user,
+            idempotency_key=key,
+            organization=organization_of(user),
+            **serializer.validated_data,
+        )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=JobSerializer)
@@ -91,8 +118,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         steps = job_steps(self.get_object())
         return Response(JobStepSerializer(steps, many=True).data)
 
-    @extend_schema(responses=JobEventSerializer(many=True), parameters=[
-        OpenApiParameter("after", int, description="Only events with a higher seq.")])
+    @extend_schema(
+        responses=JobEventSerializer(many=True),
+        parameters=[OpenApiParameter("after", int, description="Only events with a higher seq.")],
+    )
     @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request: Request, pk: str | None = None) -> Response:
         after = request.query_params.get("after", "0")
@@ -103,8 +132,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
 
 
 class WorkerPoolSerializer(serializers.Serializer):
-    n = serializers.IntegerField(min_value=1, max_value=workers.MAX_RESIZE,
-                                 help_text="How many processes.")
+    n = serializers.IntegerField(
+        min_value=1, max_value=workers.MAX_RESIZE, help_text="How many processes."
+    )
 
 
 class ControlsSharedWorkers(BasePermission):
@@ -127,8 +157,12 @@ class WorkerViewSet(viewsets.ViewSet):
     """
 
     permission_classes = [HasCapability, ControlsSharedWorkers]
-    capabilities = {"start": Capability.ADMINISTER, "stop": Capability.ADMINISTER,
-                    "grow": Capability.ADMINISTER, "shrink": Capability.ADMINISTER}
+    capabilities = {
+        "start": Capability.ADMINISTER,
+        "stop": Capability.ADMINISTER,
+        "grow": Capability.ADMINISTER,
+        "shrink": Capability.ADMINISTER,
+    }
     lookup_value_regex = "[^/]+"
 
     @extend_schema(responses=WorkerSerializer(many=True))
@@ -167,4 +201,4 @@ class WorkerViewSet(viewsets.ViewSet):
         return self._call(fn, name, serializer.validated_data["n"])
 
     def _call(self, fn: Any, name: str | None, *args: Any) -> dict[str, Any]:
-        return fn(name or "", *args)  # type: ignore[no-any-return]
+        return fn(name or "", *args)

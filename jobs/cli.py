@@ -45,7 +45,6 @@ def get_job(job_id: str) -> Job:
     return job
 
 
-
 def job_duration(job: Job) -> float | None:
     """Run time; for a job still going, the time since it started."""
     if job.started_at and not job.finished_at:
@@ -106,5 +105,3 @@ def event_line(event: dict[str, Any]) -> str:
     data = f"  {to_json(event['data'], pretty=False)}" if event["data"] else ""
     when = fmt_clock(datetime.fromisoformat(event["created_at"]))
     return f"  {when}  #{event['seq']:<3} {event['kind']}{data}"
-
-

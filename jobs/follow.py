@@ -26,8 +26,7 @@ from jobs.runtime.events import channel_name, event_dict
 from jobs.selectors import EVENTS_PAGE, job_events
 
 # Events after which the job's status is worth reading at once.
-CLOSING_EVENTS = frozenset(f"job.{status}" for status in (*TERMINAL_STATUSES,
-                                                          JobStatus.WAITING))
+CLOSING_EVENTS = frozenset(f"job.{status}" for status in (*TERMINAL_STATUSES, JobStatus.WAITING))
 SETTLE_SECONDS = 1.0
 POLL_SECONDS = 0.2
 
@@ -90,8 +89,13 @@ def _subscribe(job_id: str) -> Any:
     return pubsub
 
 
-def follow(job_id: str, *, until: Callable[[Job], bool] = ended, timeout: float | None = None,
-           check_every: float = 1.0) -> Iterator[dict[str, Any]]:
+def follow(
+    job_id: str,
+    *,
+    until: Callable[[Job], bool] = ended,
+    timeout: float | None = None,
+    check_every: float = 1.0,
+) -> Iterator[dict[str, Any]]:
     """Yield the job's events ({"seq", "kind", "data", "created_at"}) in order, once
     each, until `until(job)` holds (default: it ended). TimeoutError after `timeout`.
     Without live events (no Redis), the rows are read every POLL_SECONDS instead."""

@@ -24,8 +24,7 @@ def worker_key(hostname: str) -> str:
 
 
 def beat_once(hostname: str, concurrency: int | None) -> None:
-    client().set(worker_key(hostname), json.dumps({"concurrency": concurrency}),
-                 ex=TTL_SECONDS)
+    client().set(worker_key(hostname), json.dumps({"concurrency": concurrency}), ex=TTL_SECONDS)
 
 
 def _loop(hostname: str, concurrency: int | None) -> None:
@@ -45,8 +44,9 @@ def _start(sender: Any = None, **kwargs: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
     concurrency = getattr(sender.controller, "concurrency", None) if sender else None
     _stop.clear()
-    threading.Thread(target=_loop, args=(hostname, concurrency), name="metrics-heartbeat",
-                     daemon=True).start()
+    threading.Thread(
+        target=_loop, args=(hostname, concurrency), name="metrics-heartbeat", daemon=True
+    ).start()
 
 
 @worker_shutdown.connect

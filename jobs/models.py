@@ -30,9 +30,11 @@ PARKED = "concurrency"
 def runnable(now: datetime, *, due_by: datetime | None = None) -> Q:
     """The rule of which jobs a run may take: queued; a timer or retry due by `due_by`
     (default now); a run whose worker died (its lease ran out)."""
-    return (Q(status=JobStatus.QUEUED)
-            | Q(status__in=[JobStatus.RETRYING, JobStatus.WAITING], wake_at__lte=due_by or now)
-            | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now))
+    return (
+        Q(status=JobStatus.QUEUED)
+        | Q(status__in=[JobStatus.RETRYING, JobStatus.WAITING], wake_at__lte=due_by or now)
+        | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    )
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -43,30 +45,32 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def claimable(self, now: datetime) -> "JobQuerySet":
         """Runnable, and no live lease: what the claim (jobs.runtime.leases) may take."""
-        return self.filter(runnable(now),
-                           Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        return self.filter(
+            runnable(now), Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+        )
 
-    def stranded(self, *, now: datetime, grace: datetime, queued_grace: datetime
-                 ) -> "JobQuerySet":
+    def stranded(self, *, now: datetime, grace: datetime, queued_grace: datetime) -> "JobQuerySet":
         """Runnable jobs that nothing runs and that no message was sent for within the
         grace: a lost message, a countdown that died with a worker, a dead run. A
         queued job has a grace of its own (a backlog on the broker makes it longer)."""
+
         def unsent(since: datetime) -> Q:
             return Q(last_enqueued_at__isnull=True) | Q(last_enqueued_at__lt=since)
 
-        return self.filter(Q(status=JobStatus.QUEUED) & unsent(queued_grace)
-                           | runnable(now, due_by=grace) & ~Q(status=JobStatus.QUEUED)
-                           & unsent(grace))
+        return self.filter(
+            Q(status=JobStatus.QUEUED) & unsent(queued_grace)
+            | runnable(now, due_by=grace) & ~Q(status=JobStatus.QUEUED) & unsent(grace)
+        )
 
     def holding_slot(self, key: str, now: datetime) -> "JobQuerySet":
         """Runs of the key's jobs going on now (a live lease)."""
-        return self.filter(concurrency_key=key, status=JobStatus.RUNNING,
-                           lease_expires_at__gt=now)
+        return self.filter(concurrency_key=key, status=JobStatus.RUNNING, lease_expires_at__gt=now)
 
     def parked(self, key: str) -> "JobQuerySet":
         """Jobs of the key waiting for a slot, most urgent and oldest first."""
-        return self.filter(concurrency_key=key, status=JobStatus.WAITING,
-                           wait_reason=PARKED).order_by("-priority", "created_at")
+        return self.filter(
+            concurrency_key=key, status=JobStatus.WAITING, wait_reason=PARKED
+        ).order_by("-priority", "created_at")
 
 
 class Job(models.Model):
@@ -153,8 +157,11 @@ class Job(models.Model):
             models.Index(fields=["status", "wake_at"], name="job_status_wake_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
             models.Index(fields=["organization", "-created_at"], name="job_org_created_idx"),
-            models.Index(fields=["concurrency_key", "status"], name="job_concurrency_idx",
-                         condition=~Q(concurrency_key="")),
+            models.Index(
+                fields=["concurrency_key", "status"],
+                name="job_concurrency_idx",
+                condition=~Q(concurrency_key=""),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -236,5 +243,3 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind}"
-
-

@@ -18,14 +18,36 @@ from django.conf import settings
 T = TypeVar("T")
 
 
-def worker_argv(*, concurrency: int = 2, queues: Sequence[str] | None = None,
-                hostname: str | None = None, loglevel: str = "INFO", pool: str = "prefork",
-                beat: bool = False, schedule_file: str | None = None) -> list[str]:
+def worker_argv(
+    *,
+    concurrency: int = 2,
+    queues: Sequence[str] | None = None,
+    hostname: str | None = None,
+    loglevel: str = "INFO",
+    pool: str = "prefork",
+    beat: bool = False,
+    schedule_file: str | None = None,
+) -> list[str]:
     """`-O fair` and prefetch 1 (from settings) keep short jobs from queueing
     behind long ones; acks_late and reject-on-worker-lost are task settings."""
-    argv = [sys.executable, "-m", "celery", "-A", "config", "worker",
-            "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool,
-            "-O", "fair", "--queues", ",".join(queues or [settings.CELERY_TASK_DEFAULT_QUEUE])]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "-O",
+        "fair",
+        "--queues",
+        ",".join(queues or [settings.CELERY_TASK_DEFAULT_QUEUE]),
+    ]
     if hostname:
         argv += ["--hostname", hostname]
     if beat:
@@ -42,8 +64,9 @@ def beat_argv(*, loglevel: str = "INFO", schedule_file: str | None = None) -> li
     return argv
 
 
-def poll_until(predicate: Callable[[], T], *, timeout: float, what: str = "a condition",
-               interval: float = 0.05) -> T:
+def poll_until(
+    predicate: Callable[[], T], *, timeout: float, what: str = "a condition", interval: float = 0.05
+) -> T:
     """Poll `predicate` until it returns something truthy; TimeoutError after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,17 +84,35 @@ class WorkerProcess:
     For the test suite and the benchmarks: start it, wait for "ready.", stop it.
     """
 
-    def __init__(self, *, log_path: Path, env: Mapping[str, str], queues: Sequence[str],
-                 hostname: str, concurrency: int = 1, beat: bool = False,
-                 schedule_file: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        log_path: Path,
+        env: Mapping[str, str],
+        queues: Sequence[str],
+        hostname: str,
+        concurrency: int = 1,
+        beat: bool = False,
+        schedule_file: str | None = None,
+    ) -> None:
         self.name = hostname
         self.log_path = log_path
-        argv = worker_argv(concurrency=concurrency, queues=queues, hostname=hostname,
-                           beat=beat, schedule_file=schedule_file)
+        argv = worker_argv(
+            concurrency=concurrency,
+            queues=queues,
+            hostname=hostname,
+            beat=beat,
+            schedule_file=schedule_file,
+        )
         self.log = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(argv, env=dict(env), stdout=self.log,
-                                        stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            argv,
+            env=dict(env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         def ready() -> bool:

@@ -32,6 +32,8 @@ def job_steps(job: Job) -> QuerySet[JobStep]:
     return job.steps.order_by("position")
 
 
-def job_events(job_id: uuid.UUID | str, *, after: int = 0, limit: int = EVENTS_PAGE) -> list[JobEvent]:
+def job_events(
+    job_id: uuid.UUID | str, *, after: int = 0, limit: int = EVENTS_PAGE
+) -> list[JobEvent]:
     """The job's events after `after`, in order, at most `limit` of them."""
     return list(JobEvent.objects.filter(job_id=job_id, seq__gt=after).order_by("seq")[:limit])

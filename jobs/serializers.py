@@ -7,34 +7,61 @@ from jobs.runtime.registry import registered_job_types
 
 
 class JobSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                              allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Job
-        fields = ["id", "job_type", "status", "wait_reason", "wake_at", "priority", "input",
-                  "result", "attempts", "max_attempts", "error_type", "error_message",
-                  "idempotency_key", "request_id", "parent", "concurrency_key", "created_by",
-                  "cancel_requested",
-                  "created_at",
-                  "started_at", "finished_at", "duration_seconds", "tokens_in", "tokens_out",
-                  "cost"]
+        fields = [
+            "id",
+            "job_type",
+            "status",
+            "wait_reason",
+            "wake_at",
+            "priority",
+            "input",
+            "result",
+            "attempts",
+            "max_attempts",
+            "error_type",
+            "error_message",
+            "idempotency_key",
+            "request_id",
+            "parent",
+            "concurrency_key",
+            "created_by",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+        ]
         read_only_fields = fields
 
 
 class JobCreateSerializer(serializers.Serializer):
     job_type = serializers.CharField(max_length=100)
-    input = serializers.JSONField(required=False, default=dict, help_text=(
-        "The job type's input. An agent's job names it as `agent_id` (agent-task, "
-        "code-generation): it then counts as that agent's execution."))
+    input = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text=(
+            "The job type's input. An agent's job names it as `agent_id` (agent-task, "
+            "code-generation): it then counts as that agent's execution."
+        ),
+    )
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
 
     def validate_job_type(self, value: str) -> str:
         known = registered_job_types()
         if value not in known:
             raise serializers.ValidationError(
-                f"Unknown job type {value!r}; known types: {', '.join(known)}.")
+                f"Unknown job type {value!r}; known types: {', '.join(known)}."
+            )
         return value
 
     def validate_input(self, value: Any) -> dict[str, Any]:
@@ -48,8 +75,18 @@ class JobStepSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobStep
-        fields = ["key", "position", "kind", "status", "output", "error", "attempt",
-                  "started_at", "finished_at", "duration_seconds"]
+        fields = [
+            "key",
+            "position",
+            "kind",
+            "status",
+            "output",
+            "error",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
 
 
 class JobEventSerializer(serializers.ModelSerializer):

@@ -28,14 +28,18 @@ def _validate(spec: HandlerSpec, input: Any, priority: int, max_attempts: int | 
     if not isinstance(input, dict):
         raise JobError("input must be a JSON object", {"input": ["Expected a JSON object."]})
     if spec.input_schema is not None:
-        problems = [f"{'.'.join(map(str, e.absolute_path)) or 'input'}: {e.message}"
-                    for e in Draft202012Validator(spec.input_schema).iter_errors(input)]
+        problems = [
+            f"{'.'.join(map(str, e.absolute_path)) or 'input'}: {e.message}"
+            for e in Draft202012Validator(spec.input_schema).iter_errors(input)
+        ]
         if problems:
-            raise JobError(f"invalid input for {spec.job_type}: " + "; ".join(problems),
-                           {"input": problems})
+            raise JobError(
+                f"invalid input for {spec.job_type}: " + "; ".join(problems), {"input": problems}
+            )
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise JobError("priority must be an integer from 0 to 9",
-                       {"priority": ["An integer from 0 to 9."]})
+        raise JobError(
+            "priority must be an integer from 0 to 9", {"priority": ["An integer from 0 to 9."]}
+        )
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise JobError("max_attempts must be a positive integer")
 
@@ -44,15 +48,24 @@ def child_depth_error(parent: Job) -> str:
     """Why `parent` may not start a child job, or ""."""
     limit = settings.COUNTERSIGN_MAX_JOB_DEPTH
     if job_depth(parent) + 1 > limit:
-        return (f"jobs may nest at most {limit} deep (COUNTERSIGN_MAX_JOB_DEPTH); "
-                f"this job cannot start another")
+        return (
+            f"jobs may nest at most {limit} deep (COUNTERSIGN_MAX_JOB_DEPTH); "
+            f"this job cannot start another"
+        )
     return ""
 
 
-def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: int = 5,
-               created_by: User | None = None, idempotency_key: str = "",
-               parent: Job | None = None, max_attempts: int | None = None,
-               organization: Organization | None = None) -> Job:
+def job_create(
+    *,
+    job_type: str,
+    input: dict[str, Any] | None = None,
+    priority: int = 5,
+    created_by: User | None = None,
+    idempotency_key: str = "",
+    parent: Job | None = None,
+    max_attempts: int | None = None,
+    organization: Organization | None = None,
+) -> Job:
     """Create a job and enqueue it once the transaction commits.
 
     The job type's `prepare` hook may refuse it or give it options (its concurrency
@@ -68,21 +81,30 @@ def job_create(*, job_type: str, input: dict[str, Any] | None = None, priority: 
         organization = parent.organization if parent else default_organization()
     options = spec.prepare(input, organization) if spec.prepare else JobOptions()
     if idempotency_key:
-        existing = Job.objects.filter(created_by=created_by,
-                                      idempotency_key=idempotency_key).first()
+        existing = Job.objects.filter(
+            created_by=created_by, idempotency_key=idempotency_key
+        ).first()
         if existing is not None:
             return existing
     # The request that asked for the job; a child started by a run inherits its parent's.
     request_id = logs.get_request_id() or (parent.request_id if parent else "")
-    attempts = max_attempts or (spec.retry.max_attempts if spec.retry
-                                else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS)
+    attempts = max_attempts or (
+        spec.retry.max_attempts if spec.retry else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS
+    )
     try:
         with transaction.atomic():
             job = Job.objects.create(
-                job_type=job_type, input=input, priority=priority, created_by=created_by,
-                organization=organization, concurrency_key=options.concurrency_key,
-                idempotency_key=idempotency_key, parent=parent, max_attempts=attempts,
-                request_id=request_id)
+                job_type=job_type,
+                input=input,
+                priority=priority,
+                created_by=created_by,
+                organization=organization,
+                concurrency_key=options.concurrency_key,
+                idempotency_key=idempotency_key,
+                parent=parent,
+                max_attempts=attempts,
+                request_id=request_id,
+            )
             append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
             enqueue_on_commit(str(job.pk), priority)
             metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
@@ -110,8 +132,16 @@ def job_cancel(*, job: Job, user: User | None = None) -> Job:
     locked.cancel_requested = True
     locked.finished_at = timezone.now()
     locked.wait_reason, locked.wake_at = "", None
-    locked.save(update_fields=["status", "cancel_requested", "finished_at", "wait_reason",
-                               "wake_at", "updated_at"])
+    locked.save(
+        update_fields=[
+            "status",
+            "cancel_requested",
+            "finished_at",
+            "wait_reason",
+            "wake_at",
+            "updated_at",
+        ]
+    )
     append_event(str(locked.pk), "job.cancelled", {"by": by})
     job_ended(locked, JobStatus.CANCELLED, locked.finished_at)
     return locked
@@ -123,8 +153,9 @@ def job_retry(*, job: Job, user: User | None = None) -> Job:
     continues from where it stopped."""
     locked = Job.objects.select_for_update().get(pk=job.pk)
     if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise JobConflict(f"only failed or cancelled jobs can be retried; this one is "
-                          f"{locked.status}")
+        raise JobConflict(
+            f"only failed or cancelled jobs can be retried; this one is {locked.status}"
+        )
     # Waits that were closed by the cancel are opened again by their waiters; a
     # failed step gets its whole retry budget again.
     JobStep.objects.filter(job=locked, status=StepStatus.WAITING).update(finished_at=None)
@@ -136,8 +167,9 @@ def job_retry(*, job: Job, user: User | None = None) -> Job:
     locked.result = None
     locked.error_type = locked.error_message = locked.error_traceback = ""
     locked.save()
-    append_event(str(locked.pk), "job.retried",
-                 {"by": user.get_username() if user is not None else None})
+    append_event(
+        str(locked.pk), "job.retried", {"by": user.get_username() if user is not None else None}
+    )
     enqueue_on_commit(str(locked.pk), locked.priority)
     metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.QUEUED)
     return locked

@@ -63,8 +63,11 @@ def _authorize(request: HttpRequest, job_id: str) -> Job | JsonResponse:
     if user is None and not header:
         user = request.user if request.user.is_authenticated else None
     if user is None:
-        return _error(401, "not_authenticated", "Authentication credentials were not provided "
-                      "or are not valid.")
+        return _error(
+            401,
+            "not_authenticated",
+            "Authentication credentials were not provided or are not valid.",
+        )
     organization = organization_of(user)
     if organization is None or not can(user, Capability.VIEW):
         return _error(403, "permission_denied", "Your role does not allow this.")
@@ -133,8 +136,7 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                     while True:
                         async for frame in _catch_up(job_id, cursor):
                             yield frame
-                        if job is None or cursor.closed(job.status) \
-                                or loop.time() >= settle_by:
+                        if job is None or cursor.closed(job.status) or loop.time() >= settle_by:
                             return
                         await asyncio.sleep(0.05)
     finally:
@@ -149,8 +151,9 @@ async def job_stream(request: HttpRequest, job_id: str) -> HttpResponseBase:
     raw_after = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
     if not raw_after.isdigit():
         return _error(400, "invalid", "Last-Event-ID / after must be a non-negative integer.")
-    response = StreamingHttpResponse(_events(str(authorized.pk), int(raw_after)),
-                                     content_type="text/event-stream")
+    response = StreamingHttpResponse(
+        _events(str(authorized.pk), int(raw_after)), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response

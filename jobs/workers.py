@@ -33,14 +33,16 @@ def _app() -> Any:
     return current_app
 
 
-def workers_status(timeout: float = INSPECT_TIMEOUT, name: str | None = None
-                   ) -> list[dict[str, Any]]:
+def workers_status(
+    timeout: float = INSPECT_TIMEOUT, name: str | None = None
+) -> list[dict[str, Any]]:
     """Every worker that answers within `timeout` (or just `name`, which returns as
     soon as it replies), with what it runs and consumes."""
     control = _app().control
     options: dict[str, Any] = {"timeout": timeout}
     if name is not None:
         options.update(destination=[name], limit=1)
+
     def ask(question: str) -> dict[str, Any]:
         return getattr(control.inspect(**options), question)() or {}
 
@@ -53,17 +55,22 @@ def workers_status(timeout: float = INSPECT_TIMEOUT, name: str | None = None
         worker_stats = stats.get(name, {})
         consumed = [q["name"] for q in queues.get(name, [])]
         running = active.get(name, [])
-        workers.append({
-            "name": name,
-            "consuming": job_queue in consumed,
-            "queues": consumed,
-            "concurrency": _pool_size(worker_stats.get("pool", {})),
-            "processed": sum(worker_stats.get("total", {}).values()),
-            "active": len(running),
-            "active_jobs": [task["args"][0] for task in running
-                            if task.get("name") == "agents.run_job" and task.get("args")],
-            "pid": worker_stats.get("pid"),
-        })
+        workers.append(
+            {
+                "name": name,
+                "consuming": job_queue in consumed,
+                "queues": consumed,
+                "concurrency": _pool_size(worker_stats.get("pool", {})),
+                "processed": sum(worker_stats.get("total", {}).values()),
+                "active": len(running),
+                "active_jobs": [
+                    task["args"][0]
+                    for task in running
+                    if task.get("name") == "agents.run_job" and task.get("args")
+                ],
+                "pid": worker_stats.get("pid"),
+            }
+        )
     return workers
 
 
@@ -85,15 +92,25 @@ def worker_status(name: str) -> dict[str, Any]:
 def worker_pause(name: str) -> dict[str, Any]:
     """Stop consuming the job queue; running tasks finish."""
     worker_status(name)
-    _app().control.cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, destination=[name],
-                                   reply=True, limit=1, timeout=INSPECT_TIMEOUT * 3)
+    _app().control.cancel_consumer(
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        destination=[name],
+        reply=True,
+        limit=1,
+        timeout=INSPECT_TIMEOUT * 3,
+    )
     return _settle(name, lambda status: not status["consuming"])
 
 
 def worker_resume(name: str) -> dict[str, Any]:
     worker_status(name)
-    _app().control.add_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, destination=[name],
-                                reply=True, limit=1, timeout=INSPECT_TIMEOUT * 3)
+    _app().control.add_consumer(
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        destination=[name],
+        reply=True,
+        limit=1,
+        timeout=INSPECT_TIMEOUT * 3,
+    )
     return _settle(name, lambda status: status["consuming"])
 
 
@@ -116,16 +133,19 @@ def worker_shrink(name: str, n: int) -> dict[str, Any]:
     _check_resize(n)
     before = worker_status(name)["concurrency"]
     if before is not None and before - n < 1:
-        message = (f"{name} has {before} process(es); shrinking by {n} would leave none "
-                   "(pause it instead, or stop it)")
+        message = (
+            f"{name} has {before} process(es); shrinking by {n} would leave none "
+            "(pause it instead, or stop it)"
+        )
         raise ApplicationError(message, {"n": [message]})
     _pool_command("pool_shrink", name, n)
     return _settle(name, _has_processes(None if before is None else before - n))
 
 
 def _pool_command(command: str, name: str, n: int) -> None:
-    replies = getattr(_app().control, command)(n=n, destination=[name], reply=True, limit=1,
-                                               timeout=INSPECT_TIMEOUT * 3)
+    replies = getattr(_app().control, command)(
+        n=n, destination=[name], reply=True, limit=1, timeout=INSPECT_TIMEOUT * 3
+    )
     answer = next((reply[name] for reply in replies or [] if name in reply), None)
     if answer is None:
         raise WorkerControlError(f"{name} did not answer {command}")
@@ -137,8 +157,9 @@ def _has_processes(expected: int | None) -> Callable[[dict[str, Any]], bool]:
     return lambda status: expected is None or status["concurrency"] == expected
 
 
-def _settle(name: str, done: Callable[[dict[str, Any]], bool],
-            timeout: float = SETTLE_TIMEOUT) -> dict[str, Any]:
+def _settle(
+    name: str, done: Callable[[dict[str, Any]], bool], timeout: float = SETTLE_TIMEOUT
+) -> dict[str, Any]:
     """The worker's status once `done(status)`, or as it is when `timeout` runs out:
     workers reply to these commands before they carry them out (consumers change
     on the next loop iteration, pool processes start and stop after that)."""

@@ -59,6 +59,17 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.COUNTERSIGN_WORKSPACE_ROOT = WORKSPACE_ROOT
 
 
+WORKER_FIXTURES = {"celery_worker", "worker", "more_slots", "amqp_worker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts or uses a real worker, so `-m "not worker"` skips them
+    on purpose (the fast loop) and CI runs them all."""
+    for item in items:
+        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:
     """One test database per checkout and DATABASE_URL, so a CI clone and a working
@@ -101,8 +112,11 @@ LLM_KEYS = {"OPENAI_API_KEY": "sk-test-openai-key", "ANTHROPIC_API_KEY": "test-a
 
 
 def llm_env(server: LLMServer) -> dict[str, str]:
-    return {**LLM_KEYS, "OPENAI_BASE_URL": server.openai_base_url,
-            "ANTHROPIC_BASE_URL": server.anthropic_base_url}
+    return {
+        **LLM_KEYS,
+        "OPENAI_BASE_URL": server.openai_base_url,
+        "ANTHROPIC_BASE_URL": server.anthropic_base_url,
+    }
 
 
 def worker_env(server: LLMServer) -> dict[str, str]:
@@ -110,15 +124,20 @@ def worker_env(server: LLMServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory,
-                  llm_server_session: LLMServer) -> Iterator[WorkerProcess]:
+def celery_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory, llm_server_session: LLMServer
+) -> Iterator[WorkerProcess]:
     """One real worker (one pool slot, embedded beat) for the session, whose OpenAI
     and Anthropic providers reach the local LLM server."""
     tmp = tmp_path_factory.mktemp("worker")
     worker = WorkerProcess(
-        log_path=tmp / "worker.log", env=worker_env(llm_server_session),
-        queues=[QUEUE], hostname=f"test-{QUEUE}@%h", beat=True,
-        schedule_file=str(tmp / "beat-schedule"))
+        log_path=tmp / "worker.log",
+        env=worker_env(llm_server_session),
+        queues=[QUEUE],
+        hostname=f"test-{QUEUE}@%h",
+        beat=True,
+        schedule_file=str(tmp / "beat-schedule"),
+    )
     try:
         worker.wait_ready()
         yield worker
@@ -133,12 +152,17 @@ def celery_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture
-def more_slots(worker: WorkerProcess, tmp_path: Path,
-               llm_server_session: LLMServer) -> Iterator[WorkerProcess]:
+def more_slots(
+    worker: WorkerProcess, tmp_path: Path, llm_server_session: LLMServer
+) -> Iterator[WorkerProcess]:
     """A second worker with three pool slots on the session's queue, for the test."""
-    extra = WorkerProcess(log_path=tmp_path / "extra-worker.log",
-                          env=worker_env(llm_server_session), queues=[QUEUE],
-                          hostname=f"extra-{QUEUE}@%h", concurrency=3)
+    extra = WorkerProcess(
+        log_path=tmp_path / "extra-worker.log",
+        env=worker_env(llm_server_session),
+        queues=[QUEUE],
+        hostname=f"extra-{QUEUE}@%h",
+        concurrency=3,
+    )
     try:
         extra.wait_ready()
         yield extra
@@ -187,4 +211,3 @@ def side_effects(tmp_path: Path) -> Path:
 
 def read_lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-

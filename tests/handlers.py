@@ -57,12 +57,19 @@ def noop(ctx: JobContext) -> int:
 @handler("test-approval")
 def approval(ctx: JobContext) -> dict[str, Any]:
     decision = ctx.checkpoint(
-        "go", title="Go?", payload=ctx.input.get("payload", {"n": 1}),
-        expires_in=ctx.input.get("expires_in"), on_timeout=ctx.input.get("on_timeout", "reject"),
-        required_approvals=ctx.input.get("required_approvals", 1))
+        "go",
+        title="Go?",
+        payload=ctx.input.get("payload", {"n": 1}),
+        expires_in=ctx.input.get("expires_in"),
+        on_timeout=ctx.input.get("on_timeout", "reject"),
+        required_approvals=ctx.input.get("required_approvals", 1),
+    )
     after = ctx.step("after", lambda: {"payload": decision.payload})
-    return {"payload": after["payload"], "decided_by": decision.decided_by,
-            "timed_out": decision.timed_out}
+    return {
+        "payload": after["payload"],
+        "decided_by": decision.decided_by,
+        "timed_out": decision.timed_out,
+    }
 
 
 @handler("test-catch-reject")
@@ -80,9 +87,15 @@ def catch_reject(ctx: JobContext) -> dict[str, Any]:
 @handler("test-input")
 def input_job(ctx: JobContext) -> dict[str, Any]:
     decision = ctx.checkpoint(
-        "branch", kind="input", title="Which branch?",
-        input_schema={"type": "object", "required": ["branch"],
-                      "properties": {"branch": {"type": "string", "minLength": 1}}})
+        "branch",
+        kind="input",
+        title="Which branch?",
+        input_schema={
+            "type": "object",
+            "required": ["branch"],
+            "properties": {"branch": {"type": "string", "minLength": 1}},
+        },
+    )
     return {"branch": decision.data["branch"]}
 
 
@@ -107,13 +120,20 @@ def flaky_step(ctx: JobContext) -> dict[str, Any]:
         return tries
 
     first = ctx.step("first", lambda: mark(log + ".first", "ran"))
-    tries = ctx.step("flaky", attempt, retry=RetryPolicy(
-        max_attempts=int(ctx.input.get("max_attempts", 5)), backoff=0.3, jitter=False))
+    tries = ctx.step(
+        "flaky",
+        attempt,
+        retry=RetryPolicy(
+            max_attempts=int(ctx.input.get("max_attempts", 5)), backoff=0.3, jitter=False
+        ),
+    )
     return {"tries": tries, "first": first}
 
 
-@handler("test-flaky-job", retry=RetryPolicy(max_attempts=3, backoff=0.2, jitter=False,
-                                             non_retryable=(KeyError,)))
+@handler(
+    "test-flaky-job",
+    retry=RetryPolicy(max_attempts=3, backoff=0.2, jitter=False, non_retryable=(KeyError,)),
+)
 def flaky_job(ctx: JobContext) -> str:
     """Fails at job level (no step policy): the job's own retry policy applies."""
     log = ctx.input["log"]
@@ -162,8 +182,7 @@ def suicide(ctx: JobContext) -> None:
     import signal
 
     ctx.step("ok", lambda: mark(ctx.input["log"], "ok"))
-    ctx.step("boom", lambda: (mark(ctx.input["log"], "boom"), os.kill(os.getpid(),
-                                                                       signal.SIGKILL)))
+    ctx.step("boom", lambda: (mark(ctx.input["log"], "boom"), os.kill(os.getpid(), signal.SIGKILL)))
 
 
 @handler("test-logging")

@@ -123,8 +123,9 @@ class LLMServer:
         return self.url  # the Anthropic SDK adds /v1/messages itself
 
     def start(self) -> LLMServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="llm-server",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="llm-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -205,17 +206,24 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        request = RecordedRequest(self.command, path, {k.lower(): v for k, v in
-                                                       self.headers.items()}, body)
+        request = RecordedRequest(
+            self.command, path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
         dialect: _Dialect = ANTHROPIC if path.startswith(ANTHROPIC_PATH) else OPENAI
         if (self.command, path) not in {("POST", OPENAI_PATH), ("POST", ANTHROPIC_PATH)}:
             self._send_error(dialect, ErrorReply(404, f"no route for {self.command} {path}"))
             return
         reply, released = self.server.llm._take(request)
         if reply is None:
-            self._send_error(dialect, ErrorReply(
-                500, f"no scripted reply for {self.command} {path}: the test scripted fewer "
-                     f"replies than the code under test made requests", type="server_error"))
+            self._send_error(
+                dialect,
+                ErrorReply(
+                    500,
+                    f"no scripted reply for {self.command} {path}: the test scripted fewer "
+                    f"replies than the code under test made requests",
+                    type="server_error",
+                ),
+            )
             return
         if reply.delay:
             released.wait(reply.delay)
@@ -224,8 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (e.g. timed out)
 
-    def _answer(self, dialect: _Dialect, reply: Reply | ErrorReply,
-                request: RecordedRequest) -> None:
+    def _answer(
+        self, dialect: _Dialect, reply: Reply | ErrorReply, request: RecordedRequest
+    ) -> None:
         model = str(request.body.get("model", "")) if isinstance(request.body, dict) else ""
         if isinstance(reply, ErrorReply):
             if reply.mid_stream and request.stream:
@@ -233,8 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_error(dialect, reply)
         elif request.stream:
-            self._send_events(dialect.stream(reply, model, request.body, self.server.llm),
-                              pause=reply.chunk_delay)
+            self._send_events(
+                dialect.stream(reply, model, request.body, self.server.llm), pause=reply.chunk_delay
+            )
         else:
             self._send_json(200, dialect.json(reply, model, self.server.llm))
 
@@ -258,8 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, body: Any, headers: Mapping[str, str] = {}) -> None:
         self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str,
-                    headers: Mapping[str, str]) -> None:
+    def _send_bytes(
+        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str]
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -294,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _split(text: str, pieces: int) -> list[str]:
     """`text` in `pieces` non-empty parts (fewer if it is shorter)."""
     size = max(1, -(-len(text) // max(pieces, 1)))
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def _arguments(call: ToolCallReply) -> str:
@@ -305,8 +316,9 @@ class _Dialect:
     def json(self, reply: Reply, model: str, llm: LLMServer) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stream(self, reply: Reply, model: str, body: dict[str, Any],
-               llm: LLMServer) -> Iterator[str]:
+    def stream(
+        self, reply: Reply, model: str, body: dict[str, Any], llm: LLMServer
+    ) -> Iterator[str]:
         raise NotImplementedError
 
     def error_body(self, error: ErrorReply) -> dict[str, Any]:
@@ -317,40 +329,74 @@ class _Dialect:
 
 
 class _OpenAI(_Dialect):
-    TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
-             403: "permission_error", 404: "invalid_request_error", 429: "requests"}
+    TYPES = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        403: "permission_error",
+        404: "invalid_request_error",
+        429: "requests",
+    }
     CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 
     def json(self, reply: Reply, model: str, llm: LLMServer) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None,
-                                   "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text or None,
+            "refusal": None,
+        }
         if reply.tool_calls:
             message["tool_calls"] = [
-                {"id": call.id or f"call_{llm.next_id()}", "type": "function",
-                 "function": {"name": call.name, "arguments": _arguments(call)}}
-                for call in reply.tool_calls]
-        return {**self._envelope(reply, model, llm, "chat.completion"),
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": self._finish(reply)}],
-                "usage": self._usage(reply)}
+                {
+                    "id": call.id or f"call_{llm.next_id()}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _arguments(call)},
+                }
+                for call in reply.tool_calls
+            ]
+        return {
+            **self._envelope(reply, model, llm, "chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self._finish(reply),
+                }
+            ],
+            "usage": self._usage(reply),
+        }
 
-    def stream(self, reply: Reply, model: str, body: dict[str, Any],
-               llm: LLMServer) -> Iterator[str]:
+    def stream(
+        self, reply: Reply, model: str, body: dict[str, Any], llm: LLMServer
+    ) -> Iterator[str]:
         envelope = self._envelope(reply, model, llm, "chat.completion.chunk")
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            data = {**envelope, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                             "finish_reason": finish}]}
+            data = {
+                **envelope,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
             return self._event({**data, "usage": None} if with_usage else data)
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         for piece in reply.text_chunks():
             yield chunk({"content": piece})
         for index, call in enumerate(reply.tool_calls):
-            yield chunk({"tool_calls": [{
-                "index": index, "id": call.id or f"call_{llm.next_id()}", "type": "function",
-                "function": {"name": call.name, "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call.id or f"call_{llm.next_id()}",
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
             for piece in _split(_arguments(call), call.pieces):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, self._finish(reply))
@@ -359,21 +405,45 @@ class _OpenAI(_Dialect):
         yield "data: [DONE]\n\n"
 
     def error_body(self, error: ErrorReply) -> dict[str, Any]:
-        kind = error.type or self.TYPES.get(error.status) or (
-            "server_error" if error.status >= 500 else "invalid_request_error")
-        return {"error": {"message": error.message, "type": kind, "param": None,
-                          "code": error.code or self.CODES.get(error.status)}}
+        kind = (
+            error.type
+            or self.TYPES.get(error.status)
+            or ("server_error" if error.status >= 500 else "invalid_request_error")
+        )
+        return {
+            "error": {
+                "message": error.message,
+                "type": kind,
+                "param": None,
+                "code": error.code or self.CODES.get(error.status),
+            }
+        }
 
     def error_stream(self, error: ErrorReply, model: str, llm: LLMServer) -> Iterator[str]:
         envelope = self._envelope(Reply(), model, llm, "chat.completion.chunk")
-        yield self._event({**envelope, "choices": [{
-            "index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        yield self._event(
+            {
+                **envelope,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
         yield self._event(self.error_body(error))
 
     @staticmethod
     def _envelope(reply: Reply, model: str, llm: LLMServer, kind: str) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{llm.next_id()}", "object": kind, "created": int(time.time()),
-                "model": reply.model or model, "system_fingerprint": "fp_llm_server"}
+        return {
+            "id": f"chatcmpl-{llm.next_id()}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": reply.model or model,
+            "system_fingerprint": "fp_llm_server",
+        }
 
     @staticmethod
     def _finish(reply: Reply) -> str:
@@ -381,8 +451,11 @@ class _OpenAI(_Dialect):
 
     @staticmethod
     def _usage(reply: Reply) -> dict[str, int]:
-        return {"prompt_tokens": reply.tokens_in, "completion_tokens": reply.tokens_out,
-                "total_tokens": reply.tokens_in + reply.tokens_out}
+        return {
+            "prompt_tokens": reply.tokens_in,
+            "completion_tokens": reply.tokens_out,
+            "total_tokens": reply.tokens_in + reply.tokens_out,
+        }
 
     @staticmethod
     def _event(data: dict[str, Any]) -> str:
@@ -390,9 +463,17 @@ class _OpenAI(_Dialect):
 
 
 class _Anthropic(_Dialect):
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-             500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+    TYPES = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        504: "timeout_error",
+        529: "overloaded_error",
+    }
 
     def json(self, reply: Reply, model: str, llm: LLMServer) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
@@ -401,61 +482,121 @@ class _Anthropic(_Dialect):
             if isinstance(arguments, str):
                 with contextlib.suppress(ValueError):  # invalid JSON goes as the string it is
                     arguments = json.loads(arguments)
-            content.append({"type": "tool_use", "id": call.id or f"toolu_{llm.next_id()}",
-                            "name": call.name, "input": arguments})
-        return {**self._message(reply, model, llm), "content": content,
-                "stop_reason": self._stop_reason(reply),
-                "usage": {"input_tokens": reply.tokens_in, "output_tokens": reply.tokens_out}}
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id or f"toolu_{llm.next_id()}",
+                    "name": call.name,
+                    "input": arguments,
+                }
+            )
+        return {
+            **self._message(reply, model, llm),
+            "content": content,
+            "stop_reason": self._stop_reason(reply),
+            "usage": {"input_tokens": reply.tokens_in, "output_tokens": reply.tokens_out},
+        }
 
-    def stream(self, reply: Reply, model: str, body: dict[str, Any],
-               llm: LLMServer) -> Iterator[str]:
-        yield self._event("message_start", {"type": "message_start", "message": {
-            **self._message(reply, model, llm), "content": [], "stop_reason": None,
-            "usage": {"input_tokens": reply.tokens_in, "output_tokens": 1}}})
+    def stream(
+        self, reply: Reply, model: str, body: dict[str, Any], llm: LLMServer
+    ) -> Iterator[str]:
+        yield self._event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **self._message(reply, model, llm),
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": reply.tokens_in, "output_tokens": 1},
+                },
+            },
+        )
         yield self._event("ping", {"type": "ping"})
         index = 0
         if reply.text:
-            yield from self._block(index, {"type": "text", "text": ""}, [
-                {"type": "text_delta", "text": piece} for piece in reply.text_chunks()])
+            yield from self._block(
+                index,
+                {"type": "text", "text": ""},
+                [{"type": "text_delta", "text": piece} for piece in reply.text_chunks()],
+            )
             index += 1
         for call in reply.tool_calls:
-            start = {"type": "tool_use", "id": call.id or f"toolu_{llm.next_id()}",
-                     "name": call.name, "input": {}}
-            yield from self._block(index, start, [
-                {"type": "input_json_delta", "partial_json": piece}
-                for piece in _split(_arguments(call), call.pieces)])
+            start = {
+                "type": "tool_use",
+                "id": call.id or f"toolu_{llm.next_id()}",
+                "name": call.name,
+                "input": {},
+            }
+            yield from self._block(
+                index,
+                start,
+                [
+                    {"type": "input_json_delta", "partial_json": piece}
+                    for piece in _split(_arguments(call), call.pieces)
+                ],
+            )
             index += 1
-        yield self._event("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": self._stop_reason(reply), "stop_sequence": None},
-            "usage": {"output_tokens": reply.tokens_out}})
+        yield self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self._stop_reason(reply), "stop_sequence": None},
+                "usage": {"output_tokens": reply.tokens_out},
+            },
+        )
         yield self._event("message_stop", {"type": "message_stop"})
 
     def error_body(self, error: ErrorReply) -> dict[str, Any]:
-        kind = error.type or self.TYPES.get(error.status) or (
-            "api_error" if error.status >= 500 else "invalid_request_error")
-        return {"type": "error", "error": {"type": kind, "message": error.message},
-                "request_id": "req_llm_server"}
+        kind = (
+            error.type
+            or self.TYPES.get(error.status)
+            or ("api_error" if error.status >= 500 else "invalid_request_error")
+        )
+        return {
+            "type": "error",
+            "error": {"type": kind, "message": error.message},
+            "request_id": "req_llm_server",
+        }
 
     def error_stream(self, error: ErrorReply, model: str, llm: LLMServer) -> Iterator[str]:
-        yield self._event("message_start", {"type": "message_start", "message": {
-            **self._message(Reply(), model, llm), "content": [], "stop_reason": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1}}})
+        yield self._event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **self._message(Reply(), model, llm),
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 1, "output_tokens": 1},
+                },
+            },
+        )
         yield self._event("error", self.error_body(error))
 
-    def _block(self, index: int, start: dict[str, Any],
-               deltas: list[dict[str, Any]]) -> Iterator[str]:
-        yield self._event("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": start})
+    def _block(
+        self, index: int, start: dict[str, Any], deltas: list[dict[str, Any]]
+    ) -> Iterator[str]:
+        yield self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": start},
+        )
         for delta in deltas:
-            yield self._event("content_block_delta", {"type": "content_block_delta",
-                                                      "index": index, "delta": delta})
+            yield self._event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
         yield self._event("content_block_stop", {"type": "content_block_stop", "index": index})
 
     @staticmethod
     def _message(reply: Reply, model: str, llm: LLMServer) -> dict[str, Any]:
-        return {"id": f"msg_{llm.next_id()}", "type": "message", "role": "assistant",
-                "model": reply.model or model, "stop_sequence": None}
+        return {
+            "id": f"msg_{llm.next_id()}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model or model,
+            "stop_sequence": None,
+        }
 
     @staticmethod
     def _stop_reason(reply: Reply) -> str:

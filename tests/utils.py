@@ -6,8 +6,13 @@ from jobs.processes import poll_until
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
     """Poll until `predicate()` is truthy; fail the test with `message` on timeout."""
     return poll_until(predicate, timeout=timeout, what=message, interval=interval)
 
@@ -19,5 +24,8 @@ def job_status(job_id: object) -> str:
 
 
 def wait_status(job_id: object, *statuses: str, timeout: float = 30.0) -> str:
-    return wait_for(lambda: job_status(job_id) if job_status(job_id) in statuses else None,
-                    timeout=timeout, message=f"job {job_id} to reach {statuses}")
+    return wait_for(
+        lambda: job_status(job_id) if job_status(job_id) in statuses else None,
+        timeout=timeout,
+        message=f"job {job_id} to reach {statuses}",
+    )

@@ -24,8 +24,11 @@ def system_prompt(agent: Agent) -> str:
     persona = agent.personality or {}
     if persona.get("traits"):
         parts.append("Your traits: " + ", ".join(map(str, persona["traits"])) + ".")
-    for key, label in (("tone", "Tone"), ("behaviour", "Behaviour"),
-                       ("language_style", "Language style")):
+    for key, label in (
+        ("tone", "Tone"),
+        ("behaviour", "Behaviour"),
+        ("language_style", "Language style"),
+    ):
         if persona.get(key):
             parts.append(f"{label}: {persona[key]}")
     return "\n\n".join(parts)
@@ -47,18 +50,25 @@ def build_prompt(agent: Agent, job_input: dict[str, Any]) -> list[Message]:
 
 def load_agent(ctx: JobContext) -> Agent:
     agent_id = ctx.input.get("agent_id")
-    agent = Agent.objects.filter(pk=agent_id, organization_id=ctx.job.organization_id).first() \
-        if isinstance(agent_id, int) else None
+    agent = (
+        Agent.objects.filter(pk=agent_id, organization_id=ctx.job.organization_id).first()
+        if isinstance(agent_id, int)
+        else None
+    )
     if agent is None or agent.deleted_at is not None:
-        raise NonRetryableError(f"agent {ctx.input.get('agent_id')!r} does not exist "
-                                f"(or was deleted)")
+        raise NonRetryableError(
+            f"agent {ctx.input.get('agent_id')!r} does not exist (or was deleted)"
+        )
     return agent
 
 
 def approval_schema(tool: Tool) -> dict[str, Any]:
     """What an edited payload must look like: the same tool, valid arguments."""
-    return {"type": "object", "required": ["tool", "arguments"],
-            "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters}}
+    return {
+        "type": "object",
+        "required": ["tool", "arguments"],
+        "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters},
+    }
 
 
 def run_tool_call(ctx: JobContext, agent: Agent, call: ToolCall, key: str) -> dict[str, Any]:
@@ -73,11 +83,13 @@ def run_tool_call(ctx: JobContext, agent: Agent, call: ToolCall, key: str) -> di
     if tool.requires_approval:
         try:
             decision = ctx.checkpoint(
-                f"{key}:approve", title=f"{agent.name} wants to call {tool.name}",
+                f"{key}:approve",
+                title=f"{agent.name} wants to call {tool.name}",
                 description=tool.description,
                 payload={"tool": tool.name, "arguments": arguments},
                 payload_schema=approval_schema(tool),
-                payload_validator=tool.extra.get("payload_validator", ""))
+                payload_validator=tool.extra.get("payload_validator", ""),
+            )
         except JobRejected as exc:
             if agent.on_tool_rejection == OnToolRejection.FAIL:
                 raise
@@ -100,7 +112,8 @@ def run_tool_call(ctx: JobContext, agent: Agent, call: ToolCall, key: str) -> di
 
 
 INPUT_SCHEMA = {
-    "type": "object", "required": ["agent_id", "task"],
+    "type": "object",
+    "required": ["agent_id", "task"],
     "properties": {
         "agent_id": {"type": "integer"},
         "task": {"type": "string", "minLength": 1},
@@ -111,8 +124,12 @@ INPUT_SCHEMA = {
 }
 
 
-@handler("agent-task", description="An agent works on a task with its model and tools.",
-         input_schema=INPUT_SCHEMA, prepare=agent_job_options)
+@handler(
+    "agent-task",
+    description="An agent works on a task with its model and tools.",
+    input_schema=INPUT_SCHEMA,
+    prepare=agent_job_options,
+)
 def agent_task(ctx: JobContext) -> dict[str, Any]:
     agent = load_agent(ctx)
     specs = [get_tool(name).spec() for name in agent.tools]
@@ -122,26 +139,45 @@ def agent_task(ctx: JobContext) -> dict[str, Any]:
     calls: list[dict[str, Any]] = []
     answer: str | None = None
     for turn in range(1, agent.max_turns + 1):
-        out = ctx.step(f"llm:{turn}", lambda turn=turn: call_model(  # type: ignore[misc]
-            agent, messages, specs, turn=turn, emit=ctx.emit, overrides=overrides))
+        out = ctx.step(
+            f"llm:{turn}",
+            lambda turn=turn: call_model(  # type: ignore[misc]
+                agent, messages, specs, turn=turn, emit=ctx.emit, overrides=overrides
+            ),
+        )
         calls.append(out)
         totals = record_usage(ctx.job_id, calls)
         completion = Completion.from_dict(out["completion"])
-        messages.append({"role": "assistant", "content": completion.text,
-                         "tool_calls": [c.as_dict() for c in completion.tool_calls]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": completion.text,
+                "tool_calls": [c.as_dict() for c in completion.tool_calls],
+            }
+        )
         if not completion.tool_calls:
             answer = completion.text
             break
         for index, call in enumerate(completion.tool_calls):
             result = run_tool_call(ctx, agent, call, f"tool:{turn}:{index}")
-            messages.append({"role": "tool", "tool_call_id": call.id,
-                             "content": json.dumps(result, default=str)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.id,
+                    "content": json.dumps(result, default=str),
+                }
+            )
     if answer is None:
         raise NonRetryableError(f"no final answer after {agent.max_turns} turns")
     session = str(ctx.input.get("session_id") or "")
     if session:
-        ctx.step("remember", lambda: memory.record(agent, session, ctx.job,
-                                                   messages[len(prompt) - 1:]))
-    return {"answer": answer, "turns": len(calls), "tokens_in": totals["tokens_in"],
-            "tokens_out": totals["tokens_out"],
-            "cost": None if totals["cost"] is None else str(totals["cost"])}
+        ctx.step(
+            "remember", lambda: memory.record(agent, session, ctx.job, messages[len(prompt) - 1 :])
+        )
+    return {
+        "answer": answer,
+        "turns": len(calls),
+        "tokens_in": totals["tokens_in"],
+        "tokens_out": totals["tokens_out"],
+        "cost": None if totals["cost"] is None else str(totals["cost"]),
+    }

@@ -2,9 +2,9 @@
 
 Input: {"prompt": "...", "files": [{"path": ..., "content": ...}] (optional),
 "agent_id": N (optional)}. With `files`, those are the draft. With an agent
-(`agent_id`, which makes the job that agent's) whose provider is not offline, its model drafts the files;
-otherwise an offline, deterministic generator drafts a small Python module from the
-prompt. Either way nothing is written before a person approves.
+(`agent_id`, which makes the job that agent's) whose provider is not offline, its
+model drafts the files; otherwise an offline, deterministic generator drafts a small
+Python module from the prompt. Either way nothing is written before a person approves.
 """
 
 import difflib
@@ -37,8 +37,10 @@ FILES_SCHEMA = {
             "items": {
                 "type": "object",
                 "required": ["path", "content"],
-                "properties": {"path": {"type": "string", "minLength": 1},
-                               "content": {"type": "string"}},
+                "properties": {
+                    "path": {"type": "string", "minLength": 1},
+                    "content": {"type": "string"},
+                },
             },
         }
     },
@@ -58,14 +60,17 @@ def offline_draft(prompt: str) -> list[dict[str, str]]:
         f"def test_{slug}() -> None:\n"
         f'    assert {slug}() == "{slug}"\n'
     )
-    return [{"path": f"{slug}.py", "content": module},
-            {"path": f"tests/test_{slug}.py", "content": test}]
+    return [
+        {"path": f"{slug}.py", "content": module},
+        {"path": f"tests/test_{slug}.py", "content": test},
+    ]
 
 
 FILES_INSTRUCTIONS = (
     "Reply with only a JSON object, no prose and no code fences: "
     '{"files": [{"path": "relative/path.py", "content": "the whole file"}]}. '
-    "Paths are relative to the project root.")
+    "Paths are relative to the project root."
+)
 
 
 def parse_files(text: str) -> list[dict[str, str]]:
@@ -75,14 +80,14 @@ def parse_files(text: str) -> list[dict[str, str]]:
     if fenced:
         body = fenced.group(1)
     try:
-        data = json.loads(body[body.index("{"):body.rindex("}") + 1])
+        data = json.loads(body[body.index("{") : body.rindex("}") + 1])
     except ValueError as exc:
-        raise NonRetryableError(f"the model's reply is not the JSON asked for: {exc}; it "
-                                f"began {text[:120]!r}") from exc
+        raise NonRetryableError(
+            f"the model's reply is not the JSON asked for: {exc}; it began {text[:120]!r}"
+        ) from exc
     errors = list(Draft202012Validator(FILES_SCHEMA).iter_errors(data))
     if errors:
-        raise NonRetryableError(f"the model's files do not match the schema: "
-                                f"{errors[0].message}")
+        raise NonRetryableError(f"the model's files do not match the schema: {errors[0].message}")
     return [{"path": f["path"], "content": f["content"]} for f in data["files"]]
 
 
@@ -93,12 +98,17 @@ def agent_draft(ctx: JobContext, prompt: str) -> list[dict[str, str]] | None:
     from agents.models import Agent
 
     agent_id = ctx.input.get("agent_id")
-    agent = Agent.objects.alive().filter(
-        pk=agent_id, organization_id=ctx.job.organization_id).first() if agent_id else None
+    agent = (
+        Agent.objects.alive().filter(pk=agent_id, organization_id=ctx.job.organization_id).first()
+        if agent_id
+        else None
+    )
     if agent is None or agent.provider == "offline":
         return None
-    messages = [{"role": "system", "content": f"{system_prompt(agent)}\n\n{FILES_INSTRUCTIONS}"},
-                {"role": "user", "content": prompt}]
+    messages = [
+        {"role": "system", "content": f"{system_prompt(agent)}\n\n{FILES_INSTRUCTIONS}"},
+        {"role": "user", "content": prompt},
+    ]
     out = ctx.step("llm:draft", lambda: call_model(agent, messages, [], turn=1, emit=ctx.emit))
     record_usage(ctx.job_id, [out])
     return parse_files(out["completion"]["text"])
@@ -131,8 +141,11 @@ def _specs(files: Any) -> list[FileSpec]:
         raise NonRetryableError("files must be a non-empty list of {path, content}")
     specs = []
     for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str) \
-                or not isinstance(item.get("content"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("path"), str)
+            or not isinstance(item.get("content"), str)
+        ):
             raise NonRetryableError("each file needs a string path and string content")
         specs.append(FileSpec(path=item["path"], content=item["content"]))
     return specs
@@ -144,22 +157,37 @@ def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, An
     entries = []
     for spec, target in check_files(workspace, _specs(files)):
         before = target.read_text(errors="replace") if target.is_file() else ""
-        diff = "".join(difflib.unified_diff(
-            before.splitlines(keepends=True), spec.content.splitlines(keepends=True),
-            fromfile=f"a/{spec.path}" if before else "/dev/null", tofile=f"b/{spec.path}"))
-        entries.append({"path": spec.path, "content": spec.content, "diff": diff,
-                        "action": "modify" if target.exists() else "create"})
+        diff = "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True),
+                spec.content.splitlines(keepends=True),
+                fromfile=f"a/{spec.path}" if before else "/dev/null",
+                tofile=f"b/{spec.path}",
+            )
+        )
+        entries.append(
+            {
+                "path": spec.path,
+                "content": spec.content,
+                "diff": diff,
+                "action": "modify" if target.exists() else "create",
+            }
+        )
     return {"workspace": str(workspace), "files": entries}
 
 
-@handler("code-generation", description="Draft files, approve them, then write them.",
-         prepare=agent_job_options)
+@handler(
+    "code-generation",
+    description="Draft files, approve them, then write them.",
+    prepare=agent_job_options,
+)
 def code_generation(ctx: JobContext) -> dict[str, Any]:
     prompt = str(ctx.input.get("prompt", ""))
     supplied = ctx.input.get("files")
     drafted = agent_draft(ctx, prompt) if supplied is None else None
-    draft = ctx.step("draft", lambda: supplied if supplied is not None
-                     else drafted or offline_draft(prompt))
+    draft = ctx.step(
+        "draft", lambda: supplied if supplied is not None else drafted or offline_draft(prompt)
+    )
     payload = ctx.step("review", lambda: review_payload(ctx, draft))
     decision = ctx.checkpoint(
         "write-files",
@@ -171,5 +199,9 @@ def code_generation(ctx: JobContext) -> dict[str, Any]:
     )
     approved = _specs(decision.payload["files"])
     written = ctx.step("write", lambda: write_files(ctx.workspace, approved))
-    return {"workspace": str(ctx.workspace), "written": written, "edited": decision.edited,
-            "approved_by": decision.decided_by}
+    return {
+        "workspace": str(ctx.workspace),
+        "written": written,
+        "edited": decision.edited,
+        "approved_by": decision.decided_by,
+    }

@@ -12,29 +12,45 @@ from agents.providers.base import Completion, Message, OnChunk, ToolCall, ToolSp
 from agents.providers.errors import ErrorMapper, SdkErrors, parse_arguments
 
 DEFAULT_MAX_TOKENS = 1024  # required by the API; the neutral parameters may not say
-FINISH_REASONS = {"tool_use": "tool_calls", "end_turn": "stop", "max_tokens": "length",
-                  "stop_sequence": "stop"}  # the rest (refusal, pause_turn, ...) as they are
-SDK_ERRORS = SdkErrors(anthropic.APITimeoutError, anthropic.APIConnectionError,
-                       anthropic.APIStatusError, anthropic.APIError)
+FINISH_REASONS = {
+    "tool_use": "tool_calls",
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "stop_sequence": "stop",
+}  # the rest (refusal, pause_turn, ...) as they are
+SDK_ERRORS = SdkErrors(
+    anthropic.APITimeoutError,
+    anthropic.APIConnectionError,
+    anthropic.APIStatusError,
+    anthropic.APIError,
+)
 
 
 class AnthropicProvider:
-    def __init__(self, *, name: str, api_key: str, base_url: str | None,
-                 timeout: float) -> None:
+    def __init__(self, *, name: str, api_key: str, base_url: str | None, timeout: float) -> None:
         self.name = name
         # max_retries=0: retry.py retries. An explicit api_key also keeps the SDK from
         # looking for profiles or federation credentials on disk or in the environment.
-        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout,
-                                           max_retries=0)
-        self._errors = ErrorMapper(name, SDK_ERRORS, str(self._client.base_url), timeout,
-                                   api_key)
+        self._client = anthropic.Anthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+        self._errors = ErrorMapper(name, SDK_ERRORS, str(self._client.base_url), timeout, api_key)
 
-    def complete(self, *, model: str, messages: list[Message], tools: list[ToolSpec],
-                 parameters: dict[str, Any], on_chunk: OnChunk | None = None) -> Completion:
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        parameters: dict[str, Any],
+        on_chunk: OnChunk | None = None,
+    ) -> Completion:
         system, turns = to_anthropic(messages)
         request: dict[str, Any] = {
-            "model": model, "messages": turns,
-            "max_tokens": parameters.get("max_tokens") or DEFAULT_MAX_TOKENS}
+            "model": model,
+            "messages": turns,
+            "max_tokens": parameters.get("max_tokens") or DEFAULT_MAX_TOKENS,
+        }
         # This SDK (2.x) has no temperature, top_p or penalties; an agent configured
         # with them is refused when saved (registry.parameter_error).
         if stop := parameters.get("stop"):
@@ -42,8 +58,14 @@ class AnthropicProvider:
         if system:
             request["system"] = system
         if tools:
-            request["tools"] = [{"name": tool["name"], "description": tool.get("description", ""),
-                                 "input_schema": tool["parameters"]} for tool in tools]
+            request["tools"] = [
+                {
+                    "name": tool["name"],
+                    "description": tool.get("description", ""),
+                    "input_schema": tool["parameters"],
+                }
+                for tool in tools
+            ]
         try:
             if on_chunk is None:
                 return self._completion(self._client.messages.create(**request))
@@ -55,14 +77,23 @@ class AnthropicProvider:
 
     def _completion(self, message: AnthropicMessage) -> Completion:
         text = "".join(block.text for block in message.content if block.type == "text")
-        calls = [ToolCall(block.id, block.name, dict(block.input))
-                 for block in message.content if block.type == "tool_use"]
-        return Completion(text=text, tool_calls=calls, tokens_in=message.usage.input_tokens,
-                          tokens_out=message.usage.output_tokens, model=message.model,
-                          finish_reason=finish_reason(message.stop_reason))
+        calls = [
+            ToolCall(block.id, block.name, dict(block.input))
+            for block in message.content
+            if block.type == "tool_use"
+        ]
+        return Completion(
+            text=text,
+            tool_calls=calls,
+            tokens_in=message.usage.input_tokens,
+            tokens_out=message.usage.output_tokens,
+            model=message.model,
+            finish_reason=finish_reason(message.stop_reason),
+        )
 
-    def _streamed(self, stream: anthropic.Stream[RawMessageStreamEvent],
-                  on_chunk: OnChunk) -> Completion:
+    def _streamed(
+        self, stream: anthropic.Stream[RawMessageStreamEvent], on_chunk: OnChunk
+    ) -> Completion:
         text: list[str] = []
         calls: dict[int, _PartialCall] = {}  # by content block index
         model = stop_reason = ""
@@ -71,8 +102,7 @@ class AnthropicProvider:
             if event.type == "message_start":
                 model, tokens_in = event.message.model, event.message.usage.input_tokens
             elif event.type == "content_block_start" and event.content_block.type == "tool_use":
-                calls[event.index] = _PartialCall(event.content_block.id,
-                                                  event.content_block.name)
+                calls[event.index] = _PartialCall(event.content_block.id, event.content_block.name)
             elif event.type == "content_block_delta":
                 if event.delta.type == "text_delta" and event.delta.text:
                     text.append(event.delta.text)
@@ -84,11 +114,18 @@ class AnthropicProvider:
                 if event.usage.input_tokens is not None:  # newer servers restate it here
                     tokens_in = event.usage.input_tokens
                 stop_reason = event.delta.stop_reason or stop_reason
-        tool_calls = [ToolCall(call.id, call.name, parse_arguments(self.name, call.name, "".join(
-            call.json))) for _, call in sorted(calls.items())]
-        return Completion(text="".join(text), tool_calls=tool_calls, tokens_in=tokens_in,
-                          tokens_out=tokens_out, model=model,
-                          finish_reason=finish_reason(stop_reason))
+        tool_calls = [
+            ToolCall(call.id, call.name, parse_arguments(self.name, call.name, "".join(call.json)))
+            for _, call in sorted(calls.items())
+        ]
+        return Completion(
+            text="".join(text),
+            tool_calls=tool_calls,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            model=model,
+            finish_reason=finish_reason(stop_reason),
+        )
 
 
 @dataclass
@@ -116,14 +153,22 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
             if results is None:
                 results = []
                 turns.append({"role": "user", "content": results})
-            results.append({"type": "tool_result", "tool_use_id": message["tool_call_id"],
-                            "content": content})
+            results.append(
+                {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": content}
+            )
             continue
         results = None
         if role == "assistant" and message.get("tool_calls"):
             blocks = [{"type": "text", "text": content}] if content else []
-            blocks += [{"type": "tool_use", "id": call["id"], "name": call["name"],
-                        "input": call["arguments"]} for call in message["tool_calls"]]
+            blocks += [
+                {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": call["name"],
+                    "input": call["arguments"],
+                }
+                for call in message["tool_calls"]
+            ]
             turns.append({"role": "assistant", "content": blocks})
         else:
             turns.append({"role": role, "content": content})

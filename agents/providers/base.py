@@ -51,8 +51,14 @@ class ProviderError(Exception):
     succeed later, after `retry_after` seconds if the server said so; the others
     (400, 401, 403, 404) will not, and their message says what a person should fix."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
@@ -62,8 +68,15 @@ class ProviderError(Exception):
 class Provider(Protocol):
     name: str
 
-    def complete(self, *, model: str, messages: list[Message], tools: list[ToolSpec],
-                 parameters: dict[str, Any], on_chunk: OnChunk | None = None) -> Completion:
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        parameters: dict[str, Any],
+        on_chunk: OnChunk | None = None,
+    ) -> Completion:
         """One call, no retries (the caller retries retryable errors: see retry.py).
         With `on_chunk`, the response is streamed and each text delta passed on."""
         ...

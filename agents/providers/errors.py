@@ -21,8 +21,14 @@ from agents.providers.registry import ENDPOINTS
 # 408/409 are what the SDKs themselves would retry; 429 and 5xx are the usual.
 RETRYABLE_STATUSES = {408, 409, 429}
 # Error types a server may send inside a 200 stream that are worth another try.
-RETRYABLE_TYPES = {"server_error", "api_error", "overloaded_error", "rate_limit_error",
-                   "timeout_error", "service_unavailable_error"}
+RETRYABLE_TYPES = {
+    "server_error",
+    "api_error",
+    "overloaded_error",
+    "rate_limit_error",
+    "timeout_error",
+    "service_unavailable_error",
+}
 MAX_MESSAGE = 300  # of the server's own words, quoted in ours
 
 
@@ -89,13 +95,16 @@ class ErrorMapper:
     def translate(self, error: Exception, *, model: str) -> ProviderError:
         # Anthropic's stream lets transport errors out as httpx2's own while iterating.
         if isinstance(error, self.sdk.timeout | httpx2.TimeoutException):
-            return ProviderError(f"{self.provider} did not answer within {self.timeout:g}s "
-                                 f"(timeout)", retryable=True)
+            return ProviderError(
+                f"{self.provider} did not answer within {self.timeout:g}s (timeout)", retryable=True
+            )
         if isinstance(error, self.sdk.connection | httpx2.RequestError):
             cause = error.__cause__ or error  # the SDK's own text is just "Connection error."
-            return ProviderError(f"could not reach {self.provider} at {self.base_url}: "
-                                 f"{self._quote(str(cause)) or type(cause).__name__}",
-                                 retryable=True)
+            return ProviderError(
+                f"could not reach {self.provider} at {self.base_url}: "
+                f"{self._quote(str(cause)) or type(cause).__name__}",
+                retryable=True,
+            )
         body = getattr(error, "body", None)
         status = getattr(error, "status_code", None)
         if isinstance(error, self.sdk.status) and isinstance(status, int) and status >= 400:
@@ -105,34 +114,54 @@ class ErrorMapper:
         if isinstance(error, self.sdk.api):  # an error event in the middle of a stream
             kind = _error_field(body, "type")
             return ProviderError(
-                f"{self.provider} failed mid-response ({kind or 'error'})"
-                f"{self._detail(body)}", retryable=kind in RETRYABLE_TYPES)
-        return ProviderError(f"{self.provider} call failed: {type(error).__name__}",
-                             retryable=False)
+                f"{self.provider} failed mid-response ({kind or 'error'}){self._detail(body)}",
+                retryable=kind in RETRYABLE_TYPES,
+            )
+        return ProviderError(
+            f"{self.provider} call failed: {type(error).__name__}", retryable=False
+        )
 
-    def for_status(self, status: int, body: object, headers: Mapping[str, str], *,
-                   model: str) -> ProviderError:
+    def for_status(
+        self, status: int, body: object, headers: Mapping[str, str], *, model: str
+    ) -> ProviderError:
         name, detail = self.provider, self._detail(body)
         if status == 401:  # the server's words may quote part of the key: left out
-            return ProviderError(f"{name} rejected the API key (401): check {self.key_env}",
-                                 retryable=False, status=status)
+            return ProviderError(
+                f"{name} rejected the API key (401): check {self.key_env}",
+                retryable=False,
+                status=status,
+            )
         if status == 403:
-            return ProviderError(f"{name} denied access (403){detail}; check that "
-                                 f"{self.key_env} may use model '{model}'",
-                                 retryable=False, status=status)
+            return ProviderError(
+                f"{name} denied access (403){detail}; check that "
+                f"{self.key_env} may use model '{model}'",
+                retryable=False,
+                status=status,
+            )
         if status == 404:
-            return ProviderError(f"model '{model}' not found at {name} (404){detail}",
-                                 retryable=False, status=status)
-        if status == 429 and "insufficient_quota" in (_error_field(body, "code"),
-                                                      _error_field(body, "type")):
-            return ProviderError(f"{name} says the account is out of quota (429){detail}",
-                                 retryable=False, status=status)
+            return ProviderError(
+                f"model '{model}' not found at {name} (404){detail}", retryable=False, status=status
+            )
+        if status == 429 and "insufficient_quota" in (
+            _error_field(body, "code"),
+            _error_field(body, "type"),
+        ):
+            return ProviderError(
+                f"{name} says the account is out of quota (429){detail}",
+                retryable=False,
+                status=status,
+            )
         if status in RETRYABLE_STATUSES or status >= 500:
             what = "rate-limited the request" if status == 429 else "failed"
-            return ProviderError(f"{name} {what} ({status}){detail}", retryable=True,
-                                 status=status, retry_after=retry_after_seconds(headers))
-        return ProviderError(f"{name} refused the request ({status}){detail}",
-                             retryable=False, status=status)
+            return ProviderError(
+                f"{name} {what} ({status}){detail}",
+                retryable=True,
+                status=status,
+                retry_after=retry_after_seconds(headers),
+            )
+        return ProviderError(
+            f"{name} refused the request ({status}){detail}", retryable=False, status=status
+        )
 
     def _detail(self, body: object) -> str:
         said = self._quote(_error_field(body, "message"))
@@ -142,7 +171,7 @@ class ErrorMapper:
         if self.api_key:
             text = text.replace(self.api_key, "[redacted]")
         text = " ".join(text.split())
-        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+        return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def parse_arguments(provider: str, tool: str, raw: str) -> dict[str, Any]:
@@ -152,9 +181,15 @@ def parse_arguments(provider: str, tool: str, raw: str) -> dict[str, Any]:
     try:
         arguments = json.loads(raw)
     except ValueError as error:
-        raise ProviderError(f"{provider} returned invalid JSON arguments for tool '{tool}': "
-                            f"{error} in {raw[:200]!r}", retryable=False) from None
+        raise ProviderError(
+            f"{provider} returned invalid JSON arguments for tool '{tool}': "
+            f"{error} in {raw[:200]!r}",
+            retryable=False,
+        ) from None
     if not isinstance(arguments, dict):
-        raise ProviderError(f"{provider} returned arguments for tool '{tool}' that are not "
-                            f"a JSON object: {raw[:200]!r}", retryable=False)
+        raise ProviderError(
+            f"{provider} returned arguments for tool '{tool}' that are not "
+            f"a JSON object: {raw[:200]!r}",
+            retryable=False,
+        )
     return arguments

@@ -22,16 +22,29 @@ def _words(text: str) -> int:
 class OfflineProvider:
     name = "offline"
 
-    def complete(self, *, model: str, messages: list[Message], tools: list[ToolSpec],
-                 parameters: dict[str, Any], on_chunk: OnChunk | None = None) -> Completion:
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        parameters: dict[str, Any],
+        on_chunk: OnChunk | None = None,
+    ) -> Completion:
         tokens_in = sum(_words(str(m.get("content") or "")) for m in messages)
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
-        results = [m for m in messages[last_user + 1:] if m["role"] == "tool"]
+        results = [m for m in messages[last_user + 1 :] if m["role"] == "tool"]
         request = str(messages[last_user]["content"]) if last_user >= 0 else ""
         call = self._directive(request, tools) if not results else None
         if call is not None:
-            return Completion(text="", tool_calls=[call], tokens_in=tokens_in, tokens_out=1,
-                              model=model or MODEL, finish_reason="tool_calls")
+            return Completion(
+                text="",
+                tool_calls=[call],
+                tokens_in=tokens_in,
+                tokens_out=1,
+                model=model or MODEL,
+                finish_reason="tool_calls",
+            )
         if results:
             text = "Done. Tool results: " + "; ".join(str(m["content"])[:200] for m in results)
         else:
@@ -40,14 +53,19 @@ class OfflineProvider:
         limit = parameters.get("max_tokens")
         words = text.split(" ")
         if limit:
-            words = words[:int(limit)]
+            words = words[: int(limit)]
         text = " ".join(words)
         if on_chunk is not None:
             for i, word in enumerate(words):
                 on_chunk(word if i == 0 else " " + word)
         finish = "length" if limit and len(words) == int(limit) else "stop"
-        return Completion(text=text, tokens_in=tokens_in, tokens_out=len(words),
-                          model=model or MODEL, finish_reason=finish)
+        return Completion(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=len(words),
+            model=model or MODEL,
+            finish_reason=finish,
+        )
 
     def _directive(self, request: str, tools: list[ToolSpec]) -> ToolCall | None:
         match = DIRECTIVE.search(request)

@@ -13,9 +13,13 @@ PER_TOKENS = Decimal(1_000_000)
 @cache
 def price_table() -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
     raw = json.loads(PRICES_FILE.read_text())
-    return {provider: {model: (Decimal(prices[0]), Decimal(prices[1]))
-                       for model, prices in models.items()}
-            for provider, models in raw.items() if not provider.startswith("_")}
+    return {
+        provider: {
+            model: (Decimal(prices[0]), Decimal(prices[1])) for model, prices in models.items()
+        }
+        for provider, models in raw.items()
+        if not provider.startswith("_")
+    }
 
 
 def cost(provider: str, model: str, tokens_in: int, tokens_out: int) -> Decimal | None:

@@ -38,24 +38,51 @@ class Endpoint:
         return bool(self.base_url())
 
 
-ENDPOINTS: dict[str, Endpoint] = {endpoint.name: endpoint for endpoint in [
-    Endpoint("offline", "offline", key_required=False, model_pattern=r"offline-[\w.-]+"),
-    # Explicit default URLs: given None, the SDKs would read their own variables, and an
-    # empty OPENAI_BASE_URL (as compose passes when unset) would become the base URL.
-    Endpoint("openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
-             "https://api.openai.com/v1", model_pattern=r"(gpt-|o\d|chatgpt-|ft:)[\w.:-]*"),
-    Endpoint("anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-             "https://api.anthropic.com", model_pattern=r"claude-[\w.-]+",
-             # The Messages API (SDK 2.x) has no temperature, top_p or penalties.
-             parameters=frozenset({"max_tokens", "stop"})),
-    Endpoint("groq", "openai", "GROQ_API_KEY", "GROQ_BASE_URL",
-             "https://api.groq.com/openai/v1"),
-    Endpoint("openrouter", "openai", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL",
-             "https://openrouter.ai/api/v1"),
-    Endpoint("ollama", "openai", "OLLAMA_API_KEY", "OLLAMA_BASE_URL",
-             "http://127.0.0.1:11434/v1", key_required=False),
-    Endpoint("vllm", "openai", "VLLM_API_KEY", "VLLM_BASE_URL", key_required=False),
-]}
+ENDPOINTS: dict[str, Endpoint] = {
+    endpoint.name: endpoint
+    for endpoint in [
+        Endpoint("offline", "offline", key_required=False, model_pattern=r"offline-[\w.-]+"),
+        # Explicit default URLs: given None, the SDKs would read their own variables, and an
+        # empty OPENAI_BASE_URL (as compose passes when unset) would become the base URL.
+        Endpoint(
+            "openai",
+            "openai",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "https://api.openai.com/v1",
+            model_pattern=r"(gpt-|o\d|chatgpt-|ft:)[\w.:-]*",
+        ),
+        Endpoint(
+            "anthropic",
+            "anthropic",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "https://api.anthropic.com",
+            model_pattern=r"claude-[\w.-]+",
+            # The Messages API (SDK 2.x) has no temperature, top_p or penalties.
+            parameters=frozenset({"max_tokens", "stop"}),
+        ),
+        Endpoint(
+            "groq", "openai", "GROQ_API_KEY", "GROQ_BASE_URL", "https://api.groq.com/openai/v1"
+        ),
+        Endpoint(
+            "openrouter",
+            "openai",
+            "OPENROUTER_API_KEY",
+            "OPENROUTER_BASE_URL",
+            "https://openrouter.ai/api/v1",
+        ),
+        Endpoint(
+            "ollama",
+            "openai",
+            "OLLAMA_API_KEY",
+            "OLLAMA_BASE_URL",
+            "http://127.0.0.1:11434/v1",
+            key_required=False,
+        ),
+        Endpoint("vllm", "openai", "VLLM_API_KEY", "VLLM_BASE_URL", key_required=False),
+    ]
+}
 
 
 def provider_names() -> list[str]:
@@ -87,8 +114,10 @@ def parameter_error(provider: str, parameters: object) -> str | None:
         return None
     refused = sorted(set(parameters) - endpoint.parameters)
     if refused:
-        return (f"{provider} does not accept {', '.join(refused)}; it accepts "
-                f"{', '.join(sorted(endpoint.parameters))}")
+        return (
+            f"{provider} does not accept {', '.join(refused)}; it accepts "
+            f"{', '.join(sorted(endpoint.parameters))}"
+        )
     return None
 
 
@@ -99,19 +128,26 @@ def get_provider(name: str) -> Provider:
         raise ProviderError(f"unknown provider {name!r}", retryable=False)
     if not endpoint.configured:
         missing = endpoint.key_env if endpoint.key_required else endpoint.url_env
-        raise ProviderError(f"provider {name!r} is not configured: set {missing} in the "
-                            f"environment of the workers", retryable=False)
+        raise ProviderError(
+            f"provider {name!r} is not configured: set {missing} in the environment of the workers",
+            retryable=False,
+        )
     timeout = settings.COUNTERSIGN_LLM_TIMEOUT_SECONDS
     if endpoint.kind == "openai":
         from agents.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(name=name, api_key=endpoint.api_key() or "not-needed",
-                              base_url=endpoint.base_url(), timeout=timeout)
+        return OpenAIProvider(
+            name=name,
+            api_key=endpoint.api_key() or "not-needed",
+            base_url=endpoint.base_url(),
+            timeout=timeout,
+        )
     if endpoint.kind == "anthropic":
         from agents.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(name=name, api_key=endpoint.api_key(),
-                                 base_url=endpoint.base_url(), timeout=timeout)
+        return AnthropicProvider(
+            name=name, api_key=endpoint.api_key(), base_url=endpoint.base_url(), timeout=timeout
+        )
     from agents.providers.offline import OfflineProvider
 
     return OfflineProvider()

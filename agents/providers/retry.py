@@ -23,10 +23,13 @@ def backoff_seconds(attempt: int, error: ProviderError) -> float:
     return min(base * random.uniform(0.5, 1.0), ceiling)
 
 
-def with_retries(call: Callable[[], Completion], *, attempts: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[int, ProviderError, float], None] | None = None
-                 ) -> Completion:
+def with_retries(
+    call: Callable[[], Completion],
+    *,
+    attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, ProviderError, float], None] | None = None,
+) -> Completion:
     """Run `call` until it succeeds, fails for good, or uses up `attempts`."""
     attempts = attempts or settings.COUNTERSIGN_LLM_MAX_ATTEMPTS
     for attempt in range(1, attempts + 1):
@@ -36,8 +39,13 @@ def with_retries(call: Callable[[], Completion], *, attempts: int | None = None,
             if not error.retryable or attempt == attempts:
                 raise
             wait = backoff_seconds(attempt, error)
-            logger.warning("LLM call failed (%s); attempt %d of %d in %.1fs",
-                           error, attempt + 1, attempts, wait)
+            logger.warning(
+                "LLM call failed (%s); attempt %d of %d in %.1fs",
+                error,
+                attempt + 1,
+                attempts,
+                wait,
+            )
             if on_retry is not None:
                 on_retry(attempt, error, wait)
             sleep(wait)

@@ -33,13 +33,14 @@ class Tool:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description,
-                "parameters": self.parameters}
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     def argument_errors(self, arguments: Any) -> list[str]:
         validator = Draft202012Validator(self.parameters)
-        return [f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-                for e in validator.iter_errors(arguments)]
+        return [
+            f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+            for e in validator.iter_errors(arguments)
+        ]
 
 
 _tools: dict[str, Tool] = {}

@@ -37,12 +37,18 @@ class RecordedCollector(Collector):
                     counter.add_metric(json.loads(field), value)
                 yield counter
             else:
-                yield _histogram(name, definition.help, definition.labels,
-                                 definition.buckets, fields)
+                yield _histogram(
+                    name, definition.help, definition.labels, definition.buckets, fields
+                )
 
 
-def _histogram(name: str, help: str, labels: tuple[str, ...], bounds: tuple[float, ...],
-               fields: dict[str, float]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    help: str,
+    labels: tuple[str, ...],
+    bounds: tuple[float, ...],
+    fields: dict[str, float],
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, help, labels=labels)
     series: dict[str, dict[str, float]] = defaultdict(dict)
     for field, value in fields.items():

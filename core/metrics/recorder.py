@@ -66,8 +66,13 @@ def observe(name: str, value: float, **labels: Any) -> None:
     field = labels_field(_label_values(metric, labels))
     index = bisect.bisect_left(metric.buckets, value)
     bucket = str(metric.buckets[index]) if index < len(metric.buckets) else "+Inf"
-    _record([(key(name), f"{field}|{bucket}", 1.0), (key(name), f"{field}|sum", float(value)),
-             (key(name), f"{field}|count", 1.0)])
+    _record(
+        [
+            (key(name), f"{field}|{bucket}", 1.0),
+            (key(name), f"{field}|sum", float(value)),
+            (key(name), f"{field}|count", 1.0),
+        ]
+    )
 
 
 def _record(increments: list[tuple[str, str, float]]) -> None:
@@ -124,8 +129,10 @@ def read_all() -> dict[str, dict[str, float]]:
     names = list(METRICS)
     for name in names:
         pipe.hgetall(key(name))
-    return {name: {f.decode(): float(v) for f, v in raw.items()}
-            for name, raw in zip(names, pipe.execute(), strict=True)}
+    return {
+        name: {f.decode(): float(v) for f, v in raw.items()}
+        for name, raw in zip(names, pipe.execute(), strict=True)
+    }
 
 
 def forget_all() -> int:

@@ -15,11 +15,18 @@ def metrics(request: HttpRequest) -> HttpResponse:
     organization's work, so with DEBUG off the token is required."""
     token = settings.COUNTERSIGN_METRICS_TOKEN
     if not token and not settings.DEBUG:
-        return HttpResponse("/metrics is off: set COUNTERSIGN_METRICS_TOKEN (DEBUG is off)\n",
-                            status=403, content_type="text/plain")
+        return HttpResponse(
+            "/metrics is off: set COUNTERSIGN_METRICS_TOKEN (DEBUG is off)\n",
+            status=403,
+            content_type="text/plain",
+        )
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return HttpResponse("a bearer token is required\n", status=401,
-                                content_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+            return HttpResponse(
+                "a bearer token is required\n",
+                status=401,
+                content_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

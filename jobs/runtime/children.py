@@ -21,14 +21,29 @@ class ChildJobWaiter:
     job_id: str
     reason: str = REASON
 
-    def poll(self, *, job: Job, key: str, step: JobStep | None,
-             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
-        child = (Job.objects.select_for_update()
-                 .only("status", "result", "error_type", "error_message").get(pk=self.job_id))
+    def poll(
+        self,
+        *,
+        job: Job,
+        key: str,
+        step: JobStep | None,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> Pending | Resolved:
+        child = (
+            Job.objects.select_for_update()
+            .only("status", "result", "error_type", "error_message")
+            .get(pk=self.job_id)
+        )
         if child.status in TERMINAL_STATUSES:
             error = f"{child.error_type}: {child.error_message}" if child.error_type else ""
-            return Resolved({"job_id": self.job_id, "status": child.status,
-                             "result": child.result, "error": error})
+            return Resolved(
+                {
+                    "job_id": self.job_id,
+                    "status": child.status,
+                    "result": child.result,
+                    "error": error,
+                }
+            )
         return Pending(state={"job_id": self.job_id})
 
     def load(self, data: Any) -> dict[str, Any]:

@@ -61,8 +61,7 @@ def _lock(key: str) -> None:
 
 
 def _running_others(job: Job) -> int:
-    return (Job.objects.holding_slot(job.concurrency_key, timezone.now())
-            .exclude(pk=job.pk).count())
+    return Job.objects.holding_slot(job.concurrency_key, timezone.now()).exclude(pk=job.pk).count()
 
 
 def admit(run: "Run") -> bool:
@@ -75,8 +74,9 @@ def admit(run: "Run") -> bool:
         _lock(job.concurrency_key)
         cap = limit_of(job.concurrency_key)
         if cap and _running_others(job) >= cap:
-            run.mark_waiting(PARKED, wake_at_after(
-                settings.COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS))
+            run.mark_waiting(
+                PARKED, wake_at_after(settings.COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS)
+            )
             return False
         run_started.send(sender=Job, job=job)
     return True
@@ -96,8 +96,9 @@ def release(job: Job, outcome: RunOutcome) -> None:
         if not cap:
             return
         # Queued jobs (woken ones included) will take slots of their own.
-        queued = Job.objects.filter(concurrency_key=job.concurrency_key,
-                                    status=JobStatus.QUEUED).count()
+        queued = Job.objects.filter(
+            concurrency_key=job.concurrency_key, status=JobStatus.QUEUED
+        ).count()
         free = cap - running - queued
         if free > 0:
             # Queued, they are no longer parked: the next release picks the ones after.

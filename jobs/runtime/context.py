@@ -86,20 +86,37 @@ class JobContext:
                 output = to_json(fn())
         except Exception as exc:
             self._run.check_lease()
-            self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.FAILED,
-                       output=None, error=f"{type(exc).__name__}: {exc}", attempt=attempt,
-                       started=started)
+            self._save(
+                key,
+                position,
+                memo,
+                kind=StepKind.STEP,
+                status=StepStatus.FAILED,
+                output=None,
+                error=f"{type(exc).__name__}: {exc}",
+                attempt=attempt,
+                started=started,
+            )
             self._step_metrics(StepStatus.FAILED, started)
             if retry is not None:
                 if attempt < retry.max_attempts and retry.is_retryable(exc):
                     raise RetryStep(key, retry.delay(attempt), exc) from exc
                 raise NonRetryableError(
-                    f"step {key!r} failed after {attempt} attempt(s): "
-                    f"{type(exc).__name__}: {exc}") from exc
+                    f"step {key!r} failed after {attempt} attempt(s): {type(exc).__name__}: {exc}"
+                ) from exc
             raise
         self._run.check_lease()
-        self._save(key, position, memo, kind=StepKind.STEP, status=StepStatus.SUCCEEDED,
-                   output=output, error="", attempt=attempt, started=started)
+        self._save(
+            key,
+            position,
+            memo,
+            kind=StepKind.STEP,
+            status=StepStatus.SUCCEEDED,
+            output=output,
+            error="",
+            attempt=attempt,
+            started=started,
+        )
         self._step_metrics(StepStatus.SUCCEEDED, started)
         self._run.flush_events(older_than=EVENT_FLUSH_SECONDS)
         return cast(T, output)
@@ -107,8 +124,11 @@ class JobContext:
     def _step_metrics(self, status: str, started: datetime) -> None:
         job_type = self.job.job_type
         metrics.inc("agent_job_steps_total", job_type=job_type, status=status)
-        metrics.observe("agent_step_duration_seconds",
-                        (timezone.now() - started).total_seconds(), job_type=job_type)
+        metrics.observe(
+            "agent_step_duration_seconds",
+            (timezone.now() - started).total_seconds(),
+            job_type=job_type,
+        )
 
     def wait(self, key: str, waiter: Waiter) -> Any:
         """Suspend the job until `waiter` resolves; return its (memoized) result."""
@@ -129,19 +149,37 @@ class JobContext:
             raise Suspend(waiter.reason)
         return waiter.load(self._steps[key].output)
 
-    def _poll(self, key: str, position: int, memo: JobStep | None, waiter: Waiter,
-              started: Any) -> Any:
+    def _poll(
+        self, key: str, position: int, memo: JobStep | None, waiter: Waiter, started: Any
+    ) -> Any:
         with transaction.atomic():
             outcome = waiter.poll(job=self.job, key=key, step=memo, emit=self._run.emit)
             if isinstance(outcome, Pending):
-                self._save(key, position, memo, kind=StepKind.WAIT, status=StepStatus.WAITING,
-                           output=outcome.state, error="", attempt=1, started=started,
-                           finished=False)
+                self._save(
+                    key,
+                    position,
+                    memo,
+                    kind=StepKind.WAIT,
+                    status=StepStatus.WAITING,
+                    output=outcome.state,
+                    error="",
+                    attempt=1,
+                    started=started,
+                    finished=False,
+                )
                 self._run.mark_waiting(waiter.reason, outcome.wake_at)
             else:
-                self._save(key, position, memo, kind=StepKind.WAIT,
-                           status=StepStatus.SUCCEEDED, output=to_json(outcome.data), error="",
-                           attempt=1, started=started)
+                self._save(
+                    key,
+                    position,
+                    memo,
+                    kind=StepKind.WAIT,
+                    status=StepStatus.SUCCEEDED,
+                    output=to_json(outcome.data),
+                    error="",
+                    attempt=1,
+                    started=started,
+                )
         return outcome
 
     def checkpoint(self, key: str, *, title: str, kind: str = "approval", **spec: Any) -> Any:
@@ -180,32 +218,61 @@ class JobContext:
         if recorded is not None and recorded.key != key:
             raise NonDeterministicReplay(
                 f"position {position} was step {recorded.key!r} in an earlier run but is "
-                f"{key!r} now: the handler changed its step order")
+                f"{key!r} now: the handler changed its step order"
+            )
         memo = self._steps.get(key)
         if memo is not None and memo.position != position:
             raise NonDeterministicReplay(
                 f"step {key!r} was reached at position {memo.position} in an earlier run "
-                f"but at position {position} now: the handler changed its step order")
+                f"but at position {position} now: the handler changed its step order"
+            )
         return position
 
-    def _save(self, key: str, position: int, memo: JobStep | None, *, kind: str, status: str,
-              output: Any, error: str, attempt: int, started: Any,
-              finished: bool = True) -> None:
+    def _save(
+        self,
+        key: str,
+        position: int,
+        memo: JobStep | None,
+        *,
+        kind: str,
+        status: str,
+        output: Any,
+        error: str,
+        attempt: int,
+        started: Any,
+        finished: bool = True,
+    ) -> None:
         """Write the step in one round trip (INSERT, or UPDATE of a known row)."""
         finished_at = timezone.now() if finished else None
         if memo is None:
             memo = JobStep.objects.create(
-                job_id=self.job.pk, key=key, position=position, kind=kind, status=status,
-                output=output, error=error, attempt=attempt, started_at=started,
-                finished_at=finished_at)
+                job_id=self.job.pk,
+                key=key,
+                position=position,
+                kind=kind,
+                status=status,
+                output=output,
+                error=error,
+                attempt=attempt,
+                started_at=started,
+                finished_at=finished_at,
+            )
             self._steps[key] = memo
             self._by_position[position] = memo
             return
         # A finished step is never rewritten; if it was, another run owns the job now.
-        written = JobStep.objects.filter(pk=memo.pk).exclude(
-            status=StepStatus.SUCCEEDED).update(
-            status=status, output=output, error=error, attempt=attempt, started_at=started,
-            finished_at=finished_at)
+        written = (
+            JobStep.objects.filter(pk=memo.pk)
+            .exclude(status=StepStatus.SUCCEEDED)
+            .update(
+                status=status,
+                output=output,
+                error=error,
+                attempt=attempt,
+                started_at=started,
+                finished_at=finished_at,
+            )
+        )
         if not written:
             raise LeaseLost()
         memo.status, memo.output, memo.error, memo.attempt = status, output, error, attempt

@@ -59,16 +59,30 @@ def default_policy() -> RetryPolicy:
 
 def job_tags(job: Job) -> dict[str, str]:
     """What a run's Sentry events and transaction are tagged with."""
-    return {"job_id": str(job.pk), "job_type": job.job_type,
-            "concurrency": job.concurrency_key or "none",
-            "organization": str(job.organization_id), "attempt": str(job.attempts)}
+    return {
+        "job_id": str(job.pk),
+        "job_type": job.job_type,
+        "concurrency": job.concurrency_key or "none",
+        "organization": str(job.organization_id),
+        "attempt": str(job.attempts),
+    }
 
 
 def report_failure(job: Job, exc: BaseException) -> None:
     """A job that ended FAILED (not an attempt that will be retried), to Sentry."""
-    sentry.report_failure(exc, tags=job_tags(job), context=("job", {
-        "id": str(job.pk), "type": job.job_type, "attempt": job.attempts,
-        "max_attempts": job.max_attempts}))
+    sentry.report_failure(
+        exc,
+        tags=job_tags(job),
+        context=(
+            "job",
+            {
+                "id": str(job.pk),
+                "type": job.job_type,
+                "attempt": job.attempts,
+                "max_attempts": job.max_attempts,
+            },
+        ),
+    )
 
 
 class Run:
@@ -96,8 +110,9 @@ class Run:
         """Renew the lease (and hear of a cancel) while the handler runs; stopped as
         soon as it returns or raises, before any outcome is written."""
         stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(stop,), name=f"lease-{self.job.pk}",
-                                daemon=True)
+        beat = threading.Thread(
+            target=self._beat, args=(stop,), name=f"lease-{self.job.pk}", daemon=True
+        )
         beat.start()
         try:
             yield
@@ -139,18 +154,27 @@ class Run:
     def mark_waiting(self, reason: str, wake_at: datetime | None) -> None:
         updated = Job.objects.filter(
             pk=self.job.pk, lease_owner=self.owner, cancel_requested=False
-        ).update(status=JobStatus.WAITING, wait_reason=reason, wake_at=wake_at,
-                 lease_owner="", lease_expires_at=None)
+        ).update(
+            status=JobStatus.WAITING,
+            wait_reason=reason,
+            wake_at=wake_at,
+            lease_owner="",
+            lease_expires_at=None,
+        )
         if not updated:
             if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
                 raise JobCancelled()
             raise LeaseLost()
         self.job.status, self.job.wait_reason, self.job.wake_at = (
-            JobStatus.WAITING, reason, wake_at)
+            JobStatus.WAITING,
+            reason,
+            wake_at,
+        )
         metrics.inc("agent_jobs_total", job_type=self.job.job_type, status=JobStatus.WAITING)
         # In the same transaction, so the timeline never shows a decision before the wait.
-        self.emit("job.waiting", {"reason": reason,
-                                  "wake_at": wake_at.isoformat() if wake_at else None})
+        self.emit(
+            "job.waiting", {"reason": reason, "wake_at": wake_at.isoformat() if wake_at else None}
+        )
         self.flush_events()
         if wake_at is not None:
             delay = (wake_at - timezone.now()).total_seconds()
@@ -158,8 +182,9 @@ class Run:
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         """Publish live now; write to the database at the next flush."""
-        event = JobEvent(job_id=self.job.pk, seq=self._seq, kind=kind, data=data,
-                         created_at=timezone.now())
+        event = JobEvent(
+            job_id=self.job.pk, seq=self._seq, kind=kind, data=data, created_at=timezone.now()
+        )
         self._seq += 1
         publish(event)
         if not self._events:
@@ -184,19 +209,31 @@ class Run:
         self._seq = events[-1].seq + 1  # renumbered if another writer took our numbers
 
     # --- outcomes ---------------------------------------------------------------
-    def end(self, status: JobStatus, error: BaseException | None = None,
-            result: Any = None) -> RunOutcome:
+    def end(
+        self, status: JobStatus, error: BaseException | None = None, result: Any = None
+    ) -> RunOutcome:
         """Write the job's final status (if the lease is still ours), its closing event,
         and what every end of a job records."""
-        fields = _error_fields(error) if error is not None else {
-            "result": result, "error_type": "", "error_message": "", "error_traceback": ""}
+        fields = (
+            _error_fields(error)
+            if error is not None
+            else {"result": result, "error_type": "", "error_message": "", "error_traceback": ""}
+        )
         finished_at = timezone.now()
         updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(
-            status=status, finished_at=finished_at, lease_owner="", lease_expires_at=None,
-            wait_reason="", wake_at=None, **fields)
+            status=status,
+            finished_at=finished_at,
+            lease_owner="",
+            lease_expires_at=None,
+            wait_reason="",
+            wake_at=None,
+            **fields,
+        )
         if not updated:
-            logger.warning("lease lost before the outcome was written; another run owns it",
-                           extra={"job_id": str(self.job.pk)})
+            logger.warning(
+                "lease lost before the outcome was written; another run owns it",
+                extra={"job_id": str(self.job.pk)},
+            )
             return RunOutcome.LEASE_LOST
         data: dict[str, str] = {"status": status}
         if error is not None:
@@ -207,42 +244,61 @@ class Run:
         job_ended(self.job, status, finished_at)
         return RunOutcome(status)
 
-    def retry_later(self, delay: float, error: BaseException, *, count_attempt: bool,
-                    event: str, data: dict[str, Any]) -> RunOutcome:
+    def retry_later(
+        self,
+        delay: float,
+        error: BaseException,
+        *,
+        count_attempt: bool,
+        event: str,
+        data: dict[str, Any],
+    ) -> RunOutcome:
         """`retrying` until `delay` has passed; a cancel asked meanwhile wins."""
         fields: dict[str, Any] = dict(
-            status=JobStatus.RETRYING, wake_at=timezone.now() + timedelta(seconds=delay),
-            lease_owner="", lease_expires_at=None, **_error_fields(error))
+            status=JobStatus.RETRYING,
+            wake_at=timezone.now() + timedelta(seconds=delay),
+            lease_owner="",
+            lease_expires_at=None,
+            **_error_fields(error),
+        )
         if count_attempt:
             fields["attempts"] = self.job.attempts + 1
         with transaction.atomic():
-            updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
-                                         cancel_requested=False).update(**fields)
+            updated = Job.objects.filter(
+                pk=self.job.pk, lease_owner=self.owner, cancel_requested=False
+            ).update(**fields)
             if updated:
                 enqueue_on_commit(str(self.job.pk), self.job.priority, countdown=delay)
-                metrics.inc("agent_jobs_total", job_type=self.job.job_type,
-                            status=JobStatus.RETRYING)
+                metrics.inc(
+                    "agent_jobs_total", job_type=self.job.job_type, status=JobStatus.RETRYING
+                )
         if updated:
             self.emit(event, {**data, "delay": round(delay, 3)})
             self.flush_events()
             return RunOutcome.RETRYING
-        if Job.objects.filter(pk=self.job.pk, lease_owner=self.owner,
-                              cancel_requested=True).exists():
+        if Job.objects.filter(
+            pk=self.job.pk, lease_owner=self.owner, cancel_requested=True
+        ).exists():
             return self.end(JobStatus.CANCELLED)
         return RunOutcome.LEASE_LOST
 
 
 def _error_fields(error: BaseException) -> dict[str, str]:
-    return {"error_type": type(error).__name__, "error_message": str(error)[:5000],
-            "error_traceback": "".join(traceback.format_exception(error))[-20000:]}
+    return {
+        "error_type": type(error).__name__,
+        "error_message": str(error)[:5000],
+        "error_traceback": "".join(traceback.format_exception(error))[-20000:],
+    }
 
 
 def run_job(job_id: str) -> RunOutcome:
     """Run the job if it is ours to run, and say how the run ended."""
     # Every line of the run names the job; nothing bound by an earlier run (or by a
     # request running it in-process) shows through, and all of it is reset after.
-    with logs.bind(job_id=job_id, job_type=None, request_id=None, step_key=None,
-                   checkpoint_id=None), metrics.batched():
+    with (
+        logs.bind(job_id=job_id, job_type=None, request_id=None, step_key=None, checkpoint_id=None),
+        metrics.batched(),
+    ):
         owner = leases.new_owner()
         claimed = leases.claim(job_id, owner)
         if claimed is None:
@@ -271,8 +327,10 @@ def _run(run: Run) -> RunOutcome:
         report_failure(job, exc)
         return run.end(JobStatus.FAILED, exc)
     if job.attempts > job.max_attempts:
-        lost = WorkerLost(f"the worker running this job died (SIGKILL, OOM or hard time "
-                          f"limit) and no attempts are left (max_attempts={job.max_attempts})")
+        lost = WorkerLost(
+            f"the worker running this job died (SIGKILL, OOM or hard time "
+            f"limit) and no attempts are left (max_attempts={job.max_attempts})"
+        )
         report_failure(job, lost)
         return run.end(JobStatus.FAILED, lost)
     if job.cancel_requested:
@@ -304,9 +362,13 @@ def _replay(run: Run, fn: HandlerFn, ctx: JobContext, policy: RetryPolicy) -> Ru
         logger.info("job waiting for %s", suspend.reason)
         return RunOutcome.WAITING
     except RetryStep as retry:
-        return run.retry_later(retry.delay, retry.error, count_attempt=False,
-                               event="step.retrying",
-                               data={"step": retry.key, "error": str(retry.error)[:500]})
+        return run.retry_later(
+            retry.delay,
+            retry.error,
+            count_attempt=False,
+            event="step.retrying",
+            data={"step": retry.key, "error": str(retry.error)[:500]},
+        )
     except LeaseLost:  # another run owns the job: write nothing more, events included
         logger.warning("lease lost; stopping this run")
         return RunOutcome.LEASE_LOST
@@ -318,11 +380,16 @@ def _replay(run: Run, fn: HandlerFn, ctx: JobContext, policy: RetryPolicy) -> Ru
         retryable = not isinstance(exc, NonRetryableError) and policy.is_retryable(exc)
         if retryable and job.attempts < job.max_attempts:
             delay = policy.delay(job.attempts)
-            logger.warning("job attempt %s failed; retrying in %.1fs", job.attempts, delay,
-                           exc_info=True)
-            return run.retry_later(delay, exc, count_attempt=True, event="job.retrying",
-                                   data={"attempt": job.attempts,
-                                         "error": f"{type(exc).__name__}: {exc}"[:500]})
+            logger.warning(
+                "job attempt %s failed; retrying in %.1fs", job.attempts, delay, exc_info=True
+            )
+            return run.retry_later(
+                delay,
+                exc,
+                count_attempt=True,
+                event="job.retrying",
+                data={"attempt": job.attempts, "error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
         report_failure(job, exc)  # before the log line (dedupe)
         logger.exception("job failed")
         return run.end(JobStatus.FAILED, exc)

@@ -21,8 +21,9 @@ def next_seq(job_id: str) -> int:
     return (current or 0) + 1
 
 
-def append_event(job_id: str, kind: str, data: dict[str, Any] | None = None,
-                 seq: int | None = None) -> JobEvent:
+def append_event(
+    job_id: str, kind: str, data: dict[str, Any] | None = None, seq: int | None = None
+) -> JobEvent:
     """Append one event. `seq` is a hint from a run that numbers its own events;
     on a clash with a writer elsewhere it is recomputed."""
     payload = data or {}
@@ -69,23 +70,34 @@ def _insert(events: list[JobEvent]) -> None:
     fields = [JobEvent._meta.get_field(name) for name in _EVENT_FIELDS]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [f.get_db_prep_save(getattr(event, f.attname), connection)  # type: ignore[union-attr]
-              for event in events for f in fields]
+    params = [
+        f.get_db_prep_save(getattr(event, f.attname), connection)  # type: ignore[union-attr]
+        for event in events
+        for f in fields
+    ]
     table = connection.ops.quote_name(JobEvent._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))}",
-                       params)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))}", params
+        )
 
 
 def event_dict(event: JobEvent) -> dict[str, Any]:
     """An event as followers see it (live on Redis, replayed from the rows)."""
-    return {"seq": event.seq, "kind": event.kind, "data": event.data,
-            "created_at": event.created_at.isoformat()}
+    return {
+        "seq": event.seq,
+        "kind": event.kind,
+        "data": event.data,
+        "created_at": event.created_at.isoformat(),
+    }
 
 
 def publish(event: JobEvent) -> None:
     """Best effort: the row is the record; a Redis outage pauses live events."""
     message = json.dumps(event_dict(event))
-    best_effort(settings.COUNTERSIGN_EVENTS_REDIS_URL,
-                lambda redis: redis.publish(channel_name(str(event.job_id)), message),
-                what="live events", timeout=0.5)
+    best_effort(
+        settings.COUNTERSIGN_EVENTS_REDIS_URL,
+        lambda redis: redis.publish(channel_name(str(event.job_id)), message),
+        what="live events",
+        timeout=0.5,
+    )

@@ -66,19 +66,31 @@ def claim(job_id: str, owner: str) -> Claim | None:
     where, where_params = _where(Job.objects.claimable(now).filter(pk=pk))
     fields = Job._meta.concrete_fields
     quote = connection.ops.quote_name
-    sql = _CLAIM_SQL.format(job=quote(Job._meta.db_table), event=quote(JobEvent._meta.db_table),
-                            step=quote(JobStep._meta.db_table), claimable=where,
-                            columns=", ".join(quote(str(f.column)) for f in fields))
+    sql = _CLAIM_SQL.format(
+        job=quote(Job._meta.db_table),
+        event=quote(JobEvent._meta.db_table),
+        step=quote(JobStep._meta.db_table),
+        claimable=where,
+        columns=", ".join(quote(str(f.column)) for f in fields),
+    )
     adapt = connection.ops.adapt_datetimefield_value
-    params = {"running": JobStatus.RUNNING, "owner": owner, "expires": adapt(lease_expiry()),
-              "now": adapt(now), **where_params}
+    params = {
+        "running": JobStatus.RUNNING,
+        "owner": owner,
+        "expires": adapt(lease_expiry()),
+        "now": adapt(now),
+        **where_params,
+    }
     # raw() turns the columns into a Job (with each field's database converters) and
     # the two extra ones into attributes, taken off again into the Claim.
     job = next(iter(Job.objects.raw(sql, params)), None)
     if job is None:
         return None
-    return Claim(job=job, last_event_seq=int(job.__dict__.pop("last_event_seq")),
-                 has_steps=bool(job.__dict__.pop("has_steps")))
+    return Claim(
+        job=job,
+        last_event_seq=int(job.__dict__.pop("last_event_seq")),
+        has_steps=bool(job.__dict__.pop("has_steps")),
+    )
 
 
 def _where(queryset: Any) -> tuple[str, dict[str, Any]]:
@@ -89,8 +101,9 @@ def _where(queryset: Any) -> tuple[str, dict[str, Any]]:
     if len(parts) != len(params) + 1:
         raise ValueError(f"cannot name the parameters of {sql!r}")
     named = {f"where{i}": value for i, value in enumerate(params)}
-    return "".join(part + (f"%(where{i})s" if i < len(params) else "")
-                   for i, part in enumerate(parts)), named
+    return "".join(
+        part + (f"%(where{i})s" if i < len(params) else "") for i, part in enumerate(parts)
+    ), named
 
 
 def renew(job_id: str, owner: str, expires: datetime) -> tuple[bool, bool]:

@@ -31,11 +31,15 @@ def send_run_message(job_id: str, priority: int, countdown: float | None = None)
     """Publish a run message now. Failures are logged: the reconciler re-sends."""
     try:
         current_app.send_task(
-            RUN_JOB_TASK, args=[job_id], priority=broker_priority(priority),
-            countdown=countdown if countdown and countdown > 0 else None)
+            RUN_JOB_TASK,
+            args=[job_id],
+            priority=broker_priority(priority),
+            countdown=countdown if countdown and countdown > 0 else None,
+        )
     except Exception:
-        logger.exception("could not publish run message; the reconciler will retry",
-                         extra={"job_id": job_id})
+        logger.exception(
+            "could not publish run message; the reconciler will retry", extra={"job_id": job_id}
+        )
 
 
 def enqueue_on_commit(job_id: str, priority: int, countdown: float | None = None) -> None:

@@ -24,7 +24,8 @@ def broker_backlog() -> int | None:
     try:
         with current_app.connection_for_read() as conn:
             declared = conn.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True)
+                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            )
             return int(declared.message_count)
     except Exception as exc:  # an unreachable broker: assume the worst, re-send
         logger.debug("could not read the broker's queue depth: %s", exc)
@@ -39,8 +40,7 @@ def reconcile(limit: int | None = None) -> int:
     # backlog, re-sending it every pass would only grow the backlog.
     queued_grace = grace
     if broker_backlog():
-        queued_grace = now - timedelta(
-            seconds=settings.COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS)
+        queued_grace = now - timedelta(seconds=settings.COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS)
     batch = list(
         Job.objects.stranded(now=now, grace=grace, queued_grace=queued_grace)
         .order_by("-priority", "created_at")

@@ -40,8 +40,12 @@ _handlers: dict[str, HandlerSpec] = {}
 
 
 def handler(
-    job_type: str, *, retry: RetryPolicy | None = None, description: str = "",
-    input_schema: dict[str, Any] | None = None, prepare: Prepare | None = None,
+    job_type: str,
+    *,
+    retry: RetryPolicy | None = None,
+    description: str = "",
+    input_schema: dict[str, Any] | None = None,
+    prepare: Prepare | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
     """Register `fn` as the handler of `job_type`.
 
@@ -56,9 +60,13 @@ def handler(
             raise ValueError(f"job type {job_type!r} is already registered to {existing.fn!r}")
         first_line = (fn.__doc__ or "").strip().splitlines()[:1]
         _handlers[job_type] = HandlerSpec(
-            job_type=job_type, fn=fn, retry=retry,
+            job_type=job_type,
+            fn=fn,
+            retry=retry,
             description=description or "".join(first_line),
-            input_schema=input_schema, prepare=prepare)
+            input_schema=input_schema,
+            prepare=prepare,
+        )
         return fn
 
     return register

@@ -38,8 +38,14 @@ class Resolved:
 class Waiter(Protocol):
     reason: str
 
-    def poll(self, *, job: Job, key: str, step: JobStep | None,
-             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+    def poll(
+        self,
+        *,
+        job: Job,
+        key: str,
+        step: JobStep | None,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> Pending | Resolved:
         """Open the wait if new (idempotently) and report its state. Runs in a
         transaction; `emit` records a progress event of the job."""
         ...
@@ -72,8 +78,14 @@ class TimerWaiter:
     seconds: float
     reason: str = "timer"
 
-    def poll(self, *, job: Job, key: str, step: JobStep | None,
-             emit: Callable[[str, dict[str, Any]], None]) -> Pending | Resolved:
+    def poll(
+        self,
+        *,
+        job: Job,
+        key: str,
+        step: JobStep | None,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> Pending | Resolved:
         now = timezone.now()
         if step is not None and step.output and "until" in step.output:
             until = datetime.fromisoformat(step.output["until"])

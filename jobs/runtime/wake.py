@@ -11,7 +11,8 @@ def wake_job(*, job_id: str, reason: str = "") -> bool:
     transaction that resolved what the job waited for (a decision, a child's end), so
     the wake-up commits with its cause. False if the job was not waiting."""
     woken = Job.objects.filter(pk=job_id, status=JobStatus.WAITING).update(
-        status=JobStatus.QUEUED, wait_reason="", wake_at=None)
+        status=JobStatus.QUEUED, wait_reason="", wake_at=None
+    )
     if not woken:  # not waiting (cancelled meanwhile, say): nothing to wake
         return False
     priority, job_type = Job.objects.values_list("priority", "job_type").get(pk=job_id)

@@ -97,6 +97,7 @@ def write_files(workspace: Path, files: Iterable[FileSpec]) -> list[dict[str, ob
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        written.append({"path": spec.path, "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest()})
+        written.append(
+            {"path": spec.path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        )
     return written

@@ -64,19 +64,21 @@ def test_drf_authentication_reads_bearer_tokens():
     auth = ApiTokenAuthentication()
     factory = APIRequestFactory()
 
-    assert auth.authenticate(factory.get("/", HTTP_AUTHORIZATION=f"Bearer {raw}")) == (user,
-                                                                                       None)
+    assert auth.authenticate(factory.get("/", HTTP_AUTHORIZATION=f"Bearer {raw}")) == (user, None)
     assert auth.authenticate(factory.get("/")) is None
     with pytest.raises(AuthenticationFailed):
         auth.authenticate(factory.get("/", HTTP_AUTHORIZATION="Bearer cs_wrong"))
 
 
-@pytest.mark.parametrize(("role", "granted"), [
-    (Role.VIEWER, {Capability.VIEW}),
-    (Role.OPERATOR, {Capability.VIEW, Capability.OPERATE}),
-    (Role.APPROVER, {Capability.VIEW, Capability.DECIDE}),
-    (Role.ADMIN, set(Capability)),
-])
+@pytest.mark.parametrize(
+    ("role", "granted"),
+    [
+        (Role.VIEWER, {Capability.VIEW}),
+        (Role.OPERATOR, {Capability.VIEW, Capability.OPERATE}),
+        (Role.APPROVER, {Capability.VIEW, Capability.DECIDE}),
+        (Role.ADMIN, set(Capability)),
+    ],
+)
 def test_what_each_role_may_do(acme, globex, role, granted):
     user = member("someone", acme, role)
     assert {c for c in Capability if can(user, c, acme.pk)} == granted
@@ -94,7 +96,9 @@ def test_an_organizations_approver_decides_its_checkpoints(acme, globex):
     checkpoint = paused_in(acme, creator)
 
     with pytest.raises(PermissionDenied, match="another organization"):
-        services.checkpoint_approve(checkpoint=checkpoint, user=member("outsider", globex, Role.APPROVER))
+        services.checkpoint_approve(
+            checkpoint=checkpoint, user=member("outsider", globex, Role.APPROVER)
+        )
     with pytest.raises(PermissionDenied, match="approver role"):
         services.checkpoint_approve(checkpoint=checkpoint, user=member("viewer", acme, Role.VIEWER))
     services.checkpoint_approve(checkpoint=checkpoint, user=member("approver", acme, Role.APPROVER))

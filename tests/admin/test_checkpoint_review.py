@@ -27,8 +27,12 @@ def staff(username: str, organization: Organization, role: Role) -> Client:
 
 def paused(organization: Organization, **input: object) -> Checkpoint:
     creator = User.objects.get_or_create(username="creator")[0]
-    job = job_create(job_type="code-generation", organization=organization,
-                     input=input or {"prompt": "hello world"}, created_by=creator)
+    job = job_create(
+        job_type="code-generation",
+        organization=organization,
+        input=input or {"prompt": "hello world"},
+        created_by=creator,
+    )
     assert run_job(str(job.pk)) == JobStatus.WAITING
     return Checkpoint.objects.get(job=job)
 
@@ -38,8 +42,7 @@ def review_url(checkpoint: Checkpoint) -> str:
 
 
 def decide(client: Client, checkpoint: Checkpoint, **form: str):
-    return client.post(f"/admin/checkpoints/checkpoint/{checkpoint.pk}/decide/", form,
-                       follow=True)
+    return client.post(f"/admin/checkpoints/checkpoint/{checkpoint.pk}/decide/", form, follow=True)
 
 
 def test_the_review_page_shows_files_as_diffs(acme):
@@ -61,14 +64,19 @@ def test_approve_and_approve_with_edits_from_the_review_page(acme):
     decide(approver, first, verdict="approve", reason="fine")
     bad = decide(approver, second, verdict="approve_with_edits", payload="{not json")
     assert "not valid JSON" in bad.content.decode()
-    decide(approver, second, verdict="approve_with_edits",
-           payload='{"files": [{"path": "edited.py", "content": "x = 1\\n"}]}')
+    decide(
+        approver,
+        second,
+        verdict="approve_with_edits",
+        payload='{"files": [{"path": "edited.py", "content": "x = 1\\n"}]}',
+    )
 
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == second.status == CheckpointStatus.APPROVED
-    assert second.decisions.get().payload == {"files": [{"path": "edited.py",
-                                                         "content": "x = 1\n"}]}
+    assert second.decisions.get().payload == {
+        "files": [{"path": "edited.py", "content": "x = 1\n"}]
+    }
     assert run_job(str(second.job_id)) == JobStatus.SUCCEEDED
 
 
@@ -105,8 +113,7 @@ def test_another_organizations_checkpoints_are_invisible(acme):
 def test_bulk_approve_asks_for_confirmation(acme):
     approver = staff("april", acme, Role.APPROVER)
     checkpoints = [paused(acme) for _ in range(2)]
-    form = {"action": "approve_selected",
-            "_selected_action": [str(c.pk) for c in checkpoints]}
+    form = {"action": "approve_selected", "_selected_action": [str(c.pk) for c in checkpoints]}
 
     confirm = approver.post("/admin/checkpoints/checkpoint/", form)
     assert "Yes, approve" in confirm.content.decode()

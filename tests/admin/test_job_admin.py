@@ -45,13 +45,11 @@ def test_the_job_list_has_duration_tokens_and_cost(acme):
 
 
 def test_another_organizations_jobs_are_invisible(acme):
-    outsider = staff("gus", Organization.objects.create(name="Globex", slug="globex"),
-                     Role.ADMIN)
+    outsider = staff("gus", Organization.objects.create(name="Globex", slug="globex"), Role.ADMIN)
     job = job_create(job_type="simple-task", organization=acme)
     assert outsider.get(job_url(job)).status_code == 302  # "does not exist" → admin index
     assert job_url(job) not in outsider.get("/admin/jobs/job/").content.decode()
-    outsider.post("/admin/jobs/job/", {"action": "cancel_jobs",
-                                         "_selected_action": [str(job.pk)]})
+    outsider.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [str(job.pk)]})
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
 
 

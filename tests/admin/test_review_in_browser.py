@@ -13,9 +13,16 @@ from jobs.models import JobStatus
 from jobs.services import job_create
 from tests.utils import wait_status
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +42,9 @@ def browser() -> Iterator[Browser]:
 
 def _launch() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
         yield chromium
         chromium.close()
 
@@ -51,13 +59,12 @@ def page(browser: Browser) -> Iterator[Page]:
 def test_a_reviewer_approves_a_code_generation_checkpoint(worker, live_server, page):
     # given a job of Acme paused at its write-files checkpoint, and Acme's approver
     acme = Organization.objects.create(name="Acme", slug="acme")
-    reviewer = User.objects.create_user("april", password="a-long-test-password",
-                                        is_staff=True)
-    reviewer.user_permissions.add(*Permission.objects.filter(
-        codename__in=["view_checkpoint", "view_job"]))
+    reviewer = User.objects.create_user("april", password="a-long-test-password", is_staff=True)
+    reviewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_checkpoint", "view_job"])
+    )
     Membership.objects.create(user=reviewer, organization=acme, role=Role.APPROVER)
-    job = job_create(job_type="code-generation", organization=acme,
-                     input={"prompt": "hello world"})
+    job = job_create(job_type="code-generation", organization=acme, input={"prompt": "hello world"})
     wait_status(job.pk, JobStatus.WAITING)
 
     # when the reviewer logs in, opens it from the index, reads the diff and approves
@@ -69,7 +76,7 @@ def test_a_reviewer_approves_a_code_generation_checkpoint(worker, live_server, p
     page.click("#result_list tbody tr a")
     expect(page.locator("h2")).to_contain_text("Write 2 file(s)")
     diff = page.locator('.cs-diff[data-path="hello_world.py"] .add')
-    expect(diff.first).to_contain_text("+\"\"\"hello world.\"\"\"")
+    expect(diff.first).to_contain_text('+"""hello world."""')
     expect(diff.filter(has_text="def hello_world()")).to_have_count(1)
     page.fill("form:has(input[value=approve]) input[name=reason]", "looks right")
     page.click("input[value=Approve]")

@@ -5,12 +5,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from jobs.models import PARKED
 
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus
 from agents.services import agent_create, agent_execute
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import PARKED, Job, JobEvent, JobStatus
 from jobs.runtime import RunOutcome
 from jobs.runtime.engine import run_job
 from jobs.services import JobError, job_create
@@ -21,8 +20,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 def occupy_slot(agent: Agent) -> Job:
     """A job of the agent that another worker is running now."""
     job = agent_execute(agent=agent, user=None, task="long")
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, lease_owner="elsewhere",
-                                         lease_expires_at=timezone.now() + timedelta(minutes=5))
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING,
+        lease_owner="elsewhere",
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
     return job
 
 
@@ -46,8 +48,12 @@ def test_a_run_past_the_cap_parks_and_the_freed_slot_wakes_it(acme):
     job.refresh_from_db()
     assert (job.status, job.wait_reason) == (JobStatus.QUEUED, "")
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
-    kinds = list(JobEvent.objects.filter(job=job).exclude(kind="llm.delta").order_by("seq")
-                 .values_list("kind", flat=True))
+    kinds = list(
+        JobEvent.objects.filter(job=job)
+        .exclude(kind="llm.delta")
+        .order_by("seq")
+        .values_list("kind", flat=True)
+    )
     assert kinds == ["job.queued", "job.waiting", "job.woken", "job.started", "job.succeeded"]
 
 
@@ -67,8 +73,7 @@ def test_each_free_slot_wakes_its_own_parked_job(acme):
 
 
 def test_a_run_that_ends_before_its_handler_still_frees_the_agent(acme):
-    agent = agent_create(organization=acme, created_by=None, name="taken-over",
-                         max_concurrency=1)
+    agent = agent_create(organization=acme, created_by=None, name="taken-over", max_concurrency=1)
     job = agent_execute(agent=agent, user=None, task="x")
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # cancelled while queued
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.BUSY)
@@ -96,7 +101,9 @@ def test_the_status_follows_the_runs(acme):
     assert agent.status == AgentStatus.IDLE
 
     other = occupy_slot(agent)  # still running when the next run ends
-    assert run_job(str(agent_execute(agent=agent, user=None, task="fine").pk)) == JobStatus.SUCCEEDED
+    assert (
+        run_job(str(agent_execute(agent=agent, user=None, task="fine").pk)) == JobStatus.SUCCEEDED
+    )
     agent.refresh_from_db()
     assert agent.status == AgentStatus.BUSY
     Job.objects.filter(pk=other.pk).update(status=JobStatus.CANCELLED, lease_owner="")
@@ -121,19 +128,22 @@ def test_an_agent_task_made_by_hand_is_still_the_agents_job(acme):
     and status apply, and an offline or unknown agent is refused."""
     agent = agent_create(organization=acme, created_by=None, name="solo", max_concurrency=1)
     occupy_slot(agent)
-    by_hand = job_create(job_type="agent-task", organization=acme,
-                         input={"agent_id": agent.pk, "task": "x"})
+    by_hand = job_create(
+        job_type="agent-task", organization=acme, input={"agent_id": agent.pk, "task": "x"}
+    )
     assert by_hand.concurrency_key == f"agent:{agent.pk}"
     assert run_job(str(by_hand.pk)) == "parked"
 
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
     with pytest.raises(JobError, match="is offline"):
-        job_create(job_type="agent-task", organization=acme,
-                   input={"agent_id": agent.pk, "task": "x"})
+        job_create(
+            job_type="agent-task", organization=acme, input={"agent_id": agent.pk, "task": "x"}
+        )
     other = Organization.objects.create(name="Globex", slug="globex")
     with pytest.raises(JobError, match="does not exist in this organization"):
-        job_create(job_type="agent-task", organization=other,
-                   input={"agent_id": agent.pk, "task": "x"})
+        job_create(
+            job_type="agent-task", organization=other, input={"agent_id": agent.pk, "task": "x"}
+        )
 
 
 def test_jobs_nest_only_so_deep(acme, settings):
@@ -145,9 +155,14 @@ def test_jobs_nest_only_so_deep(acme, settings):
         job_create(job_type="simple-task", parent=grandchild)
 
     agent = agent_create(organization=acme, created_by=None, name="boss", tools=["run_job"])
-    deep = job_create(job_type="agent-task", parent=child, input={
-        "agent_id": agent.pk,
-        "task": 'Delegate.\n/tool run_job {"job_type": "simple-task"}'})
+    deep = job_create(
+        job_type="agent-task",
+        parent=child,
+        input={
+            "agent_id": agent.pk,
+            "task": 'Delegate.\n/tool run_job {"job_type": "simple-task"}',
+        },
+    )
     assert run_job(str(deep.pk)) == JobStatus.SUCCEEDED
     deep.refresh_from_db()
     assert "jobs may nest at most 2 deep" in deep.result["answer"]  # told to the model

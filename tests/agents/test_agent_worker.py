@@ -21,23 +21,42 @@ def tool_messages(body: dict) -> list[dict]:
     return [m for m in body["messages"] if m["role"] == "tool"]
 
 
-def test_an_approved_edit_reaches_the_tool_and_the_costs_add_up(acme, reviewer, llm_server,
-                                                                settings):
-    agent = agent_create(organization=acme, created_by=None, name="coder", provider="openai",
-                         model="gpt-4o-mini", tools=["write_file"])
+def test_an_approved_edit_reaches_the_tool_and_the_costs_add_up(
+    acme, reviewer, llm_server, settings
+):
+    agent = agent_create(
+        organization=acme,
+        created_by=None,
+        name="coder",
+        provider="openai",
+        model="gpt-4o-mini",
+        tools=["write_file"],
+    )
     llm_server.script(
-        Reply(tool_calls=[ToolCallReply("write_file", {"path": "plan.md", "content": "v1"},
-                                        pieces=3)], tokens_in=100, tokens_out=20),
-        Reply(text="I wrote the plan.", chunks=["I wrote", " the plan."], tokens_in=150,
-              tokens_out=10))
+        Reply(
+            tool_calls=[
+                ToolCallReply("write_file", {"path": "plan.md", "content": "v1"}, pieces=3)
+            ],
+            tokens_in=100,
+            tokens_out=20,
+        ),
+        Reply(
+            text="I wrote the plan.", chunks=["I wrote", " the plan."], tokens_in=150, tokens_out=10
+        ),
+    )
     job = agent_execute(agent=agent, user=None, task="Write the plan")
 
     wait_status(job.pk, JobStatus.WAITING)
     checkpoint = Checkpoint.objects.get(job=job)
-    assert checkpoint.payload == {"tool": "write_file",
-                                  "arguments": {"path": "plan.md", "content": "v1"}}
-    services.checkpoint_approve(checkpoint=checkpoint, user=reviewer, payload={
-        "tool": "write_file", "arguments": {"path": "plan.md", "content": "v2 (edited)"}})
+    assert checkpoint.payload == {
+        "tool": "write_file",
+        "arguments": {"path": "plan.md", "content": "v1"},
+    }
+    services.checkpoint_approve(
+        checkpoint=checkpoint,
+        user=reviewer,
+        payload={"tool": "write_file", "arguments": {"path": "plan.md", "content": "v2 (edited)"}},
+    )
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
     workspace = settings.COUNTERSIGN_WORKSPACE_ROOT / str(job.pk)
@@ -52,22 +71,37 @@ def test_an_approved_edit_reaches_the_tool_and_the_costs_add_up(acme, reviewer, 
     assert job.result["answer"] == "I wrote the plan."
     assert (job.tokens_in, job.tokens_out) == (250, 30)
     # gpt-4o-mini: $0.15 in, $0.60 out per million tokens
-    assert job.cost == Decimal("250") * Decimal("0.15") / 10**6 + Decimal("30") * Decimal(
-        "0.60") / 10**6 == Decimal("0.0000555")
+    assert (
+        job.cost
+        == Decimal("250") * Decimal("0.15") / 10**6 + Decimal("30") * Decimal("0.60") / 10**6
+        == Decimal("0.0000555")
+    )
     deltas = JobEvent.objects.filter(job=job, kind="llm.delta").order_by("seq")
     assert "".join(e.data["text"] for e in deltas) == "I wrote the plan."
 
 
 def test_a_rejected_call_is_reported_to_the_model(acme, reviewer, llm_server):
-    agent = agent_create(organization=acme, created_by=None, name="caller",
-                         provider="anthropic", model="claude-sonnet-4-0", tools=["http_request"])
+    agent = agent_create(
+        organization=acme,
+        created_by=None,
+        name="caller",
+        provider="anthropic",
+        model="claude-sonnet-4-0",
+        tools=["http_request"],
+    )
     llm_server.script(
-        Reply(tool_calls=[ToolCallReply("http_request", {"url": "https://example.com/x"})],
-              tokens_in=1000, tokens_out=50),
-        Reply(text="Understood, I will not call it.", tokens_in=1200, tokens_out=8))
+        Reply(
+            tool_calls=[ToolCallReply("http_request", {"url": "https://example.com/x"})],
+            tokens_in=1000,
+            tokens_out=50,
+        ),
+        Reply(text="Understood, I will not call it.", tokens_in=1200, tokens_out=8),
+    )
     job = agent_execute(agent=agent, user=None, task="Fetch the page")
     wait_status(job.pk, JobStatus.WAITING)
-    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=job), user=reviewer, reason="not that host")
+    services.checkpoint_reject(
+        checkpoint=Checkpoint.objects.get(job=job), user=reviewer, reason="not that host"
+    )
     wait_status(job.pk, JobStatus.SUCCEEDED)
 
     reported = llm_server.requests[1].body["messages"][-1]["content"][0]
@@ -79,8 +113,9 @@ def test_a_rejected_call_is_reported_to_the_model(acme, reviewer, llm_server):
 
 
 def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_server):
-    agent = agent_create(organization=acme, created_by=None, name="new", provider="openai",
-                         model="gpt-9-preview")
+    agent = agent_create(
+        organization=acme, created_by=None, name="new", provider="openai", model="gpt-9-preview"
+    )
     llm_server.script(Reply(text="hi", tokens_in=5, tokens_out=1, model="gpt-9-preview"))
     job = agent_execute(agent=agent, user=None, task="hello")
     wait_status(job.pk, JobStatus.SUCCEEDED)
@@ -99,27 +134,38 @@ def test_an_unknown_model_costs_unknown_and_a_bad_key_fails_clearly(acme, llm_se
 
 
 def test_a_capped_agent_runs_one_job_at_a_time_on_four_slots(acme, llm_server, more_slots):
-    agent = agent_create(organization=acme, created_by=None, name="solo", provider="openai",
-                         model="gpt-4o-mini", max_concurrency=1)
+    agent = agent_create(
+        organization=acme,
+        created_by=None,
+        name="solo",
+        provider="openai",
+        model="gpt-4o-mini",
+        max_concurrency=1,
+    )
     llm_server.script(*[Reply(text=f"answer {n}", delay=0.3) for n in range(4)])
     jobs = [agent_execute(agent=agent, user=None, task=f"task {n}") for n in range(4)]
 
-    wait_for(lambda: Agent.objects.get(pk=agent.pk).status == AgentStatus.BUSY,
-             message="the agent to be busy")
+    wait_for(
+        lambda: Agent.objects.get(pk=agent.pk).status == AgentStatus.BUSY,
+        message="the agent to be busy",
+    )
     for job in jobs:
         wait_status(job.pk, JobStatus.SUCCEEDED, timeout=60)
 
     runs = []
     for job in jobs:
-        events = {e.kind: e.created_at for e in JobEvent.objects.filter(
-            job=job, kind__in=["job.started", "job.succeeded"])}
+        events = {
+            e.kind: e.created_at
+            for e in JobEvent.objects.filter(job=job, kind__in=["job.started", "job.succeeded"])
+        }
         runs.append((events["job.started"], events["job.succeeded"]))
     runs.sort()
     for (_, ended), (started, _) in zip(runs, runs[1:], strict=False):
         assert started >= ended, "two runs of the agent overlapped"
     # With four free slots, the cap is what kept them apart.
-    assert JobEvent.objects.filter(job__in=jobs, kind="job.waiting",
-                                   data__reason="concurrency").exists()
+    assert JobEvent.objects.filter(
+        job__in=jobs, kind="job.waiting", data__reason="concurrency"
+    ).exists()
     assert Agent.objects.get(pk=agent.pk).status == AgentStatus.IDLE
 
 
@@ -155,16 +201,22 @@ def test_the_chat_command_streams_a_reply(acme, monkeypatch):
 
 
 def test_code_generation_drafts_with_the_agents_model_and_still_asks_first(
-        acme, reviewer, llm_server, settings):
+    acme, reviewer, llm_server, settings
+):
     from jobs.services import job_create
 
-    agent = agent_create(organization=acme, created_by=None, name="dev", provider="openai",
-                         model="gpt-4o")
+    agent = agent_create(
+        organization=acme, created_by=None, name="dev", provider="openai", model="gpt-4o"
+    )
     files = {"files": [{"path": "app/hello.py", "content": "print('hi')\n"}]}
-    llm_server.script(Reply(text=f"```json\n{json.dumps(files)}\n```", tokens_in=400,
-                            tokens_out=60))
-    job = job_create(job_type="code-generation", organization=acme,
-                     input={"prompt": "a greeting script", "agent_id": agent.pk})
+    llm_server.script(
+        Reply(text=f"```json\n{json.dumps(files)}\n```", tokens_in=400, tokens_out=60)
+    )
+    job = job_create(
+        job_type="code-generation",
+        organization=acme,
+        input={"prompt": "a greeting script", "agent_id": agent.pk},
+    )
 
     wait_status(job.pk, JobStatus.WAITING)
     workspace = settings.COUNTERSIGN_WORKSPACE_ROOT / str(job.pk)

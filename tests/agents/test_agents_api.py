@@ -38,34 +38,52 @@ def make_agent(client: APIClient, **fields) -> dict:
 
 
 def test_an_admin_configures_an_agent(admin):
-    agent = make_agent(admin, description="Writes things", tools=["write_file", "search_memory"],
-                       parameters={"temperature": 0.2, "max_tokens": 500},
-                       personality={"traits": ["careful"], "tone": "plain"},
-                       instructions="Answer briefly.")
+    agent = make_agent(
+        admin,
+        description="Writes things",
+        tools=["write_file", "search_memory"],
+        parameters={"temperature": 0.2, "max_tokens": 500},
+        personality={"traits": ["careful"], "tone": "plain"},
+        instructions="Answer briefly.",
+    )
     assert agent["tools"] == ["write_file", "search_memory"] and agent["status"] == "idle"
     assert agent["created_by"] == "ada"
 
-    changed = admin.patch(f"/api/v1/agents/{agent['id']}/", {"status": "offline"},
-                          format="json")
+    changed = admin.patch(f"/api/v1/agents/{agent['id']}/", {"status": "offline"}, format="json")
     assert changed.json()["status"] == "offline"
     listed = admin.get("/api/v1/agents/?status=offline&search=things").json()["results"]
     assert [a["name"] for a in listed] == ["helper"]
 
 
-@pytest.mark.parametrize(("fields", "field", "message"), [
-    ({"provider": "skynet"}, "provider", "unknown provider 'skynet'"),
-    ({"provider": "anthropic", "model": "gpt-4o"}, "model", "'gpt-4o' is not a anthropic model"),
-    ({"tools": ["rm_rf"]}, "tools", "unknown tool(s) rm_rf"),
-    ({"parameters": {"temperature": 3}}, "parameters", "temperature must be between 0 and 2"),
-    ({"parameters": {"max_tokens": 1.5}}, "parameters", "max_tokens must be an integer"),
-    ({"parameters": {"seed": 1}}, "parameters", "unknown parameter 'seed'"),
-    ({"personality": {"mood": "x"}}, "personality", "an object with only"),
-    ({"provider": "anthropic", "model": "claude-sonnet-4-0", "parameters": {"temperature": 0.2}},
-     "parameters", "anthropic does not accept temperature; it accepts max_tokens, stop"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"provider": "skynet"}, "provider", "unknown provider 'skynet'"),
+        (
+            {"provider": "anthropic", "model": "gpt-4o"},
+            "model",
+            "'gpt-4o' is not a anthropic model",
+        ),
+        ({"tools": ["rm_rf"]}, "tools", "unknown tool(s) rm_rf"),
+        ({"parameters": {"temperature": 3}}, "parameters", "temperature must be between 0 and 2"),
+        ({"parameters": {"max_tokens": 1.5}}, "parameters", "max_tokens must be an integer"),
+        ({"parameters": {"seed": 1}}, "parameters", "unknown parameter 'seed'"),
+        ({"personality": {"mood": "x"}}, "personality", "an object with only"),
+        (
+            {
+                "provider": "anthropic",
+                "model": "claude-sonnet-4-0",
+                "parameters": {"temperature": 0.2},
+            },
+            "parameters",
+            "anthropic does not accept temperature; it accepts max_tokens, stop",
+        ),
+    ],
+)
 def test_bad_configuration_gets_field_errors(admin, fields, field, message):
-    response = admin.post("/api/v1/agents/", {"name": "x", "model": "offline-echo", **fields},
-                          format="json")
+    response = admin.post(
+        "/api/v1/agents/", {"name": "x", "model": "offline-echo", **fields}, format="json"
+    )
     assert response.status_code == 400
     assert message in " ".join(response.json()["error"]["fields"][field])
     assert not Agent.objects.exists()
@@ -73,36 +91,48 @@ def test_bad_configuration_gets_field_errors(admin, fields, field, message):
 
 def test_a_model_is_checked_against_the_provider_on_update(admin):
     agent = make_agent(admin)
-    response = admin.patch(f"/api/v1/agents/{agent['id']}/", {"provider": "openai"},
-                           format="json")
+    response = admin.patch(f"/api/v1/agents/{agent['id']}/", {"provider": "openai"}, format="json")
     assert response.status_code == 400
     assert "'offline-echo' is not a openai model" in response.json()["error"]["fields"]["model"]
-    ok = admin.patch(f"/api/v1/agents/{agent['id']}/",
-                     {"provider": "openai", "model": "gpt-4o-mini"}, format="json")
+    ok = admin.patch(
+        f"/api/v1/agents/{agent['id']}/",
+        {"provider": "openai", "model": "gpt-4o-mini"},
+        format="json",
+    )
     assert ok.json()["provider"] == "openai"
 
 
 def test_parameters_are_checked_against_the_provider_on_update(admin):
-    agent = make_agent(admin, provider="anthropic", model="claude-sonnet-4-0",
-                       parameters={"max_tokens": 300})
-    response = admin.patch(f"/api/v1/agents/{agent['id']}/",
-                           {"parameters": {"top_p": 0.9}}, format="json")
+    agent = make_agent(
+        admin, provider="anthropic", model="claude-sonnet-4-0", parameters={"max_tokens": 300}
+    )
+    response = admin.patch(
+        f"/api/v1/agents/{agent['id']}/", {"parameters": {"top_p": 0.9}}, format="json"
+    )
     assert response.status_code == 400
     assert "anthropic does not accept top_p" in response.json()["error"]["fields"]["parameters"][0]
-    moved = admin.patch(f"/api/v1/agents/{agent['id']}/", {"provider": "openai",
-                        "model": "gpt-4o", "parameters": {"top_p": 0.9}}, format="json")
+    moved = admin.patch(
+        f"/api/v1/agents/{agent['id']}/",
+        {"provider": "openai", "model": "gpt-4o", "parameters": {"top_p": 0.9}},
+        format="json",
+    )
     assert moved.status_code == 200 and moved.json()["parameters"] == {"top_p": 0.9}
-    back = admin.patch(f"/api/v1/agents/{agent['id']}/",
-                       {"provider": "anthropic", "model": "claude-sonnet-4-0"}, format="json")
+    back = admin.patch(
+        f"/api/v1/agents/{agent['id']}/",
+        {"provider": "anthropic", "model": "claude-sonnet-4-0"},
+        format="json",
+    )
     assert back.status_code == 400  # its top_p would be dropped silently
 
 
 def test_names_are_unique_per_organization_until_deleted(admin):
     first = make_agent(admin)
-    duplicate = admin.post("/api/v1/agents/", {"name": "helper", "model": "offline-echo"},
-                           format="json")
+    duplicate = admin.post(
+        "/api/v1/agents/", {"name": "helper", "model": "offline-echo"}, format="json"
+    )
     assert duplicate.json()["error"]["fields"]["name"] == [
-        "an agent with this name exists in the organization"]
+        "an agent with this name exists in the organization"
+    ]
     assert admin.delete(f"/api/v1/agents/{first['id']}/").status_code == 204
     assert admin.get(f"/api/v1/agents/{first['id']}/").status_code == 404
     assert Agent.objects.get(pk=first["id"]).deleted_at is not None  # soft
@@ -113,40 +143,62 @@ def test_roles_and_organizations(admin, operator, viewer):
     agent = make_agent(admin)
     assert viewer.get(f"/api/v1/agents/{agent['id']}/").status_code == 200
     assert viewer.post("/api/v1/agents/", {"name": "v"}, format="json").status_code == 403
-    assert operator.patch(f"/api/v1/agents/{agent['id']}/", {"name": "o"},
-                          format="json").status_code == 403
-    assert viewer.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"},
-                       format="json").status_code == 403
+    assert (
+        operator.patch(f"/api/v1/agents/{agent['id']}/", {"name": "o"}, format="json").status_code
+        == 403
+    )
+    assert (
+        viewer.post(
+            f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"}, format="json"
+        ).status_code
+        == 403
+    )
     outsider = client_for("gus", Organization.objects.create(name="G", slug="g"), Role.ADMIN)
     assert outsider.get(f"/api/v1/agents/{agent['id']}/").status_code == 404
-    assert outsider.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"},
-                         format="json").status_code == 404
-    refused = outsider.post("/api/v1/jobs/", {"job_type": "agent-task",
-                                              "input": {"agent_id": agent["id"], "task": "x"}},
-                            format="json")
+    assert (
+        outsider.post(
+            f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"}, format="json"
+        ).status_code
+        == 404
+    )
+    refused = outsider.post(
+        "/api/v1/jobs/",
+        {"job_type": "agent-task", "input": {"agent_id": agent["id"], "task": "x"}},
+        format="json",
+    )
     assert refused.status_code == 400
     assert refused.json()["error"]["fields"]["input.agent_id"]
 
 
 def test_execute_runs_an_agent_task_and_counts_it(admin, operator):
     agent = make_agent(admin)
-    started = operator.post(f"/api/v1/agents/{agent['id']}/execute/",
-                            {"task": "Summarise the plan", "context": {"team": "ops"},
-                             "max_tokens": 5}, format="json")
+    started = operator.post(
+        f"/api/v1/agents/{agent['id']}/execute/",
+        {"task": "Summarise the plan", "context": {"team": "ops"}, "max_tokens": 5},
+        format="json",
+    )
     assert started.status_code == 202
     job = started.json()
     assert (job["job_type"], job["concurrency_key"], job["status"]) == (
-        "agent-task", f"agent:{agent['id']}", "queued")
-    assert job["input"] == {"agent_id": agent["id"], "task": "Summarise the plan",
-                            "context": {"team": "ops"}, "max_tokens": 5}
+        "agent-task",
+        f"agent:{agent['id']}",
+        "queued",
+    )
+    assert job["input"] == {
+        "agent_id": agent["id"],
+        "task": "Summarise the plan",
+        "context": {"team": "ops"},
+        "max_tokens": 5,
+    }
 
     assert run_job(job["id"]) == JobStatus.SUCCEEDED
     done = Job.objects.get(pk=job["id"])
     assert done.result["answer"] == "Offline answer: I would now"  # 5 tokens at most
     assert (done.tokens_out, done.cost) == (5, Decimal("0"))
 
-    failed = operator.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"},
-                           format="json").json()
+    failed = operator.post(
+        f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"}, format="json"
+    ).json()
     Job.objects.filter(pk=failed["id"]).update(status=JobStatus.FAILED)
     executions = operator.get(f"/api/v1/agents/{agent['id']}/executions/?status=succeeded")
     assert executions.status_code == 200, executions.json()
@@ -158,22 +210,24 @@ def test_execute_runs_an_agent_task_and_counts_it(admin, operator):
 
 def test_an_offline_or_deleted_agent_does_not_run(admin, operator):
     agent = make_agent(admin, status="offline")
-    response = operator.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"},
-                             format="json")
+    response = operator.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"}, format="json")
     assert response.status_code == 400 and "is offline" in response.json()["error"]["message"]
-    bad = operator.post("/api/v1/jobs/", {"job_type": "agent-task", "input": {"task": 1}},
-                        format="json")
+    bad = operator.post(
+        "/api/v1/jobs/", {"job_type": "agent-task", "input": {"task": 1}}, format="json"
+    )
     assert bad.status_code == 400 and "agent_id" in bad.json()["error"]["message"]
 
 
 def test_chat_keeps_the_conversation_of_a_session(admin, operator):
     agent = make_agent(admin)
     url = f"/api/v1/agents/{agent['id']}/chat/"
-    first = operator.post(url, {"session_id": "s1", "message": "My name is Ada."},
-                          format="json").json()
+    first = operator.post(
+        url, {"session_id": "s1", "message": "My name is Ada."}, format="json"
+    ).json()
     assert run_job(first["id"]) == JobStatus.SUCCEEDED
-    second = operator.post(url, {"session_id": "s1", "message": "What is my name?"},
-                           format="json").json()
+    second = operator.post(
+        url, {"session_id": "s1", "message": "What is my name?"}, format="json"
+    ).json()
     assert run_job(second["id"]) == JobStatus.SUCCEEDED
 
     prompt = Job.objects.get(pk=second["id"]).steps.get(key="prompt").output
@@ -181,8 +235,9 @@ def test_chat_keeps_the_conversation_of_a_session(admin, operator):
     assert prompt[1]["content"] == "My name is Ada."
     other = operator.post(url, {"session_id": "s2", "message": "hi"}, format="json").json()
     assert run_job(other["id"]) == JobStatus.SUCCEEDED
-    assert [m["role"] for m in Job.objects.get(pk=other["id"]).steps.get(key="prompt").output
-            or []] == ["system", "user"]
+    assert [
+        m["role"] for m in Job.objects.get(pk=other["id"]).steps.get(key="prompt").output or []
+    ] == ["system", "user"]
 
 
 def test_a_malformed_agent_id_is_not_found(viewer):

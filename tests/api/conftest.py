@@ -22,19 +22,37 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def asgi_server(celery_worker: WorkerProcess,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def asgi_server(
+    celery_worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
     port = free_port()
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
     env = {**os.environ, **RUNTIME_ENV, "DATABASE_URL": database_url()}
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            env=env, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        poll_until(lambda: _status(port, "/healthz") == 200, timeout=30,
-                   what=f"uvicorn to answer ({Path(log).read_text()[-500:]})")
+        poll_until(
+            lambda: _status(port, "/healthz") == 200,
+            timeout=30,
+            what=f"uvicorn to answer ({Path(log).read_text()[-500:]})",
+        )
         yield port
     finally:
         server.terminate()
@@ -48,5 +66,3 @@ def _status(port: int, path: str) -> int | None:
         return conn.getresponse().status
     except OSError:
         return None
-
-

@@ -13,8 +13,9 @@ from tests.factories import make_user
 from tests.utils import wait_status
 
 
-def open_stream(port: int, job_id: str, token: str, last_event_id: int | None = None
-                ) -> http.client.HTTPResponse:
+def open_stream(
+    port: int, job_id: str, token: str, last_event_id: int | None = None
+) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id is not None:

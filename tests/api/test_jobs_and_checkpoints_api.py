@@ -65,18 +65,22 @@ def test_an_operator_creates_and_lists_jobs(operator, viewer):
 
 
 def test_a_viewer_may_not_create_or_cancel(viewer, operator):
-    assert viewer.post("/api/v1/jobs/", {"job_type": "simple-task"},
-                       format="json").status_code == 403
+    assert (
+        viewer.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json").status_code == 403
+    )
     job = create(operator, job_type="simple-task")
     assert viewer.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 403
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"job_type": "nope"}, "job_type"),
-    ({"job_type": "simple-task", "priority": 12}, "priority"),
-    ({"job_type": "simple-task", "input": [1, 2]}, "input"),
-    ({}, "job_type"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"job_type": "nope"}, "job_type"),
+        ({"job_type": "simple-task", "priority": 12}, "priority"),
+        ({"job_type": "simple-task", "input": [1, 2]}, "input"),
+        ({}, "job_type"),
+    ],
+)
 def test_bad_job_input_is_a_400_with_field_errors(operator, body, field):
     response = operator.post("/api/v1/jobs/", body, format="json")
     assert response.status_code == 400
@@ -85,18 +89,23 @@ def test_bad_job_input_is_a_400_with_field_errors(operator, body, field):
 
 
 def test_the_same_idempotency_key_returns_the_same_job(operator):
-    first = operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json",
-                          HTTP_IDEMPOTENCY_KEY="abc")
-    again = operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json",
-                          HTTP_IDEMPOTENCY_KEY="abc")
+    first = operator.post(
+        "/api/v1/jobs/", {"job_type": "simple-task"}, format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
+    again = operator.post(
+        "/api/v1/jobs/", {"job_type": "simple-task"}, format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"] and Job.objects.count() == 1
 
 
 def test_another_organizations_objects_are_404(operator, outsider):
     job_id, checkpoint_id = paused_code_generation(operator)
-    for url in (f"/api/v1/jobs/{job_id}/", f"/api/v1/jobs/{job_id}/events/",
-                f"/api/v1/checkpoints/{checkpoint_id}/"):
+    for url in (
+        f"/api/v1/jobs/{job_id}/",
+        f"/api/v1/jobs/{job_id}/events/",
+        f"/api/v1/checkpoints/{checkpoint_id}/",
+    ):
         assert outsider.get(url).status_code == 404
     assert outsider.post(f"/api/v1/checkpoints/{checkpoint_id}/approve/").status_code == 404
     assert outsider.get("/api/v1/jobs/").json()["count"] == 0
@@ -130,8 +139,9 @@ def test_an_approver_approves_and_a_second_decision_is_a_409(operator, approver,
     approved = approver.post(url + "approve/", {"reason": "ok"}, format="json")
     assert approved.status_code == 200
     assert approved.json()["checkpoint"]["status"] == "approved"
-    late = client_for("bert", acme, Role.APPROVER).post(url + "reject/", {"reason": "no"},
-                                                        format="json")
+    late = client_for("bert", acme, Role.APPROVER).post(
+        url + "reject/", {"reason": "no"}, format="json"
+    )
     assert late.status_code == 409
     assert late.json()["error"]["decision"]["user"] == "april"
     assert run_job(job_id) == JobStatus.SUCCEEDED
@@ -144,9 +154,9 @@ def test_decision_errors(operator, approver, viewer):
     assert viewer.post(url + "approve/").status_code == 403
     no_reason = approver.post(url + "reject/", {}, format="json")
     assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]["fields"]
-    bad_edit = approver.post(url + "approve/", {"payload": {"files": [{"path": "../x",
-                                                                       "content": ""}]}},
-                             format="json")
+    bad_edit = approver.post(
+        url + "approve/", {"payload": {"files": [{"path": "../x", "content": ""}]}}, format="json"
+    )
     assert bad_edit.status_code == 400
     assert "files.0.path" in bad_edit.json()["error"]["fields"]
     not_input = approver.post(url + "submit/", {"data": {}}, format="json")
@@ -165,8 +175,12 @@ def test_pending_checkpoints_come_first_oldest_first(operator, approver):
 def test_the_schema_documents_every_endpoint(viewer):
     schema = viewer.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     paths = set(schema["paths"])
-    assert {"/api/v1/jobs/", "/api/v1/jobs/{id}/cancel/", "/api/v1/checkpoints/{id}/approve/",
-            "/api/v1/checkpoints/{id}/submit/"} <= paths
+    assert {
+        "/api/v1/jobs/",
+        "/api/v1/jobs/{id}/cancel/",
+        "/api/v1/checkpoints/{id}/approve/",
+        "/api/v1/checkpoints/{id}/submit/",
+    } <= paths
 
 
 def test_a_date_filter_with_a_large_utc_offset_is_compared_in_utc(operator):

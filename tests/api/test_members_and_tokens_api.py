@@ -28,8 +28,7 @@ def viewer(acme) -> APIClient:
 
 @pytest.fixture
 def outsider() -> APIClient:
-    return client_for("gus", Organization.objects.create(name="Globex", slug="globex"),
-                      Role.ADMIN)
+    return client_for("gus", Organization.objects.create(name="Globex", slug="globex"), Role.ADMIN)
 
 
 def bearer(raw: str) -> APIClient:
@@ -78,21 +77,33 @@ def test_members_are_listed_to_the_organization_only(admin, viewer, outsider):
     assert names == ["ada", "vera"]
     gus = Membership.objects.get(user__username="gus")
     assert viewer.get(f"/api/v1/members/{gus.pk}/").status_code == 404
-    assert admin.patch(f"/api/v1/members/{gus.pk}/", {"role": "viewer"},
-                       format="json").status_code == 404
+    assert (
+        admin.patch(f"/api/v1/members/{gus.pk}/", {"role": "viewer"}, format="json").status_code
+        == 404
+    )
     assert admin.delete(f"/api/v1/members/{gus.pk}/").status_code == 404
     assert Membership.objects.get(pk=gus.pk).role == Role.ADMIN
 
 
 def test_an_admin_adds_a_member_who_can_then_use_the_admin_site(admin, acme):
-    response = admin.post("/api/v1/members/", {"username": "nina", "email": "nina@acme.test",
-                                                "role": "approver",
-                                                "password": "a-long-unusual-passphrase"},
-                          format="json")
+    response = admin.post(
+        "/api/v1/members/",
+        {
+            "username": "nina",
+            "email": "nina@acme.test",
+            "role": "approver",
+            "password": "a-long-unusual-passphrase",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     assert response.json() | {"id": 0, "created_at": ""} == {
-        "id": 0, "username": "nina", "email": "nina@acme.test", "role": "approver",
-        "created_at": ""}
+        "id": 0,
+        "username": "nina",
+        "email": "nina@acme.test",
+        "role": "approver",
+        "created_at": "",
+    }
     assert "password" not in response.json()
     nina = User.objects.get(username="nina")
     assert nina.is_staff and nina.check_password("a-long-unusual-passphrase")
@@ -106,11 +117,11 @@ def test_adding_a_member_is_validated(admin):
     taken = admin.post("/api/v1/members/", {"username": "ADA", "role": "viewer"}, format="json")
     assert taken.status_code == 400
     assert taken.json()["error"]["fields"]["username"] == ["This username is taken."]
-    weak = admin.post("/api/v1/members/", {"username": "nina", "role": "viewer",
-                                           "password": "123"}, format="json")
+    weak = admin.post(
+        "/api/v1/members/", {"username": "nina", "role": "viewer", "password": "123"}, format="json"
+    )
     assert weak.status_code == 400 and "password" in weak.json()["error"]["fields"]
-    bad_role = admin.post("/api/v1/members/", {"username": "nina", "role": "owner"},
-                          format="json")
+    bad_role = admin.post("/api/v1/members/", {"username": "nina", "role": "owner"}, format="json")
     assert "role" in bad_role.json()["error"]["fields"]
     assert not User.objects.filter(username="nina").exists()
 
@@ -118,13 +129,21 @@ def test_adding_a_member_is_validated(admin):
 def test_only_admins_manage_members(viewer, acme):
     client_for("oscar", acme, Role.OPERATOR)
     oscar = Membership.objects.get(user__username="oscar")
-    assert viewer.post("/api/v1/members/", {"username": "x", "role": "admin"},
-                       format="json").status_code == 403
-    assert viewer.patch(f"/api/v1/members/{oscar.pk}/", {"role": "admin"},
-                        format="json").status_code == 403
+    assert (
+        viewer.post(
+            "/api/v1/members/", {"username": "x", "role": "admin"}, format="json"
+        ).status_code
+        == 403
+    )
+    assert (
+        viewer.patch(f"/api/v1/members/{oscar.pk}/", {"role": "admin"}, format="json").status_code
+        == 403
+    )
     assert viewer.delete(f"/api/v1/members/{oscar.pk}/").status_code == 403
-    assert viewer.put(f"/api/v1/members/{oscar.pk}/", {"role": "admin"},
-                      format="json").status_code == 405
+    assert (
+        viewer.put(f"/api/v1/members/{oscar.pk}/", {"role": "admin"}, format="json").status_code
+        == 405
+    )
 
 
 def test_roles_change_but_the_last_admin_stays(admin):
@@ -134,13 +153,15 @@ def test_roles_change_but_the_last_admin_stays(admin):
     assert demote.json()["error"]["fields"]["role"] == ["an organization needs at least one admin"]
     assert admin.delete(f"/api/v1/members/{ada.pk}/").status_code == 400
 
-    created = admin.post("/api/v1/members/", {"username": "bob", "role": "viewer"},
-                         format="json").json()
-    promoted = admin.patch(f"/api/v1/members/{created['id']}/", {"role": "admin"},
-                           format="json")
+    created = admin.post(
+        "/api/v1/members/", {"username": "bob", "role": "viewer"}, format="json"
+    ).json()
+    promoted = admin.patch(f"/api/v1/members/{created['id']}/", {"role": "admin"}, format="json")
     assert promoted.json()["role"] == "admin"
-    assert admin.patch(f"/api/v1/members/{ada.pk}/", {"role": "viewer"},
-                       format="json").json()["role"] == "viewer"
+    assert (
+        admin.patch(f"/api/v1/members/{ada.pk}/", {"role": "viewer"}, format="json").json()["role"]
+        == "viewer"
+    )
 
 
 def test_removing_a_member_revokes_their_tokens(admin, viewer):

@@ -41,8 +41,11 @@ def create(client: APIClient, header: str | None = None, **body) -> dict:
 
 
 def context_of(records: pytest.LogCaptureFixture, message: str) -> list[dict]:
-    return [{name: getattr(r, name, None) for name in logs.FIELDS}
-            for r in records.records if r.getMessage() == message]
+    return [
+        {name: getattr(r, name, None) for name in logs.FIELDS}
+        for r in records.records
+        if r.getMessage() == message
+    ]
 
 
 def test_a_job_keeps_the_request_id_of_the_call_that_created_it(operator, records):
@@ -51,9 +54,15 @@ def test_a_job_keeps_the_request_id_of_the_call_that_created_it(operator, record
     assert job["request_id"] == "req-create-1"
     assert Job.objects.get(pk=job["id"]).request_id == "req-create-1"
     assert operator.get(f"/api/v1/jobs/{job['id']}/").json()["request_id"] == "req-create-1"
-    assert context_of(records, "job created") == [{
-        "request_id": "req-create-1", "job_id": job["id"], "job_type": "test-noop",
-        "step_key": None, "checkpoint_id": None}]
+    assert context_of(records, "job created") == [
+        {
+            "request_id": "req-create-1",
+            "job_id": job["id"],
+            "job_type": "test-noop",
+            "step_key": None,
+            "checkpoint_id": None,
+        }
+    ]
 
 
 def test_without_a_header_the_job_gets_the_generated_id(operator):
@@ -74,10 +83,17 @@ def test_a_run_logs_its_job_request_and_step_keys(operator, records):
     steps = context_of(records, "step fetch working") + context_of(records, "step write working")
     assert [s["step_key"] for s in steps] == ["fetch", "write"]
     assert {(s["job_id"], s["request_id"], s["job_type"]) for s in steps} == {
-        (job["id"], "req-run-1", "test-logging")}
-    assert context_of(records, "job succeeded") == [{
-        "request_id": "req-run-1", "job_id": job["id"], "job_type": "test-logging",
-        "step_key": None, "checkpoint_id": None}]
+        (job["id"], "req-run-1", "test-logging")
+    }
+    assert context_of(records, "job succeeded") == [
+        {
+            "request_id": "req-run-1",
+            "job_id": job["id"],
+            "job_type": "test-logging",
+            "step_key": None,
+            "checkpoint_id": None,
+        }
+    ]
     assert logs.current() == {}
 
 
@@ -95,7 +111,9 @@ def test_one_run_leaks_nothing_into_the_next(operator, records):
     assert by_job[first["id"]]["request_id"] == "req-first"
     assert by_job[str(second.pk)]["request_id"] is None
     assert [r["job_id"] for r in context_of(records, "job succeeded")] == [
-        first["id"], str(second.pk)]
+        first["id"],
+        str(second.pk),
+    ]
 
 
 def test_a_child_job_inherits_its_parents_request_id(operator):
@@ -111,16 +129,30 @@ def test_checkpoint_lines_carry_the_checkpoint_id(operator, acme, records):
     assert run_job(job["id"]) == JobStatus.WAITING
     checkpoint = Checkpoint.objects.get(job_id=job["id"])
 
-    assert context_of(records, "checkpoint opened (approval)") == [{
-        "request_id": "req-cp", "job_id": job["id"], "job_type": "test-approval",
-        "step_key": "go", "checkpoint_id": checkpoint.pk}]
+    assert context_of(records, "checkpoint opened (approval)") == [
+        {
+            "request_id": "req-cp",
+            "job_id": job["id"],
+            "job_type": "test-approval",
+            "step_key": "go",
+            "checkpoint_id": checkpoint.pk,
+        }
+    ]
 
     approver = client_for("april", acme, Role.APPROVER)
-    approved = approver.post(f"/api/v1/checkpoints/{checkpoint.pk}/approve/", {},
-                             format="json", HTTP_X_REQUEST_ID="req-decide")
+    approved = approver.post(
+        f"/api/v1/checkpoints/{checkpoint.pk}/approve/",
+        {},
+        format="json",
+        HTTP_X_REQUEST_ID="req-decide",
+    )
     assert approved.status_code == 200, approved.json()
-    decided = [r for r in records.records
-               if r.getMessage() == f"checkpoint {checkpoint.pk} approved"]
+    decided = [
+        r for r in records.records if r.getMessage() == f"checkpoint {checkpoint.pk} approved"
+    ]
     assert len(decided) == 1
     assert (decided[0].checkpoint_id, decided[0].job_id, decided[0].request_id) == (
-        checkpoint.pk, job["id"], "req-decide")
+        checkpoint.pk,
+        job["id"],
+        "req-decide",
+    )

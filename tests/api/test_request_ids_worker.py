@@ -31,9 +31,16 @@ def test_the_request_id_reaches_the_worker_log(asgi_server, worker):
     token = token_issue(user=user, name="logs")[1]
 
     conn = http.client.HTTPConnection("127.0.0.1", asgi_server, timeout=30)
-    conn.request("POST", "/api/v1/jobs/", json.dumps({"job_type": "test-logging"}),
-                 {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                  "X-Request-ID": "req-worker-1"})
+    conn.request(
+        "POST",
+        "/api/v1/jobs/",
+        json.dumps({"job_type": "test-logging"}),
+        {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "X-Request-ID": "req-worker-1",
+        },
+    )
     response = conn.getresponse()
     body = json.loads(response.read())
     assert response.status == 201, body
@@ -51,8 +58,11 @@ def test_the_request_id_reaches_the_worker_log(asgi_server, worker):
 
     # The async SSE view answers through the same middleware under ASGI. (An unknown
     # job: a real stream lingers after the client hangs up, holding up uvicorn's exit.)
-    conn.request("GET", "/api/v1/jobs/00000000-0000-0000-0000-000000000000/stream/",
-                 headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-sse-1"})
+    conn.request(
+        "GET",
+        "/api/v1/jobs/00000000-0000-0000-0000-000000000000/stream/",
+        headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-sse-1"},
+    )
     stream = conn.getresponse()
     stream.read()
     conn.close()

@@ -18,8 +18,9 @@ from tests.utils import wait_status
 EXAMPLES_PER_OPERATION = 5
 
 
-def test_the_api_keeps_its_schema_under_generated_requests(asgi_server, transactional_db,
-                                                           tmp_path: Path):
+def test_the_api_keeps_its_schema_under_generated_requests(
+    asgi_server, transactional_db, tmp_path: Path
+):
     acme = Organization.objects.create(name="Acme", slug="acme")
     admin = make_user("ada")
     Membership.objects.create(user=admin, organization=acme, role=Role.ADMIN)
@@ -29,12 +30,28 @@ def test_the_api_keeps_its_schema_under_generated_requests(asgi_server, transact
 
     cli = Path(sys.executable).parent / "schemathesis"
     result = subprocess.run(
-        [str(cli), "run", f"http://127.0.0.1:{asgi_server}/api/schema/",
-         "--header", f"Authorization: Bearer {token}",
-         "--checks", "not_a_server_error,response_schema_conformance",
-         "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "1",
-         "--phases", "examples,fuzzing",
-         "--report-dir", str(tmp_path / "report"), "--no-color"],
-        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+        [
+            str(cli),
+            "run",
+            f"http://127.0.0.1:{asgi_server}/api/schema/",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            str(EXAMPLES_PER_OPERATION),
+            "--seed",
+            "1",
+            "--phases",
+            "examples,fuzzing",
+            "--report-dir",
+            str(tmp_path / "report"),
+            "--no-color",
+        ],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -11,8 +11,9 @@ from tests.factories import make_user
 from tests.utils import wait_for, wait_status
 
 
-def client_as(username: str, organization: Organization, role: Role,
-              superuser: bool = False) -> APIClient:
+def client_as(
+    username: str, organization: Organization, role: Role, superuser: bool = False
+) -> APIClient:
     user = make_user(username)
     if superuser:
         user.is_superuser = True
@@ -56,8 +57,11 @@ def test_superusers_grow_and_shrink_a_worker_pool(worker):
     admin = client_as("ada", acme, Role.ADMIN, superuser=True)
     operator = client_as("oscar", acme, Role.OPERATOR)
     tenant_admin = client_as("tom", acme, Role.ADMIN)
-    name = next(w["name"] for w in admin.get("/api/v1/workers/").json()
-                if w["name"].startswith(f"test-{QUEUE}@"))
+    name = next(
+        w["name"]
+        for w in admin.get("/api/v1/workers/").json()
+        if w["name"].startswith(f"test-{QUEUE}@")
+    )
     url = f"/api/v1/workers/{name}/"
 
     for action in ("grow", "shrink"):
@@ -80,7 +84,11 @@ def test_superusers_grow_and_shrink_a_worker_pool(worker):
         wait_for(lambda: admin.get(url).json()["concurrency"] == 2, message="a pool of 2")
     finally:
         # other tests share this worker: back to one process (retry while all are busy)
-        wait_for(lambda: admin.get(url).json()["concurrency"] == 1
-                 or admin.post(url + "shrink/", {"n": 1}, format="json").status_code == 200,
-                 message="the pool to shrink")
+        wait_for(
+            lambda: (
+                admin.get(url).json()["concurrency"] == 1
+                or admin.post(url + "shrink/", {"n": 1}, format="json").status_code == 200
+            ),
+            message="the pool to shrink",
+        )
     wait_for(lambda: admin.get(url).json()["concurrency"] == 1, message="a pool of 1")

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from jobs.runtime import job_workspace
 
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 from jobs.models import Job, JobStatus
+from jobs.runtime import job_workspace
 from jobs.services import job_create
 from tests.factories import make_user
 from tests.utils import wait_for, wait_status
@@ -19,8 +19,12 @@ from tests.utils import wait_for, wait_status
 
 @pytest.fixture
 def people(worker):
-    return {"creator": make_user("creator"), "alice": make_user("alice", approver=True),
-            "bob": make_user("bob", approver=True), "viewer": make_user("viewer")}
+    return {
+        "creator": make_user("creator"),
+        "alice": make_user("alice", approver=True),
+        "bob": make_user("bob", approver=True),
+        "viewer": make_user("viewer"),
+    }
 
 
 def pending_checkpoint(job: Job, key: str | None = None) -> Checkpoint:
@@ -33,8 +37,9 @@ def pending_checkpoint(job: Job, key: str | None = None) -> Checkpoint:
 
 def test_code_generation_pauses_then_writes_approved_files(people):
     # given
-    job = job_create(job_type="code-generation", input={"prompt": "hello world"},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="code-generation", input={"prompt": "hello world"}, created_by=people["creator"]
+    )
     # when
     wait_status(job.pk, JobStatus.WAITING)
     checkpoint = pending_checkpoint(job)
@@ -54,18 +59,25 @@ def test_code_generation_pauses_then_writes_approved_files(people):
     result = Job.objects.get(pk=job.pk).result
     assert result["approved_by"] == ["alice"] and result["edited"] is False
     kinds = list(job.events.values_list("kind", flat=True))
-    assert kinds.index("job.waiting") < kinds.index("checkpoint.decided") < kinds.index(
-        "job.resumed") < kinds.index("job.succeeded")
+    assert (
+        kinds.index("job.waiting")
+        < kinds.index("checkpoint.decided")
+        < kinds.index("job.resumed")
+        < kinds.index("job.succeeded")
+    )
 
 
 def test_rejection_writes_nothing_and_ends_rejected(people):
-    job = job_create(job_type="code-generation", input={"prompt": "nope"},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="code-generation", input={"prompt": "nope"}, created_by=people["creator"]
+    )
     checkpoint = pending_checkpoint(job)
 
     with pytest.raises(services.CheckpointValidationError):
         services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="  ")
-    services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="not what we asked for")
+    services.checkpoint_reject(
+        checkpoint=checkpoint, user=people["alice"], reason="not what we asked for"
+    )
 
     wait_status(job.pk, JobStatus.REJECTED)
     job.refresh_from_db()
@@ -75,17 +87,25 @@ def test_rejection_writes_nothing_and_ends_rejected(people):
 
 
 def test_approve_with_edits_writes_the_edited_version(people):
-    job = job_create(job_type="code-generation",
-                     input={"files": [{"path": "app.py", "content": "print('draft')\n"}]},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="code-generation",
+        input={"files": [{"path": "app.py", "content": "print('draft')\n"}]},
+        created_by=people["creator"],
+    )
     checkpoint = pending_checkpoint(job)
     workspace = Path(checkpoint.payload["workspace"])
 
     with pytest.raises(services.CheckpointValidationError) as bad:
-        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload={"files": [{"path": "x"}]})
+        services.checkpoint_approve(
+            checkpoint=checkpoint, user=people["alice"], payload={"files": [{"path": "x"}]}
+        )
     assert "files.0" in bad.value.fields
-    edited = {"files": [{"path": "app.py", "content": "print('edited')\n"},
-                        {"path": "lib/util.py", "content": "X = 1\n"}]}
+    edited = {
+        "files": [
+            {"path": "app.py", "content": "print('edited')\n"},
+            {"path": "lib/util.py", "content": "X = 1\n"},
+        ]
+    }
     services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload=edited)
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
@@ -95,18 +115,29 @@ def test_approve_with_edits_writes_the_edited_version(people):
 
 
 def test_edits_escaping_the_workspace_are_refused_at_approval(people, tmp_path):
-    job = job_create(job_type="code-generation",
-                     input={"files": [{"path": "ok.py", "content": "1\n"}]},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="code-generation",
+        input={"files": [{"path": "ok.py", "content": "1\n"}]},
+        created_by=people["creator"],
+    )
     checkpoint = pending_checkpoint(job)
     workspace = Path(checkpoint.payload["workspace"])
     workspace.mkdir(parents=True)
     (workspace / "out").symlink_to(tmp_path)
 
     with pytest.raises(services.CheckpointValidationError) as refused:
-        services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"], payload={"files": [
-            {"path": "fine.py", "content": "ok\n"}, {"path": "../escape.py", "content": "x"},
-            {"path": "/etc/cron.d/x", "content": "x"}, {"path": "out/x.py", "content": "x"}]})
+        services.checkpoint_approve(
+            checkpoint=checkpoint,
+            user=people["alice"],
+            payload={
+                "files": [
+                    {"path": "fine.py", "content": "ok\n"},
+                    {"path": "../escape.py", "content": "x"},
+                    {"path": "/etc/cron.d/x", "content": "x"},
+                    {"path": "out/x.py", "content": "x"},
+                ]
+            },
+        )
 
     assert set(refused.value.fields) == {"files.1.path", "files.2.path", "files.3.path"}
     assert "outside the workspace" in refused.value.fields["files.3.path"][0]
@@ -123,25 +154,34 @@ def test_input_checkpoint_validates_then_resumes_with_the_data(people):
     checkpoint = pending_checkpoint(job)
 
     with pytest.raises(services.CheckpointValidationError) as bad:
-        services.checkpoint_submit_input(checkpoint=checkpoint, user=people["alice"], data={"branch": 3})
+        services.checkpoint_submit_input(
+            checkpoint=checkpoint, user=people["alice"], data={"branch": 3}
+        )
     assert bad.value.fields == {"branch": ["3 is not of type 'string'"]}
     with pytest.raises(services.CheckpointValidationError):
         services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
-    services.checkpoint_submit_input(checkpoint=checkpoint, user=people["alice"], data={"branch": "main"})
+    services.checkpoint_submit_input(
+        checkpoint=checkpoint, user=people["alice"], data={"branch": "main"}
+    )
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).result == {"branch": "main"}
 
 
-@pytest.mark.parametrize(("on_timeout", "final_status"), [
-    ("approve", JobStatus.SUCCEEDED),
-    ("reject", JobStatus.REJECTED),
-    ("fail", JobStatus.FAILED),
-])
+@pytest.mark.parametrize(
+    ("on_timeout", "final_status"),
+    [
+        ("approve", JobStatus.SUCCEEDED),
+        ("reject", JobStatus.REJECTED),
+        ("fail", JobStatus.FAILED),
+    ],
+)
 def test_expiry_follows_on_timeout(people, on_timeout, final_status):
-    job = job_create(job_type="test-approval",
-                     input={"expires_in": 0.5, "on_timeout": on_timeout},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="test-approval",
+        input={"expires_in": 0.5, "on_timeout": on_timeout},
+        created_by=people["creator"],
+    )
     checkpoint = pending_checkpoint(job)
 
     # beat runs expire_due every 0.5 s in the test worker
@@ -175,8 +215,10 @@ def test_two_concurrent_decisions_one_wins_one_conflicts(people):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=decide, args=("alice", "approve")),
-               threading.Thread(target=decide, args=("bob", "reject"))]
+    threads = [
+        threading.Thread(target=decide, args=("alice", "approve")),
+        threading.Thread(target=decide, args=("bob", "reject")),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -200,8 +242,9 @@ def test_a_decided_checkpoint_answers_with_the_existing_decision(people):
 
 
 def test_two_approvals_required(people):
-    job = job_create(job_type="test-approval", input={"required_approvals": 2},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="test-approval", input={"required_approvals": 2}, created_by=people["creator"]
+    )
     checkpoint = pending_checkpoint(job)
 
     services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
@@ -218,9 +261,11 @@ def test_two_approvals_required(people):
 
 def test_an_edit_restarts_the_approval_count(people):
     # Four eyes must see the same content: alice's approval was for the original.
-    job = job_create(job_type="test-approval",
-                     input={"required_approvals": 2, "payload": {"n": 1}},
-                     created_by=people["creator"])
+    job = job_create(
+        job_type="test-approval",
+        input={"required_approvals": 2, "payload": {"n": 1}},
+        created_by=people["creator"],
+    )
     checkpoint = pending_checkpoint(job)
 
     services.checkpoint_approve(checkpoint=checkpoint, user=people["alice"])
@@ -251,26 +296,41 @@ def test_who_may_decide(people, settings):
 def test_a_handler_may_catch_a_rejection(people):
     job = job_create(job_type="test-catch-reject", created_by=people["creator"])
     checkpoint = pending_checkpoint(job)
-    services.checkpoint_reject(checkpoint=checkpoint, user=people["alice"], reason="use the fallback")
+    services.checkpoint_reject(
+        checkpoint=checkpoint, user=people["alice"], reason="use the fallback"
+    )
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).result == {"rejected": "use the fallback"}
 
 
 def test_data_processing_two_checkpoints_then_saved(people):
-    records = [{"name": "a", "kind": "x", "amount": 2}, {"name": "b", "kind": "y", "amount": 5},
-               {"name": "c", "kind": "x", "amount": 3}]
-    job = job_create(job_type="data-processing", created_by=people["creator"], input={
-        "records": records,
-        "operations": [{"op": "filter", "field": "kind", "equals": "x"},
-                       {"op": "uppercase", "field": "name"}, {"op": "sum", "field": "amount"}]})
+    records = [
+        {"name": "a", "kind": "x", "amount": 2},
+        {"name": "b", "kind": "y", "amount": 5},
+        {"name": "c", "kind": "x", "amount": 3},
+    ]
+    job = job_create(
+        job_type="data-processing",
+        created_by=people["creator"],
+        input={
+            "records": records,
+            "operations": [
+                {"op": "filter", "field": "kind", "equals": "x"},
+                {"op": "uppercase", "field": "name"},
+                {"op": "sum", "field": "amount"},
+            ],
+        },
+    )
     plan = pending_checkpoint(job, "approve-plan")
     assert plan.payload["record_count"] == 3
     services.checkpoint_approve(checkpoint=plan, user=people["alice"])
 
     result = pending_checkpoint(job, "approve-result")
-    assert result.payload["rows"] == [{"name": "A", "kind": "x", "amount": 2},
-                                      {"name": "C", "kind": "x", "amount": 3}]
+    assert result.payload["rows"] == [
+        {"name": "A", "kind": "x", "amount": 2},
+        {"name": "C", "kind": "x", "amount": 3},
+    ]
     assert not job.steps.filter(key="save").exists()
     services.checkpoint_approve(checkpoint=result, user=people["bob"])
 
@@ -284,17 +344,27 @@ def test_data_processing_two_checkpoints_then_saved(people):
 
 def test_data_processing_uses_the_edited_plan_and_rows(people):
     records = [{"name": "a", "amount": 2}, {"name": "b", "amount": 5}]
-    job = job_create(job_type="data-processing", created_by=people["creator"], input={
-        "records": records, "operations": [{"op": "sum", "field": "amount"}]})
+    job = job_create(
+        job_type="data-processing",
+        created_by=people["creator"],
+        input={"records": records, "operations": [{"op": "sum", "field": "amount"}]},
+    )
     plan = pending_checkpoint(job, "approve-plan")
     with pytest.raises(services.CheckpointValidationError):
-        services.checkpoint_approve(checkpoint=plan, user=people["alice"], payload={"operations": [{"op": "rm -rf"}]})
-    services.checkpoint_approve(checkpoint=plan, user=people["alice"], payload={"operations": [
-        {"op": "uppercase", "field": "name"}]})
+        services.checkpoint_approve(
+            checkpoint=plan, user=people["alice"], payload={"operations": [{"op": "rm -rf"}]}
+        )
+    services.checkpoint_approve(
+        checkpoint=plan,
+        user=people["alice"],
+        payload={"operations": [{"op": "uppercase", "field": "name"}]},
+    )
 
     result = pending_checkpoint(job, "approve-result")
     assert [r["name"] for r in result.payload["rows"]] == ["A", "B"]
-    services.checkpoint_approve(checkpoint=result, user=people["bob"], payload={"rows": [{"name": "A", "amount": 2}]})
+    services.checkpoint_approve(
+        checkpoint=result, user=people["bob"], payload={"rows": [{"name": "A", "amount": 2}]}
+    )
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     saved = json.loads((job_workspace(str(job.pk)) / "result.json").read_text())

@@ -26,7 +26,8 @@ def paused(job_type: str, **input: object) -> tuple[Job, Checkpoint]:
 def test_a_checkpoint_past_its_expiry_cannot_be_approved_late():
     job, checkpoint = paused("test-approval", expires_in=3600)
     Checkpoint.objects.filter(pk=checkpoint.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1))
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
     with pytest.raises(services.CheckpointConflict, match="expired"):
         services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
@@ -34,11 +35,19 @@ def test_a_checkpoint_past_its_expiry_cannot_be_approved_late():
 
 @pytest.mark.django_db
 def test_an_edit_short_of_the_quorum_does_not_survive_expiry():
-    job, checkpoint = paused("test-approval", required_approvals=2, on_timeout="approve",
-                             expires_in=3600, payload={"n": 1})
-    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True), payload={"n": 666})
+    job, checkpoint = paused(
+        "test-approval",
+        required_approvals=2,
+        on_timeout="approve",
+        expires_in=3600,
+        payload={"n": 1},
+    )
+    services.checkpoint_approve(
+        checkpoint=checkpoint, user=make_user("alice", approver=True), payload={"n": 666}
+    )
     Checkpoint.objects.filter(pk=checkpoint.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1))
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
     assert services.checkpoints_expire_due() == 1
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
@@ -57,7 +66,9 @@ def test_a_truncated_result_cannot_be_edited(settings, tmp_path):
     assert result.payload["truncated"] is True and len(result.payload["rows"]) == 100
 
     with pytest.raises(services.CheckpointValidationError) as refused:
-        services.checkpoint_approve(checkpoint=result, user=alice, payload={"rows": [{"n": 1}], "truncated": False})
+        services.checkpoint_approve(
+            checkpoint=result, user=alice, payload={"rows": [{"n": 1}], "truncated": False}
+        )
     assert "600 rows" in refused.value.fields["rows"][0]
 
 
@@ -80,8 +91,13 @@ def test_a_decision_racing_a_cancel_never_deadlocks(worker):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(lambda: job_cancel(job=job),)),
-               threading.Thread(target=run, args=(lambda: services.checkpoint_approve(checkpoint=checkpoint, user=alice),))]
+    threads = [
+        threading.Thread(target=run, args=(lambda: job_cancel(job=job),)),
+        threading.Thread(
+            target=run,
+            args=(lambda: services.checkpoint_approve(checkpoint=checkpoint, user=alice),),
+        ),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -58,11 +58,17 @@ def test_approvers_and_the_webhook_are_told(worker, receiver):
         user.save()
         Membership.objects.create(user=user, organization=acme, role=role)
 
-    job = job_create(job_type="test-approval", organization=acme,
-                     input={"payload": {"api_key": "sk-secret-value"}})
+    job = job_create(
+        job_type="test-approval",
+        organization=acme,
+        input={"payload": {"api_key": "sk-secret-value"}},
+    )
 
-    wait_for(lambda: WebhookDelivery.objects.filter(delivered=True).exists(), timeout=30,
-             message="a delivered webhook")
+    wait_for(
+        lambda: WebhookDelivery.objects.filter(delivered=True).exists(),
+        timeout=30,
+        message="a delivered webhook",
+    )
     checkpoint = Checkpoint.objects.get(job=job)
     attempts = list(WebhookDelivery.objects.values_list("attempt", "status_code", "delivered"))
     assert attempts == [(1, 500, False), (2, 200, True)]
@@ -75,8 +81,13 @@ def test_approvers_and_the_webhook_are_told(worker, receiver):
     assert b"sk-secret-value" not in body
 
     mail_dir = Path(RUNTIME_ENV["EMAIL_FILE_PATH"])
-    mail = wait_for(lambda: [p.read_text() for p in mail_dir.glob("*.log")
-                             if checkpoint.title in p.read_text()] if mail_dir.exists()
-                    else None, message="the approvers' email")[-1]
+    mail = wait_for(
+        lambda: (
+            [p.read_text() for p in mail_dir.glob("*.log") if checkpoint.title in p.read_text()]
+            if mail_dir.exists()
+            else None
+        ),
+        message="the approvers' email",
+    )[-1]
     assert "april@acme.test" in mail and "vic@acme.test" not in mail
     assert "sk-secret-value" not in mail and sent["review_url"] in mail

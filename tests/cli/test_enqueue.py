@@ -46,8 +46,10 @@ def test_json_output_describes_the_job(cli):
     [
         (["simple-task", "--input", "{not json"], "--input is not valid JSON"),
         (["simple-task", "--input", "[1, 2]"], "--input must be a JSON object"),
-        (["no-such-type"], "unknown job type 'no-such-type'; known types: agent-task, "
-                           "code-generation"),
+        (
+            ["no-such-type"],
+            "unknown job type 'no-such-type'; known types: agent-task, code-generation",
+        ),
         (["simple-task", "--priority", "10"], "priority must be an integer from 0 to 9"),
         (["simple-task", "--priority", "-1"], "priority must be an integer from 0 to 9"),
         (["simple-task", "--as", "nobody"], "no user named 'nobody'"),

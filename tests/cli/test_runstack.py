@@ -137,8 +137,14 @@ def test_the_stack_runs_web_worker_and_beat():
     commands = dict(app_commands(port=8123, concurrency=3, schedule_file="/tmp/schedule"))
 
     assert list(commands) == ["web", "worker", "beat"]
-    assert commands["web"][2:] == ["uvicorn", "config.asgi:application", "--host",
-                                   "127.0.0.1", "--port", "8123"]
+    assert commands["web"][2:] == [
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+    ]
     worker = commands["worker"]
     assert worker[worker.index("--concurrency") + 1] == "3" and "fair" in worker
     assert commands["beat"][-2:] == ["--schedule", "/tmp/schedule"]

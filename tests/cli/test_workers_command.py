@@ -12,8 +12,9 @@ from tests.utils import wait_for
 
 
 def our_name() -> str:
-    return next(w["name"] for w in workers.workers_status()
-                if w["name"].startswith(f"test-{QUEUE}@"))
+    return next(
+        w["name"] for w in workers.workers_status() if w["name"].startswith(f"test-{QUEUE}@")
+    )
 
 
 def concurrency(name: str) -> int | None:
@@ -29,8 +30,11 @@ def name(worker) -> str:
 def only_ours(monkeypatch, name):
     """`--all` sees only this session's worker (not other sessions' on the same broker)."""
     answering = workers.workers_status
-    monkeypatch.setattr(workers, "workers_status", lambda *args, **kwargs: [
-        w for w in answering(*args, **kwargs) if w["name"] == name])
+    monkeypatch.setattr(
+        workers,
+        "workers_status",
+        lambda *args, **kwargs: [w for w in answering(*args, **kwargs) if w["name"] == name],
+    )
 
 
 def test_status_lists_the_worker_as_a_table_and_as_json(cli, name):
@@ -123,9 +127,10 @@ def test_no_worker_answering(cli, monkeypatch):
 def shrink_one(cli, name: str) -> dict:
     """Shrink by one, again if the worker's processes were all busy (its embedded
     beat's periodic tasks run in the same pool)."""
+
     def attempt() -> dict:
         try:
-            return cli.json("workers", "shrink", name, "1")  # type: ignore[no-any-return]
+            return cli.json("workers", "shrink", name, "1")
         except CommandError as exc:
             if "busy" not in str(exc):
                 raise
@@ -136,6 +141,7 @@ def shrink_one(cli, name: str) -> dict:
 
 def restore_one_process(name: str) -> None:
     """Other tests share this worker and expect one process."""
+
     def settled() -> bool:
         size = concurrency(name) or 1
         if size > 1:

@@ -41,8 +41,11 @@ def scrape(client: Client | None = None) -> tuple[str, Samples]:
 
 
 def parse(text: str) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -50,16 +53,18 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def promtool_check(text: str) -> None:
-    checked = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
-                             capture_output=True, timeout=60)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, text=True, capture_output=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_path):
     _, before = scrape()
 
-    approved, cancelled, rejected = (job_create(job_type="test-approval", organization=acme)
-                                     for _ in range(3))
+    approved, cancelled, rejected = (
+        job_create(job_type="test-approval", organization=acme) for _ in range(3)
+    )
     for job in (approved, cancelled, rejected):
         wait_status(job.pk, JobStatus.WAITING)
     text, waiting = scrape()
@@ -67,23 +72,42 @@ def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_p
     assert value(waiting, "agent_checkpoints_pending", kind="approval") == 3
     assert value(waiting, "agent_jobs_waiting", reason="checkpoint") == 3
     assert value(waiting, "agent_checkpoint_oldest_pending_seconds", kind="approval") >= 0
-    assert value(waiting, "agent_workers_up", worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@"
-                 f"{os.uname().nodename}") == 1
+    assert (
+        value(
+            waiting,
+            "agent_workers_up",
+            worker=f"test-{settings.CELERY_TASK_DEFAULT_QUEUE}@{os.uname().nodename}",
+        )
+        == 1
+    )
 
     services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=approved), user=reviewer)
-    services.checkpoint_reject(checkpoint=Checkpoint.objects.get(job=rejected), user=reviewer, reason="not now")
+    services.checkpoint_reject(
+        checkpoint=Checkpoint.objects.get(job=rejected), user=reviewer, reason="not now"
+    )
     job_cancel(job=cancelled)
-    failed = job_create(job_type="test-flaky-job", organization=acme,
-                        input={"log": str(tmp_path / "fatal"), "failures": 0, "fatal": True})
-    retried = job_create(job_type="test-flaky-job", organization=acme,
-                         input={"log": str(tmp_path / "flaky"), "failures": 1})
-    agent = agent_create(organization=acme, created_by=None, name="counter", provider="openai",
-                         model="gpt-4o-mini")
+    failed = job_create(
+        job_type="test-flaky-job",
+        organization=acme,
+        input={"log": str(tmp_path / "fatal"), "failures": 0, "fatal": True},
+    )
+    retried = job_create(
+        job_type="test-flaky-job",
+        organization=acme,
+        input={"log": str(tmp_path / "flaky"), "failures": 1},
+    )
+    agent = agent_create(
+        organization=acme, created_by=None, name="counter", provider="openai", model="gpt-4o-mini"
+    )
     llm_server.script(Reply(text="done", tokens_in=100, tokens_out=20))
     answered = agent_execute(agent=agent, user=None, task="count")
-    ends = [(approved, JobStatus.SUCCEEDED), (rejected, JobStatus.REJECTED),
-            (failed, JobStatus.FAILED), (retried, JobStatus.SUCCEEDED),
-            (answered, JobStatus.SUCCEEDED)]
+    ends = [
+        (approved, JobStatus.SUCCEEDED),
+        (rejected, JobStatus.REJECTED),
+        (failed, JobStatus.FAILED),
+        (retried, JobStatus.SUCCEEDED),
+        (answered, JobStatus.SUCCEEDED),
+    ]
     for job, status in ends:
         wait_status(job.pk, status)
 
@@ -92,8 +116,9 @@ def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_p
         _, now = scrape()
         for job, status in ends:
             labels = {"job_type": job.job_type, "status": status}
-            if value(now, "agent_jobs_total", **labels) == value(before, "agent_jobs_total",
-                                                                  **labels):
+            if value(now, "agent_jobs_total", **labels) == value(
+                before, "agent_jobs_total", **labels
+            ):
                 return None
         return now
 
@@ -117,8 +142,9 @@ def test_jobs_through_every_status_are_counted(acme, reviewer, llm_server, tmp_p
     assert delta("agent_jobs_total", **flaky, status="succeeded") == 1
     assert delta("agent_jobs_duration_seconds_count", **approval, status="succeeded") == 1
     assert delta("agent_jobs_duration_seconds_count", **approval, status="cancelled") == 1
-    assert delta("agent_jobs_duration_seconds_bucket", **approval, status="succeeded",
-                 le="+Inf") == 1
+    assert (
+        delta("agent_jobs_duration_seconds_bucket", **approval, status="succeeded", le="+Inf") == 1
+    )
     assert delta("agent_job_steps_total", **approval, status="succeeded") == 1  # "after"
     # "setup" once per job: the retried attempt replays it from memory
     assert delta("agent_job_steps_total", **flaky, status="succeeded") == 2
@@ -153,23 +179,43 @@ def assert_shipped_queries_use_served_names(text: str) -> None:
     families = list(text_string_to_metric_families(text))
     served = {f.name for f in families} | {s.name for f in families for s in f.samples}
     deploy = Path(settings.BASE_DIR) / "deploy"
-    for path in [deploy / "grafana" / "countersign-dashboard.json",
-                 deploy / "prometheus" / "alerts.yml"]:
+    for path in [
+        deploy / "grafana" / "countersign-dashboard.json",
+        deploy / "prometheus" / "alerts.yml",
+    ]:
         asked = set(re.findall(r"\b((?:agent|django)_[a-z_]+)", path.read_text()))
         assert asked and asked <= served, f"{path.name}: {sorted(asked - served)}"
 
 
 def test_counts_outlive_the_process_that_made_them_and_every_process_reads_the_same():
-    env = {**os.environ, "COUNTERSIGN_METRICS_PREFIX": settings.COUNTERSIGN_METRICS_PREFIX,
-           "DATABASE_URL": database_url()}
-    record = ("from core import metrics; "
-              "metrics.inc('agent_jobs_total', 2, job_type='elsewhere', status='queued')")
+    env = {
+        **os.environ,
+        "COUNTERSIGN_METRICS_PREFIX": settings.COUNTERSIGN_METRICS_PREFIX,
+        "DATABASE_URL": database_url(),
+    }
+    record = (
+        "from core import metrics; "
+        "metrics.inc('agent_jobs_total', 2, job_type='elsewhere', status='queued')"
+    )
     for _ in range(2):  # two processes, each gone before the scrape
-        subprocess.run([sys.executable, "manage.py", "shell", "-c", record], env=env, check=True,
-                       cwd=settings.BASE_DIR, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", record],
+            env=env,
+            check=True,
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            timeout=120,
+        )
     _, here = scrape()
-    printed = subprocess.run([sys.executable, "manage.py", "metrics"], env=env, check=True,
-                             cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120)
+    printed = subprocess.run(
+        [sys.executable, "manage.py", "metrics"],
+        env=env,
+        check=True,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     there = parse(printed.stdout)
     labels = {"job_type": "elsewhere", "status": "queued"}
     assert value(here, "agent_jobs_total", **labels) == 4
@@ -191,8 +237,9 @@ def test_a_metrics_token_keeps_other_readers_out(settings):
 
 def test_the_shipped_alert_rules_are_valid():
     rules = Path(settings.BASE_DIR) / "deploy" / "prometheus" / "alerts.yml"
-    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True,
-                             text=True, timeout=60)
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
 
@@ -208,13 +255,34 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
 
     port, shared = free_port(), tmp_path / "prometheus"
     shared.mkdir()
-    env = {**os.environ, **RUNTIME_ENV, "DATABASE_URL": database_url(),
-           "PROMETHEUS_MULTIPROC_DIR": str(shared), "COUNTERSIGN_METRICS_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        **RUNTIME_ENV,
+        "DATABASE_URL": database_url(),
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+        "COUNTERSIGN_METRICS_TOKEN": TOKEN,
+    }
     with open(tmp_path / "uvicorn.log", "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2", "--log-level", "warning"],
-            env=env, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -240,8 +308,7 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
         for _ in range(8):  # new connections: the two processes take turns unpredictably
             status, text = get("/metrics")
             assert status == 200
-            gets = value(parse(text), "django_http_requests_total_by_method_total",
-                         method="GET")
+            gets = value(parse(text), "django_http_requests_total_by_method_total", method="GET")
             seen.append(gets)
         # Every scrape counts every GET before it, whichever process served it.
         assert all(count >= 20 + n for n, count in enumerate(seen)), seen

@@ -17,8 +17,9 @@ from tests.utils import wait_for, wait_status
 
 
 def test_cancel_a_queued_job_at_once(worker):
-    job = Job.objects.create(organization=default_organization(),
-                             job_type="simple-task", status=JobStatus.QUEUED)
+    job = Job.objects.create(
+        organization=default_organization(), job_type="simple-task", status=JobStatus.QUEUED
+    )
     job_cancel(job=job)
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 
@@ -73,8 +74,7 @@ def attempt_times(log: Path) -> list[float]:
 
 
 def test_step_retries_back_off_and_do_not_repeat_finished_steps(worker, side_effects: Path):
-    job = job_create(job_type="test-flaky-step",
-                     input={"log": str(side_effects), "failures": 2})
+    job = job_create(job_type="test-flaky-step", input={"log": str(side_effects), "failures": 2})
 
     wait_status(job.pk, JobStatus.SUCCEEDED)
     job.refresh_from_db()
@@ -87,8 +87,10 @@ def test_step_retries_back_off_and_do_not_repeat_finished_steps(worker, side_eff
 
 
 def test_step_retries_exhausted_fail_the_job(worker, side_effects: Path):
-    job = job_create(job_type="test-flaky-step",
-                     input={"log": str(side_effects), "failures": 9, "max_attempts": 2})
+    job = job_create(
+        job_type="test-flaky-step",
+        input={"log": str(side_effects), "failures": 9, "max_attempts": 2},
+    )
 
     wait_status(job.pk, JobStatus.FAILED)
     job.refresh_from_db()
@@ -119,8 +121,9 @@ def test_job_retries_exhausted_fail_with_the_last_error(worker, side_effects: Pa
 
 @pytest.mark.parametrize("flag", ["fatal", "keyerror"])
 def test_non_retryable_errors_fail_at_once(worker, side_effects: Path, flag):
-    job = job_create(job_type="test-flaky-job",
-                     input={"log": str(side_effects), "failures": 0, flag: True})
+    job = job_create(
+        job_type="test-flaky-job", input={"log": str(side_effects), "failures": 0, flag: True}
+    )
 
     wait_status(job.pk, JobStatus.FAILED)
     assert Job.objects.get(pk=job.pk).attempts == 1
@@ -130,12 +133,15 @@ def test_non_retryable_errors_fail_at_once(worker, side_effects: Path, flag):
 def test_changed_step_order_is_detected_on_replay(worker, tmp_path: Path):
     order = tmp_path / "order"
     order.write_text("a b")
-    job = job_create(job_type="test-order", input={"order_file": str(order)},
-                     created_by=make_user("creator"))
+    job = job_create(
+        job_type="test-order", input={"order_file": str(order)}, created_by=make_user("creator")
+    )
     wait_status(job.pk, JobStatus.WAITING)
 
     order.write_text("b a")  # a deploy that reorders the handler's steps
-    services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=job), user=make_user("alice", approver=True))
+    services.checkpoint_approve(
+        checkpoint=Checkpoint.objects.get(job=job), user=make_user("alice", approver=True)
+    )
 
     wait_status(job.pk, JobStatus.FAILED)
     job.refresh_from_db()

@@ -24,18 +24,25 @@ from tests.utils import wait_for, wait_status
 
 
 def running_pid(job_id: object) -> int:
-    owner = wait_for(lambda: Job.objects.filter(pk=job_id, status=JobStatus.RUNNING)
-                     .values_list("lease_owner", flat=True).first(),
-                     message="the job to be running")
+    owner = wait_for(
+        lambda: (
+            Job.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+            .values_list("lease_owner", flat=True)
+            .first()
+        ),
+        message="the job to be running",
+    )
     return int(owner.split(":")[1])
 
 
 def test_worker_killed_mid_step_finishes_with_completed_steps_run_once(
-        worker, side_effects: Path, tmp_path: Path):
+    worker, side_effects: Path, tmp_path: Path
+):
     # given a job blocked inside its third step
     release = tmp_path / "release"
-    job = job_create(job_type="test-counting",
-                     input={"log": str(side_effects), "release": str(release)})
+    job = job_create(
+        job_type="test-counting", input={"log": str(side_effects), "release": str(release)}
+    )
     wait_for(lambda: "slow:start" in read_lines(side_effects), message="slow step to start")
     pid = running_pid(job.pk)
 
@@ -52,10 +59,8 @@ def test_worker_killed_mid_step_finishes_with_completed_steps_run_once(
     assert Job.objects.get(pk=job.pk).result == {"done": ["one", "two", "slow", "three"]}
 
 
-def test_a_step_that_always_kills_its_worker_fails_after_max_attempts(worker,
-                                                                      side_effects: Path):
-    job = job_create(job_type="test-suicide", input={"log": str(side_effects)},
-                     max_attempts=2)
+def test_a_step_that_always_kills_its_worker_fails_after_max_attempts(worker, side_effects: Path):
+    job = job_create(job_type="test-suicide", input={"log": str(side_effects)}, max_attempts=2)
 
     wait_status(job.pk, JobStatus.FAILED, timeout=60)
     job.refresh_from_db()
@@ -64,11 +69,12 @@ def test_a_step_that_always_kills_its_worker_fails_after_max_attempts(worker,
     assert lines.count("ok") == 1 and lines.count("boom") == 2
 
 
-def test_cancel_of_a_run_whose_worker_died_is_honoured(worker, side_effects: Path,
-                                                       tmp_path: Path):
+def test_cancel_of_a_run_whose_worker_died_is_honoured(worker, side_effects: Path, tmp_path: Path):
     # the slow step waits for a file that never comes: only the kill stops it
-    job = job_create(job_type="test-counting",
-                     input={"log": str(side_effects), "release": str(tmp_path / "never")})
+    job = job_create(
+        job_type="test-counting",
+        input={"log": str(side_effects), "release": str(tmp_path / "never")},
+    )
     wait_for(lambda: "slow:start" in read_lines(side_effects), message="slow step to start")
     pid = running_pid(job.pk)
     os.kill(pid, signal.SIGKILL)
@@ -78,13 +84,15 @@ def test_cancel_of_a_run_whose_worker_died_is_honoured(worker, side_effects: Pat
     assert read_lines(side_effects).count("three:start") == 0
 
 
-def test_duplicate_delivery_cannot_run_a_job_twice_at_once(worker, side_effects: Path,
-                                                           tmp_path: Path):
+def test_duplicate_delivery_cannot_run_a_job_twice_at_once(
+    worker, side_effects: Path, tmp_path: Path
+):
     # Redis re-delivers an unacked message after visibility_timeout; a second
     # delivery must find the lease taken.
     release = tmp_path / "release"
-    job = job_create(job_type="test-counting",
-                     input={"log": str(side_effects), "release": str(release)})
+    job = job_create(
+        job_type="test-counting", input={"log": str(side_effects), "release": str(release)}
+    )
     wait_for(lambda: "slow:start" in read_lines(side_effects), message="slow step to start")
 
     assert engine.run_job(str(job.pk)) == "skipped"  # a second consumer, right now
@@ -99,8 +107,12 @@ def test_duplicate_delivery_cannot_run_a_job_twice_at_once(worker, side_effects:
 def test_lost_message_is_recovered_by_the_reconciler(worker):
     # A job whose enqueue never reached the broker (crash between commit and
     # publish, or a broker that forgot it): only the database knows it.
-    job = Job.objects.create(organization=default_organization(),
-                             job_type="simple-task", input={}, status=JobStatus.QUEUED)
+    job = Job.objects.create(
+        organization=default_organization(),
+        job_type="simple-task",
+        input={},
+        status=JobStatus.QUEUED,
+    )
 
     wait_status(job.pk, JobStatus.SUCCEEDED, timeout=20)
     assert Job.objects.get(pk=job.pk).last_enqueued_at is not None
@@ -165,14 +177,22 @@ def test_one_worker_slot_carries_many_paused_jobs(worker):
     creator, approver = make_user("creator"), make_user("approver", approver=True)
     jobs = [job_create(job_type="test-approval", created_by=creator) for _ in range(40)]
 
-    wait_for(lambda: Job.objects.filter(status=JobStatus.WAITING).count() == 40, timeout=60,
-             message="all 40 jobs waiting at their checkpoints")
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.WAITING).count() == 40,
+        timeout=60,
+        message="all 40 jobs waiting at their checkpoints",
+    )
     for checkpoint in Checkpoint.objects.filter(status=CheckpointStatus.PENDING):
         services.checkpoint_approve(checkpoint=checkpoint, user=approver)
 
-    wait_for(lambda: Job.objects.filter(pk__in=[j.pk for j in jobs],
-                                        status=JobStatus.SUCCEEDED).count() == 40,
-             timeout=60, message="all 40 jobs to finish")
+    wait_for(
+        lambda: (
+            Job.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.SUCCEEDED).count()
+            == 40
+        ),
+        timeout=60,
+        message="all 40 jobs to finish",
+    )
 
 
 @pytest.mark.parametrize("priority", [-1, 10])

@@ -28,23 +28,39 @@ AMQP_QUEUE = f"{QUEUE}-amqp"
 
 
 def amqp_env() -> dict[str, str]:
-    return {**os.environ, **RUNTIME_ENV, "DATABASE_URL": database_url(),
-            "CELERY_BROKER_URL": AMQP_URL, "COUNTERSIGN_QUEUE": AMQP_QUEUE}
+    return {
+        **os.environ,
+        **RUNTIME_ENV,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": AMQP_URL,
+        "COUNTERSIGN_QUEUE": AMQP_QUEUE,
+    }
 
 
 def manage(*args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], env=amqp_env(),
-                            cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env=amqp_env(),
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 @pytest.fixture(scope="module")
-def amqp_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[WorkerProcess]:
+def amqp_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     tmp = tmp_path_factory.mktemp("amqp-worker")
-    worker = WorkerProcess(log_path=tmp / "worker.log", env=amqp_env(), queues=[AMQP_QUEUE],
-                           hostname=f"amqp-{QUEUE}@%h")
+    worker = WorkerProcess(
+        log_path=tmp / "worker.log",
+        env=amqp_env(),
+        queues=[AMQP_QUEUE],
+        hostname=f"amqp-{QUEUE}@%h",
+    )
     try:
         worker.wait_ready()
         yield worker
@@ -59,8 +75,17 @@ def amqp_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 def test_pause_approve_resume_over_rabbitmq(amqp_worker, transactional_db):
     make_user("alice", approver=True)
 
-    created = json.loads(manage("enqueue", "code-generation", "--priority", "9",
-                                "--input", '{"prompt": "over rabbit"}', "--json"))
+    created = json.loads(
+        manage(
+            "enqueue",
+            "code-generation",
+            "--priority",
+            "9",
+            "--input",
+            '{"prompt": "over rabbit"}',
+            "--json",
+        )
+    )
     wait_status(created["id"], JobStatus.WAITING)
     checkpoint = Checkpoint.objects.get(job_id=created["id"])
     manage("checkpoints", "approve", str(checkpoint.pk), "--as", "alice")
@@ -71,10 +96,15 @@ def test_pause_approve_resume_over_rabbitmq(amqp_worker, transactional_db):
 
 
 def test_the_job_queue_is_a_priority_queue(amqp_worker):
-    listed = subprocess.run(["rabbitmqctl", "list_queues", "name", "arguments",
-                             "--formatter", "json", "-q"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_queues", "name", "arguments", "--formatter", "json", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     # arguments are listed as [name, type, value] triples
-    queues = {q["name"]: {arg[0]: arg[-1] for arg in q["arguments"]}
-              for q in json.loads(listed.stdout)}
+    queues = {
+        q["name"]: {arg[0]: arg[-1] for arg in q["arguments"]} for q in json.loads(listed.stdout)
+    }
     assert queues[AMQP_QUEUE]["x-max-priority"] == 9

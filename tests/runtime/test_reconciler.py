@@ -22,16 +22,18 @@ def backlog_queue(settings):
         queue = Queue(name, Exchange(name), routing_key=name)
         producer = Producer(conn.default_channel)
         for n in range(3):
-            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name,
-                             declare=[queue])
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
         yield name
         conn.default_channel.queue_delete(name)
 
 
 def stranded_job(age_seconds: float) -> Job:
     return Job.objects.create(
-        organization=default_organization(), job_type="simple-task", status=JobStatus.QUEUED,
-        last_enqueued_at=timezone.now() - timedelta(seconds=age_seconds))
+        organization=default_organization(),
+        job_type="simple-task",
+        status=JobStatus.QUEUED,
+        last_enqueued_at=timezone.now() - timedelta(seconds=age_seconds),
+    )
 
 
 def test_a_queued_job_past_its_grace_is_re_sent():
@@ -56,13 +58,27 @@ def test_with_a_backlog_queued_jobs_get_the_longer_grace(backlog_queue, settings
 
 def test_abandoned_runs_and_due_timers_are_re_sent_whatever_the_backlog(backlog_queue):
     past = timezone.now() - timedelta(seconds=60)
-    Job.objects.create(organization=default_organization(),
-                       job_type="simple-task", status=JobStatus.RUNNING, lease_owner="dead",
-                       lease_expires_at=past, last_enqueued_at=past)
-    Job.objects.create(organization=default_organization(),
-                       job_type="test-sleep", status=JobStatus.WAITING, wait_reason="timer",
-                       wake_at=past, last_enqueued_at=past)
-    Job.objects.create(organization=default_organization(),
-                       job_type="test-approval", status=JobStatus.WAITING,
-                       wait_reason="checkpoint", last_enqueued_at=past)
+    Job.objects.create(
+        organization=default_organization(),
+        job_type="simple-task",
+        status=JobStatus.RUNNING,
+        lease_owner="dead",
+        lease_expires_at=past,
+        last_enqueued_at=past,
+    )
+    Job.objects.create(
+        organization=default_organization(),
+        job_type="test-sleep",
+        status=JobStatus.WAITING,
+        wait_reason="timer",
+        wake_at=past,
+        last_enqueued_at=past,
+    )
+    Job.objects.create(
+        organization=default_organization(),
+        job_type="test-approval",
+        status=JobStatus.WAITING,
+        wait_reason="checkpoint",
+        last_enqueued_at=past,
+    )
     assert reconcile() == 2

@@ -32,8 +32,9 @@ def test_replayed_steps_cost_no_queries():
     creator, approver = make_user("creator"), make_user("alice", approver=True)
 
     def resume_queries(steps: int) -> int:
-        job = job_create(job_type="test-steps-then-pause", created_by=creator,
-                         input={"steps": steps})
+        job = job_create(
+            job_type="test-steps-then-pause", created_by=creator, input={"steps": steps}
+        )
         assert run_job(str(job.pk)) == JobStatus.WAITING
         services.checkpoint_approve(checkpoint=Checkpoint.objects.get(job=job), user=approver)
         with CaptureQueriesContext(connection) as captured:
@@ -52,10 +53,14 @@ def test_all_finished_steps_load_in_one_query():
     Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
     with CaptureQueriesContext(connection) as captured:
         run_job(str(job.pk))
-    step_selects = [q for q in captured if q["sql"].startswith("SELECT")
-                    and '"agents_jobstep"' in q["sql"]]
-    step_writes = [q for q in captured if q["sql"].startswith(
-        ('INSERT INTO "agents_jobstep"', 'UPDATE "agents_jobstep"'))]
+    step_selects = [
+        q for q in captured if q["sql"].startswith("SELECT") and '"agents_jobstep"' in q["sql"]
+    ]
+    step_writes = [
+        q
+        for q in captured
+        if q["sql"].startswith(('INSERT INTO "agents_jobstep"', 'UPDATE "agents_jobstep"'))
+    ]
     assert len(step_selects) == 1 and step_writes == []
 
 
@@ -75,8 +80,10 @@ def test_the_database_refuses_a_second_anonymous_job_with_the_same_key():
 
     from jobs.models import Job
 
-    Job.objects.create(organization=default_organization(),
-                       job_type="simple-task", idempotency_key="dup")
+    Job.objects.create(
+        organization=default_organization(), job_type="simple-task", idempotency_key="dup"
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Job.objects.create(organization=default_organization(),
-                           job_type="simple-task", idempotency_key="dup")
+        Job.objects.create(
+            organization=default_organization(), job_type="simple-task", idempotency_key="dup"
+        )

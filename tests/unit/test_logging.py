@@ -23,8 +23,15 @@ UUID_HEX = re.compile(r"[0-9a-f]{32}")
 def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
     """A record as `logger.info(message, *args, extra=extra)` makes it, through the filter."""
     made = logging.getLogger("countersign.test").makeRecord(
-        "countersign.test", logging.INFO, __file__, 1, message, args or ("world",), None,
-        extra=extra or None)
+        "countersign.test",
+        logging.INFO,
+        __file__,
+        1,
+        message,
+        args or ("world",),
+        None,
+        extra=extra or None,
+    )
     logs.ContextFilter().filter(made)
     return made
 
@@ -48,7 +55,7 @@ def test_update_inside_a_bind_is_undone_by_its_exit():
 
 
 def test_an_unknown_field_is_refused():
-    with pytest.raises(TypeError, match="user"), logs.bind(user="x"):  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="user"), logs.bind(user="x"):
         pass
 
 
@@ -63,8 +70,12 @@ def test_json_lines_carry_the_context_and_extra_fields():
     assert (entry["level"], entry["logger"]) == ("INFO", "countersign.test")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["timestamp"])
     assert {k: entry[k] for k in logs.FIELDS} == {
-        "request_id": "req-1", "job_id": "job-1", "job_type": "test-noop", "step_key": "fetch",
-        "checkpoint_id": 7}
+        "request_id": "req-1",
+        "job_id": "job-1",
+        "job_type": "test-noop",
+        "step_key": "fetch",
+        "checkpoint_id": 7,
+    }
     assert entry["attempt"] == 2
     assert "opaque" not in entry  # not JSON-serialisable: left out, the line still written
     assert not {"args", "msg", "exc_info", "levelno", "pathname"} & set(entry)
@@ -85,8 +96,9 @@ def test_an_exception_is_one_string_field():
     try:
         raise ValueError("bad input")
     except ValueError:
-        made = logging.getLogger("x").makeRecord("x", logging.ERROR, __file__, 1, "failed",
-                                                 (), sys.exc_info())
+        made = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
     entry = json.loads(logs.JsonFormatter().format(made))
     assert entry["exception"].startswith("Traceback")
     assert "ValueError: bad input" in entry["exception"]
@@ -96,17 +108,23 @@ def test_text_lines_end_with_the_context_as_key_value_pairs():
     formatter = logs.TextFormatter()
     with logs.bind(request_id="req-1", job_id="job-1", step_key="write file"):
         line = formatter.format(record())
-    assert line.endswith(' INFO countersign.test hello world '
-                         'request_id=req-1 job_id=job-1 step_key="write file"')
+    assert line.endswith(
+        ' INFO countersign.test hello world request_id=req-1 job_id=job-1 step_key="write file"'
+    )
     assert formatter.format(record()).endswith("countersign.test hello world")
 
 
 def test_the_configured_console_handler_adds_the_context():
     """settings.LOGGING as configured in this process: the root's console handler."""
-    handler = next(h for h in logging.getLogger().handlers
-                   if any(isinstance(f, logs.ContextFilter) for f in h.filters))
-    assert isinstance(handler.formatter, logs.TextFormatter if settings.LOG_FORMAT == "text"
-                      else logs.JsonFormatter)
+    handler = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, logs.ContextFilter) for f in h.filters)
+    )
+    assert isinstance(
+        handler.formatter,
+        logs.TextFormatter if settings.LOG_FORMAT == "text" else logs.JsonFormatter,
+    )
     stream = io.StringIO()
     old = handler.setStream(stream)  # type: ignore[attr-defined]
     try:
@@ -117,32 +135,46 @@ def test_the_configured_console_handler_adds_the_context():
     assert "wired-req" in stream.getvalue() and "wired-job" in stream.getvalue()
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"DEBUG": "1"}, "text"),
-    ({"DEBUG": "0", "SECRET_KEY": "x" * 50}, "json"),
-    ({"DEBUG": "0", "SECRET_KEY": "x" * 50, "LOG_FORMAT": "TEXT"}, "text"),
-    ({"DEBUG": "1", "LOG_FORMAT": "json"}, "json"),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DEBUG": "1"}, "text"),
+        ({"DEBUG": "0", "SECRET_KEY": "x" * 50}, "json"),
+        ({"DEBUG": "0", "SECRET_KEY": "x" * 50, "LOG_FORMAT": "TEXT"}, "text"),
+        ({"DEBUG": "1", "LOG_FORMAT": "json"}, "json"),
+    ],
+)
 def test_log_format_defaults_to_json_without_debug(env, expected):
-    code = ("from django.conf import settings; "
-            "print(settings.LOG_FORMAT, settings.LOGGING['handlers']['console']['formatter'])")
+    code = (
+        "from django.conf import settings; "
+        "print(settings.LOG_FORMAT, settings.LOGGING['handlers']['console']['formatter'])"
+    )
     clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "LOG_FORMAT")}
-    out = subprocess.run([sys.executable, "-c", code], env={
-        **clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
-        cwd=settings.BASE_DIR, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == [expected, expected]
 
 
 def test_an_unknown_log_format_stops_the_start():
     done = subprocess.run(
         [sys.executable, "-c", "import config.settings"],
-        env={**os.environ, "LOG_FORMAT": "xml"}, cwd=settings.BASE_DIR, capture_output=True,
-        text=True)
+        env={**os.environ, "LOG_FORMAT": "xml"},
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0
     assert "LOG_FORMAT must be json or text" in done.stderr
 
 
 # --- the request id middleware ----------------------------------------------------------
+
 
 def test_a_given_request_id_is_echoed():
     response = Client().get("/healthz", headers={"X-Request-ID": "abc-123_x.y"})
@@ -202,8 +234,10 @@ def test_the_async_path_binds_the_id_too():
 @pytest.mark.django_db
 def test_the_async_stream_view_answers_with_a_request_id():
     get = async_to_sync(AsyncClient().get)
-    response = get("/api/v1/jobs/00000000-0000-0000-0000-000000000000/stream/",
-                   headers={"X-Request-ID": "sse-1"})
+    response = get(
+        "/api/v1/jobs/00000000-0000-0000-0000-000000000000/stream/",
+        headers={"X-Request-ID": "sse-1"},
+    )
     assert response.status_code == 401
     assert response["X-Request-ID"] == "sse-1"
 

@@ -31,12 +31,15 @@ def test_policy_rejects_nonsense():
         RetryPolicy(max_attempts=0)
 
 
-@pytest.mark.parametrize(("broker", "job_priority", "expected"), [
-    ("redis://127.0.0.1:6379/0", 9, 0),  # kombu's Redis transport serves 0 first
-    ("redis://127.0.0.1:6379/0", 0, 9),
-    ("amqp://guest:guest@127.0.0.1:5672//", 9, 9),  # RabbitMQ serves the highest first
-    ("amqp://guest:guest@127.0.0.1:5672//", 2, 2),
-])
+@pytest.mark.parametrize(
+    ("broker", "job_priority", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", 9, 0),  # kombu's Redis transport serves 0 first
+        ("redis://127.0.0.1:6379/0", 0, 9),
+        ("amqp://guest:guest@127.0.0.1:5672//", 9, 9),  # RabbitMQ serves the highest first
+        ("amqp://guest:guest@127.0.0.1:5672//", 2, 2),
+    ],
+)
 def test_job_priority_maps_to_the_broker_scale(settings, broker, job_priority, expected):
     settings.CELERY_BROKER_URL = broker
     assert broker_priority(job_priority) == expected
@@ -53,6 +56,7 @@ def test_a_job_type_cannot_be_registered_twice():
         return None
 
     with pytest.raises(ValueError, match="already registered"):
+
         @handler("unit-dup")
         def second(ctx):
             return None

@@ -48,8 +48,9 @@ def flaky(ctx: JobContext) -> None:
 
 @handler("sentry-test-review")
 def review(ctx: JobContext) -> None:
-    decision = ctx.checkpoint("review", title="Review the file",
-                              payload={"content": ctx.input["text"]})
+    decision = ctx.checkpoint(
+        "review", title="Review the file", payload={"content": ctx.input["text"]}
+    )
     raise NonRetryableError(f"could not apply the reviewed file ({decision.status})")
 
 
@@ -148,7 +149,7 @@ def parse_envelope(body: bytes) -> list[tuple[dict[str, Any], Any]]:
         if length is None:
             payload, _, rest = rest.partition(b"\n")
         else:
-            payload, rest = rest[:length], rest[length + 1:]
+            payload, rest = rest[:length], rest[length + 1 :]
         try:
             items.append((header, json.loads(payload)))
         except ValueError:
@@ -198,10 +199,13 @@ def test_without_a_dsn_nothing_starts(monkeypatch, sentry_off):
     assert not sentry_sdk.get_client().is_active()
 
 
-@pytest.mark.parametrize(("debug", "environment", "expected"), [
-    (True, None, "development"), (False, None, "production"), (False, "staging", "staging")])
-def test_the_environment_follows_debug_unless_set(monkeypatch, sentry_off, debug, environment,
-                                                  expected):
+@pytest.mark.parametrize(
+    ("debug", "environment", "expected"),
+    [(True, None, "development"), (False, None, "production"), (False, "staging", "staging")],
+)
+def test_the_environment_follows_debug_unless_set(
+    monkeypatch, sentry_off, debug, environment, expected
+):
     monkeypatch.setenv("SENTRY_DSN", "http://public@127.0.0.1:9/1")
     if environment is None:
         monkeypatch.delenv("SENTRY_ENVIRONMENT", raising=False)
@@ -228,21 +232,26 @@ def test_job_runs_are_sampled_apart_from_requests(monkeypatch, sentry_off):
 
 
 # --- the scrubber ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "expected"), [
-    (f"refused {FAKE_KEY}", f"refused {FILTERED}"),
-    ("key sk-ant-api03-AbCdEf012345_xyz in use", f"key {FILTERED} in use"),
-    ("groq gsk_abcdefghijklmnop1234", f"groq {FILTERED}"),
-    ("Authorization: Bearer eyJhbGciOi.payload.sig", f"Authorization: Bearer {FILTERED}"),
-    ("token cs_Zx9fJ2kLmN0pQ4rS8tU1vW3y", f"token {FILTERED}"),
-    ("postgres://app:hunter2hunter@db:5432/app", f"postgres://app:{FILTERED}@db:5432/app"),
-    ("redis://:hunter2hunter@redis:6379/0", f"redis://:{FILTERED}@redis:6379/0"),
-    ("GET /v1/models?api_key=abc123&page=2", f"GET /v1/models?api_key={FILTERED}&page=2"),
-    ("Config(api_key='xyz987', model='gpt')", f"Config(api_key='{FILTERED}', model='gpt')"),
-    ("{'secret': 'xyz', 'n': 1}", f"{{'secret': '{FILTERED}', 'n': 1}}"),
-    (f"env value {ENV_KEY}!", f"env value {FILTERED}!"),
-    ("nothing to hide: 3 steps, job 42, max_tokens=20", "nothing to hide: 3 steps, job 42, "
-                                                        "max_tokens=20"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"refused {FAKE_KEY}", f"refused {FILTERED}"),
+        ("key sk-ant-api03-AbCdEf012345_xyz in use", f"key {FILTERED} in use"),
+        ("groq gsk_abcdefghijklmnop1234", f"groq {FILTERED}"),
+        ("Authorization: Bearer eyJhbGciOi.payload.sig", f"Authorization: Bearer {FILTERED}"),
+        ("token cs_Zx9fJ2kLmN0pQ4rS8tU1vW3y", f"token {FILTERED}"),
+        ("postgres://app:hunter2hunter@db:5432/app", f"postgres://app:{FILTERED}@db:5432/app"),
+        ("redis://:hunter2hunter@redis:6379/0", f"redis://:{FILTERED}@redis:6379/0"),
+        ("GET /v1/models?api_key=abc123&page=2", f"GET /v1/models?api_key={FILTERED}&page=2"),
+        ("Config(api_key='xyz987', model='gpt')", f"Config(api_key='{FILTERED}', model='gpt')"),
+        ("{'secret': 'xyz', 'n': 1}", f"{{'secret': '{FILTERED}', 'n': 1}}"),
+        (f"env value {ENV_KEY}!", f"env value {FILTERED}!"),
+        (
+            "nothing to hide: 3 steps, job 42, max_tokens=20",
+            "nothing to hide: 3 steps, job 42, max_tokens=20",
+        ),
+    ],
+)
 def test_secrets_in_text_are_replaced(monkeypatch, text, expected):
     monkeypatch.setenv("ANTHROPIC_API_KEY", ENV_KEY)
     monkeypatch.setenv("SHORT_KEY", "abc")  # too short to hunt for: ordinary words survive
@@ -256,23 +265,55 @@ def test_a_whole_event_is_scrubbed(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "openai-value-from-env-0042")
     event = {
         "message": "failed calling openai-value-from-env-0042",
-        "exception": {"values": [{"type": "RuntimeError", "value": f"refused {FAKE_KEY}",
-                                  "stacktrace": {"frames": [{"function": "run", "vars": {
-                                      "api_key": "whatever-it-is",
-                                      "payload": {"file": PAYLOAD_TEXT},
-                                      "steps": {"input": {"q": PAYLOAD_TEXT}, "n": 3},
-                                      "decision": f"Decision(content='{PAYLOAD_TEXT}')",
-                                      "count": 3}}]}}]},
-        "extra": {"OPENAI_API_KEY": "openai-value-from-env-0042", "webhook_secret": "w",
-                  "job_id": "j-1"},
+        "exception": {
+            "values": [
+                {
+                    "type": "RuntimeError",
+                    "value": f"refused {FAKE_KEY}",
+                    "stacktrace": {
+                        "frames": [
+                            {
+                                "function": "run",
+                                "vars": {
+                                    "api_key": "whatever-it-is",
+                                    "payload": {"file": PAYLOAD_TEXT},
+                                    "steps": {"input": {"q": PAYLOAD_TEXT}, "n": 3},
+                                    "decision": f"Decision(content='{PAYLOAD_TEXT}')",
+                                    "count": 3,
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+        "extra": {
+            "OPENAI_API_KEY": "openai-value-from-env-0042",
+            "webhook_secret": "w",
+            "job_id": "j-1",
+        },
         "contexts": {"tool": {"arguments": {"path": PAYLOAD_TEXT}, "name": "read_file"}},
-        "request": {"url": "https://x.test/api/jobs/", "method": "POST",
-                    "headers": {"Authorization": "Token cs_abc", "Cookie": "sessionid=s",
-                                "X-Api-Key": "k", "Content-Type": "application/json"},
-                    "data": {"input": {"text": PAYLOAD_TEXT}, "job_type": "code-generation"},
-                    "query_string": "token=abc&page=2"},
-        "breadcrumbs": {"values": [{"category": "checkpoint", "message": "approved",
-                                    "data": {"checkpoint_id": 7, "result": PAYLOAD_TEXT}}]},
+        "request": {
+            "url": "https://x.test/api/jobs/",
+            "method": "POST",
+            "headers": {
+                "Authorization": "Token cs_abc",
+                "Cookie": "sessionid=s",
+                "X-Api-Key": "k",
+                "Content-Type": "application/json",
+            },
+            "data": {"input": {"text": PAYLOAD_TEXT}, "job_type": "code-generation"},
+            "query_string": "token=abc&page=2",
+        },
+        "breadcrumbs": {
+            "values": [
+                {
+                    "category": "checkpoint",
+                    "message": "approved",
+                    "data": {"checkpoint_id": 7, "result": PAYLOAD_TEXT},
+                }
+            ]
+        },
         "tags": {"job_id": "j-1", "job_type": "code-generation"},
     }
 
@@ -281,8 +322,16 @@ def test_a_whole_event_is_scrubbed(monkeypatch):
 
     # then nothing secret is left, and what helps debugging is
     text = json.dumps(scrubbed)
-    for secret in ("openai-value-from-env-0042", FAKE_KEY, PAYLOAD_TEXT, "whatever-it-is",
-                   "cs_abc", "sessionid=s", '"w"', "token=abc"):
+    for secret in (
+        "openai-value-from-env-0042",
+        FAKE_KEY,
+        PAYLOAD_TEXT,
+        "whatever-it-is",
+        "cs_abc",
+        "sessionid=s",
+        '"w"',
+        "token=abc",
+    ):
         assert secret not in text
     frame = scrubbed["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"]
     assert frame["payload"] == frame["api_key"] == FILTERED
@@ -290,8 +339,7 @@ def test_a_whole_event_is_scrubbed(monkeypatch):
     assert scrubbed["request"]["headers"]["Content-Type"] == "application/json"
     assert scrubbed["request"]["data"] == FILTERED  # bodies are what people typed
     assert scrubbed["request"]["query_string"] == f"token={FILTERED}&page=2"
-    assert scrubbed["breadcrumbs"]["values"][0]["data"] == {"checkpoint_id": 7,
-                                                            "result": FILTERED}
+    assert scrubbed["breadcrumbs"]["values"][0]["data"] == {"checkpoint_id": 7, "result": FILTERED}
     assert scrubbed["contexts"]["tool"] == {"arguments": FILTERED, "name": "read_file"}
     assert scrubbed["extra"]["job_id"] == "j-1" and scrubbed["tags"] == event["tags"]
     assert scrubbed["exception"]["values"][0]["value"] == f"refused {FILTERED}"
@@ -303,8 +351,13 @@ def test_a_raw_request_body_is_dropped():
 
 
 def test_decisions_in_stack_frames_show_no_payload():
-    decision = Decision(checkpoint_id=3, status="approved", payload={"content": PAYLOAD_TEXT},
-                        data={"branch": PAYLOAD_TEXT}, decided_by=["alice"])
+    decision = Decision(
+        checkpoint_id=3,
+        status="approved",
+        payload={"content": PAYLOAD_TEXT},
+        data={"branch": PAYLOAD_TEXT},
+        decided_by=["alice"],
+    )
     shown = redacted_repr(decision)
     assert shown is not None and PAYLOAD_TEXT not in shown
     assert "checkpoint_id=3" in shown and "decided_by=['alice']" in shown
@@ -315,8 +368,9 @@ def test_decisions_in_stack_frames_show_no_payload():
 @pytest.mark.django_db
 def test_a_failed_job_is_reported_with_its_tags_and_nothing_secret(ingest):
     # given
-    job = job_create(job_type="sentry-test-fails",
-                     input={"payload": {"file": PAYLOAD_TEXT, "mode": "rw"}})
+    job = job_create(
+        job_type="sentry-test-fails", input={"payload": {"file": PAYLOAD_TEXT, "mode": "rw"}}
+    )
 
     # when
     assert run_job(str(job.pk)) == JobStatus.FAILED
@@ -328,7 +382,11 @@ def test_a_failed_job_is_reported_with_its_tags_and_nothing_secret(ingest):
     assert error["environment"] == "test"
     tags = error["tags"]
     assert (tags["job_id"], tags["job_type"], tags["concurrency"], tags["attempt"]) == (
-        str(job.pk), "sentry-test-fails", "none", "1")
+        str(job.pk),
+        "sentry-test-fails",
+        "none",
+        "1",
+    )
     assert tags["organization"] == str(job.organization_id)
     # the handler's frame was sent, its secrets and payload were not
     for secret in (FAKE_KEY, ENV_KEY, PAYLOAD_TEXT):
@@ -372,9 +430,16 @@ def test_a_checkpoint_decision_is_a_breadcrumb_on_a_later_event(ingest):
     delivered(ingest)
     [error] = ingest.errors
     crumbs = [c for c in error["breadcrumbs"]["values"] if c.get("category") == "checkpoint"]
-    assert [c["data"] for c in crumbs] == [{
-        "checkpoint_id": checkpoint.pk, "job_id": str(job.pk), "kind": "approval",
-        "decision": "approved", "status": "approved", "user_id": alice.pk}]
+    assert [c["data"] for c in crumbs] == [
+        {
+            "checkpoint_id": checkpoint.pk,
+            "job_id": str(job.pk),
+            "kind": "approval",
+            "decision": "approved",
+            "status": "approved",
+            "user_id": alice.pk,
+        }
+    ]
     assert PAYLOAD_TEXT.encode() not in ingest.raw
     assert b"looks fine" not in ingest.raw  # nor the reviewer's reason
 
@@ -395,7 +460,8 @@ def test_under_celery_the_task_transaction_becomes_the_job_run(ingest, monkeypat
     assert transaction["contexts"]["trace"]["op"] == "queue.task.celery"
     assert transaction["tags"]["job_id"] == str(job.pk)
     assert [s["description"] for s in transaction["spans"] if s["op"] == "job.run"] == [
-        "sentry-test-fails"]
+        "sentry-test-fails"
+    ]
     [error] = ingest.errors
     assert error["tags"]["job_id"] == str(job.pk)
     assert error["contexts"]["trace"]["trace_id"] == transaction["contexts"]["trace"]["trace_id"]

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from jobs.runtime import FileSpec, UnsafePath, safe_path, write_files
 
 
@@ -14,18 +15,21 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
-@pytest.mark.parametrize(("path", "why"), [
-    ("/etc/passwd", "absolute"),
-    ("\\windows\\system32", "absolute"),
-    ("C:/x.py", "absolute"),
-    ("../outside.py", "'..'"),
-    ("a/../../outside.py", "'..'"),
-    ("a\\..\\..\\outside.py", "'..'"),
-    ("", "non-empty"),
-    ("   ", "non-empty"),
-    ("bad\x00name", "NUL"),
-    (".", "outside"),
-])
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/etc/passwd", "absolute"),
+        ("\\windows\\system32", "absolute"),
+        ("C:/x.py", "absolute"),
+        ("../outside.py", "'..'"),
+        ("a/../../outside.py", "'..'"),
+        ("a\\..\\..\\outside.py", "'..'"),
+        ("", "non-empty"),
+        ("   ", "non-empty"),
+        ("bad\x00name", "NUL"),
+        (".", "outside"),
+    ],
+)
 def test_unsafe_paths_are_refused_with_a_reason(workspace: Path, path: str, why: str):
     with pytest.raises(UnsafePath, match=why):
         safe_path(workspace, path)

@@ -23,20 +23,33 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agent", help="the agent's name or id")
-        parser.add_argument("--org", metavar="SLUG", help="the agent's organization, if the "
-                            "name is not unique across organizations")
+        parser.add_argument(
+            "--org",
+            metavar="SLUG",
+            help="the agent's organization, if the name is not unique across organizations",
+        )
         parser.add_argument("--session", default="", help="continue this session id")
-        parser.add_argument("--as", dest="as_user", metavar="USER",
-                            help="who is talking (default: $COUNTERSIGN_USER, else nobody)")
-        parser.add_argument("--timeout", type=float, default=600.0,
-                            help="seconds to wait for each reply (default 600)")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="who is talking (default: $COUNTERSIGN_USER, else nobody)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=600.0,
+            help="seconds to wait for each reply (default 600)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         agent = self.find_agent(options["agent"], options["org"])
         user = find_user(options["as_user"])
         session = options["session"] or uuid.uuid4().hex[:12]
-        self.stdout.write(f"Chatting with {agent.name} ({agent.provider}/{agent.model}), "
-                          f"session {session}. An empty line ends.")
+        self.stdout.write(
+            f"Chatting with {agent.name} ({agent.provider}/{agent.model}), "
+            f"session {session}. An empty line ends."
+        )
         for line in sys.stdin if not sys.stdin.isatty() else iter(self.prompt, None):
             message = line.strip()
             if not message:
@@ -61,19 +74,24 @@ class Command(BaseCommand):
                 if event["kind"] == "llm.delta":
                     self.stdout.write(event["data"]["text"], ending="")
                     self.stdout.flush()
-                elif event["kind"] == "checkpoint.opened" and event["data"]["checkpoint_id"] \
-                        not in shown:
+                elif (
+                    event["kind"] == "checkpoint.opened"
+                    and event["data"]["checkpoint_id"] not in shown
+                ):
                     shown.add(event["data"]["checkpoint_id"])
-                    self.stdout.write(f"\n[waiting for approval: {event['data']['title']} — "
-                                      f"checkpoint {event['data']['checkpoint_id']}]")
+                    self.stdout.write(
+                        f"\n[waiting for approval: {event['data']['title']} — "
+                        f"checkpoint {event['data']['checkpoint_id']}]"
+                    )
         job.refresh_from_db()
         if job.status == JobStatus.SUCCEEDED:
             self.stdout.write("")
         elif job.status == JobStatus.WAITING:
             pending = Checkpoint.objects.filter(job=job, status=CheckpointStatus.PENDING)
             ids = ", ".join(str(c.pk) for c in pending)
-            self.stdout.write(f"\n[still waiting for checkpoint {ids}; the reply will be in "
-                              f"job {job.pk}]")
+            self.stdout.write(
+                f"\n[still waiting for checkpoint {ids}; the reply will be in job {job.pk}]"
+            )
         else:
             self.stderr.write(f"\n[job {job.pk} {job.status}: {job.error_message}]")
 
@@ -81,8 +99,7 @@ class Command(BaseCommand):
         agents = Agent.objects.alive()
         if org:
             agents = agents.filter(organization__slug=org)
-        found = list(agents.filter(pk=int(given)) if given.isdigit() else agents.filter(
-            name=given))
+        found = list(agents.filter(pk=int(given)) if given.isdigit() else agents.filter(name=given))
         if not found:
             raise CommandError(f"no agent {given!r}" + (f" in {org}" if org else ""))
         if len(found) > 1:

@@ -236,12 +236,18 @@ class Command(BaseCommand):
         self.decide(
             options,
             "approve",
-            lambda cp, user: services.checkpoint_approve(checkpoint=cp, user=user, reason=options["reason"], payload=payload),
+            lambda cp, user: services.checkpoint_approve(
+                checkpoint=cp, user=user, reason=options["reason"], payload=payload
+            ),
         )
 
     def do_reject(self, options: dict[str, Any]) -> None:
         self.decide(
-            options, "reject", lambda cp, user: services.checkpoint_reject(checkpoint=cp, user=user, reason=options["reason"])
+            options,
+            "reject",
+            lambda cp, user: services.checkpoint_reject(
+                checkpoint=cp, user=user, reason=options["reason"]
+            ),
         )
 
     def do_submit(self, options: dict[str, Any]) -> None:
@@ -249,7 +255,9 @@ class Command(BaseCommand):
         self.decide(
             options,
             "answer",
-            lambda cp, user: services.checkpoint_submit_input(checkpoint=cp, user=user, data=data, reason=options["reason"]),
+            lambda cp, user: services.checkpoint_submit_input(
+                checkpoint=cp, user=user, data=data, reason=options["reason"]
+            ),
         )
 
     def decide(

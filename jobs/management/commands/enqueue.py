@@ -139,8 +139,11 @@ class Command(BaseCommand):
     def follow(self, job: Job, *, as_json: bool, timeout: float | None) -> Job:
         """Print the job's events as they happen, until it ends or pauses."""
         for event in follow(str(job.pk), until=paused_or_ended, timeout=timeout):
-            self.stdout.write(to_json({"job_id": str(job.pk), **event}, pretty=False)
-                              if as_json else event_line(event))
+            self.stdout.write(
+                to_json({"job_id": str(job.pk), **event}, pretty=False)
+                if as_json
+                else event_line(event)
+            )
             self.stdout.flush()  # live, even when piped
         job.refresh_from_db()
         return job

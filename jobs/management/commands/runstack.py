@@ -161,8 +161,19 @@ def app_commands(*, port: int, concurrency: int, schedule_file: str) -> list[tup
     # uvicorn (ASGI), so a job's event stream is served live and holds no thread;
     # in DEBUG the ASGI app serves the admin's static files itself (config/asgi.py).
     return [
-        ("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                 "--host", "127.0.0.1", "--port", str(port)]),
+        (
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+        ),
         ("worker", worker_argv(concurrency=concurrency, hostname="runstack@%h")),
         ("beat", beat_argv(schedule_file=schedule_file)),
     ]

@@ -91,8 +91,9 @@ class Command(BaseCommand):
     def do_resume(self, options: dict[str, Any]) -> None:
         self.switch(options, workers.worker_resume, "taking jobs")
 
-    def switch(self, options: dict[str, Any], fn: Callable[[str], dict[str, Any]],
-               done: str) -> None:
+    def switch(
+        self, options: dict[str, Any], fn: Callable[[str], dict[str, Any]], done: str
+    ) -> None:
         if not options["all"]:
             worker = self.call(fn, options["name"])
             if not options["json"]:
