@@ -125,6 +125,7 @@ class Memory(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "memories"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -4,6 +4,23 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 
+def _maintenance(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        sys.exit(f"the benchmarks need PostgreSQL; DATABASE_URL is {parts.scheme}://…")
+    return urlunsplit(parts._replace(path="/postgres"))
+
+
+def drop_database(url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(_maintenance(url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 def fresh_database(url: str, name: str) -> str:
     """DROP and CREATE `name` (same server and credentials as `url`); return its URL.
 
@@ -12,12 +29,7 @@ def fresh_database(url: str, name: str) -> str:
     import psycopg
     from psycopg import sql
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
-        sys.exit(f"the benchmarks need PostgreSQL; DATABASE_URL is {parts.scheme}://…")
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    identifier = sql.Identifier(name)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(identifier))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    drop_database(url, name)
+    with psycopg.connect(_maintenance(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))

@@ -96,6 +96,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             ),
             pk=object_id,
         )
+        approve_refusal = services.decide_refusal(checkpoint, request.user, approving=True)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Review: {checkpoint.title}",
@@ -107,8 +108,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             "view": presentation(checkpoint.payload),
             "payload_json": json.dumps(checkpoint.payload, indent=2),
             "decisions": checkpoint.decisions.select_related("user"),
-            "may_approve": services.may_decide(checkpoint, request.user, approving=True),
-            "may_reject": services.may_decide(checkpoint, request.user, approving=False),
+            "approve_refusal": approve_refusal,
+            "may_approve": not approve_refusal,
+            "may_reject": not services.decide_refusal(checkpoint, request.user, approving=False),
             "has_view_permission": True,
             "has_change_permission": False,
             "has_add_permission": False,

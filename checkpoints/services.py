@@ -122,13 +122,14 @@ def _ensure_may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving:
     return user
 
 
-def may_decide(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> bool:
-    """The same rules as the decisions, as a yes/no for showing buttons."""
+def decide_refusal(checkpoint: Checkpoint, user: Actor | None, *, approving: bool) -> str:
+    """Why `user` may not decide (approve, when `approving`) the checkpoint, or "": the
+    same rules as the decisions, for pages that show or hide their buttons."""
     try:
         _ensure_may_decide(checkpoint, user, approving=approving)
-    except PermissionDenied:
-        return False
-    return True
+    except PermissionDenied as refused:
+        return str(refused)
+    return ""
 
 
 def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:

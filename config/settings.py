@@ -10,19 +10,47 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_float, env_int, env_list, env_str
+from core.env import document, env_bool, env_float, env_int, env_list, env_str, section
 from core.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("COUNTERSIGN_DATA_DIR", str(BASE_DIR / "data")))
+section("Storage")
+DATA_DIR = Path(
+    env_str(
+        "COUNTERSIGN_DATA_DIR",
+        str(BASE_DIR / "data"),
+        "Local state: the default SQLite file, static files, workspaces, the embedded broker.",
+        shown="<project>/data",
+    )
+)
 
-DEBUG = env_bool("DEBUG", True)
+section("Django and the web")
+DEBUG = env_bool(
+    "DEBUG",
+    True,
+    "Debug mode; set 0 in production (then SECRET_KEY is required, and HTTPS, HSTS and secure "
+    "cookies are on).",
+)
 _INSECURE_KEY = "django-insecure-local-development-key-change-me"
-SECRET_KEY = env_str("SECRET_KEY", _INSECURE_KEY if DEBUG else "")
+SECRET_KEY = env_str(
+    "SECRET_KEY",
+    _INSECURE_KEY if DEBUG else "",
+    "Signing key; required when DEBUG=0 (with DEBUG on, an insecure development key is used).",
+    shown="",
+)
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set (and not empty) when DEBUG is off")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    ["localhost", "127.0.0.1", "[::1]"],
+    "Host names the site answers to, comma-separated.",
+)
+CSRF_TRUSTED_ORIGINS = env_list(
+    "CSRF_TRUSTED_ORIGINS",
+    [],
+    "Origins trusted for form posts behind a proxy, comma-separated (e.g. "
+    "https://countersign.example.com).",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -77,10 +105,22 @@ TEMPLATES = [
     },
 ]
 
+section("Storage")
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'countersign.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        env_str(
+            "DATABASE_URL",
+            f"sqlite:///{DATA_DIR / 'countersign.sqlite3'}",
+            "The database as a URL; PostgreSQL in production, e.g. "
+            "postgres://user:password@host:5432/countersign.",
+            shown="sqlite:///<COUNTERSIGN_DATA_DIR>/countersign.sqlite3",
+        ),
+        conn_max_age=env_int(
+            "DATABASE_CONN_MAX_AGE",
+            60,
+            "Seconds a worker keeps a database connection open (always 0 on SQLite, and in the "
+            "web process under ASGI).",
+        ),
         # No per-use health query: tasks close broken connections (jobs.tasks).
         conn_health_checks=False,
     )
@@ -114,7 +154,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT = Path(
+    env_str(
+        "STATIC_ROOT",
+        str(DATA_DIR / "static"),
+        "Where collectstatic puts static files.",
+        shown="<COUNTERSIGN_DATA_DIR>/static",
+    )
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -139,9 +186,19 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- Redis / Celery ---------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+section("Broker and Celery")
+REDIS_URL = env_str(
+    "REDIS_URL",
+    "redis://127.0.0.1:6379/0",
+    "Redis: the default for the broker, live events and metrics.",
+)
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL",
+    REDIS_URL,
+    "The broker: redis://..., amqp://guest:guest@host:5672// (RabbitMQ), or filesystem:// (local "
+    "only).",
+    shown="<REDIS_URL>",
+)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
@@ -149,7 +206,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_TASK_DEFAULT_QUEUE = env_str("COUNTERSIGN_QUEUE", "countersign")
+CELERY_TASK_DEFAULT_QUEUE = env_str(
+    "COUNTERSIGN_QUEUE", "countersign", "The Celery queue of every task; the same in every process."
+)
 # A worker that dies mid-task must not lose the message: ack after the run,
 # and re-queue when the child process is killed (SIGKILL / OOM).
 CELERY_TASK_ACKS_LATE = True
@@ -159,16 +218,34 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 # Celery's Django fixup closes every DB connection after each task unless this
 # is set; reconnecting cost more than the whole rest of a short run.
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+CELERY_DB_REUSE_MAX = env_int(
+    "CELERY_DB_REUSE_MAX",
+    1000,
+    "Tasks a worker process runs before it reconnects to the database (0: every task).",
+)
 # Runs are short (they suspend rather than wait); the limits catch a runaway step.
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+    "CELERY_TASK_SOFT_TIME_LIMIT",
+    600,
+    "Seconds before a run gets SoftTimeLimitExceeded (handled like any error).",
+)
+CELERY_TASK_TIME_LIMIT = env_int(
+    "CELERY_TASK_TIME_LIMIT",
+    660,
+    "Seconds before a run's worker process is killed (the job is taken over once its lease "
+    "expires).",
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 # Redis re-delivers an unacked message after visibility_timeout. Set it
 # explicitly, above the task time limit; the job lease makes a re-delivery harmless.
-BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+BROKER_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT",
+    3600,
+    "Redis: seconds before an unacknowledged message is delivered again; keep it above "
+    "CELERY_TASK_TIME_LIMIT.",
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     "queue_order_strategy": "priority",
@@ -196,8 +273,14 @@ if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
 # Beat's housekeeping jumps the job queue (most urgent broker priority) and
 # expires rather than piling up while no worker is consuming.
 _URGENT = 9 if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")) else 0
-_RECONCILE_INTERVAL = env_float("COUNTERSIGN_RECONCILE_INTERVAL", 5.0)
-_EXPIRE_INTERVAL = env_float("COUNTERSIGN_EXPIRE_INTERVAL", 10.0)
+_RECONCILE_INTERVAL = env_float(
+    "COUNTERSIGN_RECONCILE_INTERVAL", 5.0, "Seconds between reconciler runs (celery beat)."
+)
+_EXPIRE_INTERVAL = env_float(
+    "COUNTERSIGN_EXPIRE_INTERVAL",
+    10.0,
+    "Seconds between sweeps for expired checkpoints (celery beat).",
+)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "agents.reconcile",
@@ -211,84 +294,198 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# --- Countersign runtime ----------------------------------------------------
-# Where code-generation and data-processing jobs may write, one folder per job.
+section("Storage")
 COUNTERSIGN_WORKSPACE_ROOT = Path(
-    env_str("COUNTERSIGN_WORKSPACE_ROOT", str(DATA_DIR / "workspaces"))
+    env_str(
+        "COUNTERSIGN_WORKSPACE_ROOT",
+        str(DATA_DIR / "workspaces"),
+        "Parent folder of the per-job workspaces, the only place jobs write files; shared by web "
+        "and workers.",
+        shown="<COUNTERSIGN_DATA_DIR>/workspaces",
+    )
 )
-# A run holds its job's lease for this long and renews it every heartbeat.
-COUNTERSIGN_LEASE_SECONDS = env_float("COUNTERSIGN_LEASE_SECONDS", 60.0)
-COUNTERSIGN_HEARTBEAT_SECONDS = env_float("COUNTERSIGN_HEARTBEAT_SECONDS", 5.0)
-# A queued job whose message has not started within this long is re-enqueued.
-COUNTERSIGN_RECONCILE_GRACE_SECONDS = env_float("COUNTERSIGN_RECONCILE_GRACE_SECONDS", 30.0)
-# When the broker holds a backlog, a queued job's message is probably just
-# waiting its turn: re-send only after this much longer grace.
+section("Runtime")
+COUNTERSIGN_LEASE_SECONDS = env_float(
+    "COUNTERSIGN_LEASE_SECONDS",
+    60.0,
+    "How long a run owns its job without renewing; a dead run's job is taken over after this.",
+)
+COUNTERSIGN_HEARTBEAT_SECONDS = env_float(
+    "COUNTERSIGN_HEARTBEAT_SECONDS",
+    5.0,
+    "How often a run renews its lease and checks for a cancel request.",
+)
+COUNTERSIGN_RECONCILE_GRACE_SECONDS = env_float(
+    "COUNTERSIGN_RECONCILE_GRACE_SECONDS",
+    30.0,
+    "How long a runnable job goes without a message before the reconciler sends another.",
+)
 COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS = env_float(
-    "COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS", 900.0
+    "COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS",
+    900.0,
+    "The grace of queued jobs while the broker's queue holds a backlog (no flood of duplicates); "
+    "dead runs, due timers and retries keep the normal grace.",
 )
-COUNTERSIGN_RECONCILE_BATCH = env_int("COUNTERSIGN_RECONCILE_BATCH", 500)
-# Timers and retries further off than this send no countdown message (it would
-# wait unacked in worker memory); the reconciler fires them from the database.
-COUNTERSIGN_MAX_COUNTDOWN_SECONDS = env_float("COUNTERSIGN_MAX_COUNTDOWN_SECONDS", 300.0)
-# Default job retry policy (a handler may set its own).
-COUNTERSIGN_DEFAULT_MAX_ATTEMPTS = env_int("COUNTERSIGN_DEFAULT_MAX_ATTEMPTS", 3)
-COUNTERSIGN_RETRY_BACKOFF_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_SECONDS", 2.0)
-COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float("COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS", 300.0)
-# Four-eyes rule: may a job's creator approve its own checkpoints?
-COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool("COUNTERSIGN_ALLOW_SELF_APPROVAL", False)
-# Jobs started with no organization named (command line, scripts) belong to this one,
-# created on first use.
-COUNTERSIGN_DEFAULT_ORGANIZATION = env_str("COUNTERSIGN_DEFAULT_ORGANIZATION", "default")
-# Extra modules that register job handlers, imported by every process.
-COUNTERSIGN_HANDLER_MODULES = env_list("COUNTERSIGN_HANDLER_MODULES", [])
-# Live progress events are published here (best effort); empty disables it.
-COUNTERSIGN_EVENTS_REDIS_URL = env_str("COUNTERSIGN_EVENTS_REDIS_URL", REDIS_URL)
-# Counters and histograms from every process add up in this Redis (empty: none kept).
-COUNTERSIGN_METRICS_REDIS_URL = env_str("COUNTERSIGN_METRICS_REDIS_URL", REDIS_URL)
-COUNTERSIGN_METRICS_PREFIX = env_str("COUNTERSIGN_METRICS_PREFIX", "countersign:metrics")
-# When set, /metrics wants `Authorization: Bearer <token>`.
-COUNTERSIGN_METRICS_TOKEN = env_str("COUNTERSIGN_METRICS_TOKEN", "")
+COUNTERSIGN_RECONCILE_BATCH = env_int(
+    "COUNTERSIGN_RECONCILE_BATCH", 500, "Most jobs re-sent per reconciler run."
+)
+COUNTERSIGN_MAX_COUNTDOWN_SECONDS = env_float(
+    "COUNTERSIGN_MAX_COUNTDOWN_SECONDS",
+    300.0,
+    "Timers and retries further off than this get no countdown message; the reconciler fires them "
+    "from the database.",
+)
+COUNTERSIGN_DEFAULT_MAX_ATTEMPTS = env_int(
+    "COUNTERSIGN_DEFAULT_MAX_ATTEMPTS",
+    3,
+    "Attempts per job (counting the first) for handlers without a retry policy of their own.",
+)
+COUNTERSIGN_RETRY_BACKOFF_SECONDS = env_float(
+    "COUNTERSIGN_RETRY_BACKOFF_SECONDS", 2.0, "Base of the default exponential backoff, in seconds."
+)
+COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float(
+    "COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS",
+    300.0,
+    "Upper limit of the default backoff, in seconds.",
+)
+COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool(
+    "COUNTERSIGN_ALLOW_SELF_APPROVAL",
+    False,
+    "Let a job's creator approve its own checkpoints (the four-eyes rule off everywhere; an "
+    "organization may turn it off for itself).",
+)
+COUNTERSIGN_DEFAULT_ORGANIZATION = env_str(
+    "COUNTERSIGN_DEFAULT_ORGANIZATION",
+    "default",
+    "Jobs started without an organization (command line, scripts) belong to this one, created on "
+    "first use.",
+)
+COUNTERSIGN_HANDLER_MODULES = env_list(
+    "COUNTERSIGN_HANDLER_MODULES",
+    [],
+    "Extra modules that register job handlers, comma-separated; the same in every process.",
+)
+section("Broker and Celery")
+COUNTERSIGN_EVENTS_REDIS_URL = env_str(
+    "COUNTERSIGN_EVENTS_REDIS_URL",
+    REDIS_URL,
+    "Redis for live progress events (channel countersign:job:<id>); empty turns them off "
+    "(followers then read the database).",
+    shown="<REDIS_URL>",
+)
+section("Metrics")
+COUNTERSIGN_METRICS_REDIS_URL = env_str(
+    "COUNTERSIGN_METRICS_REDIS_URL",
+    REDIS_URL,
+    "Redis where every process adds its counters for /metrics; empty: none kept.",
+    shown="<REDIS_URL>",
+)
+COUNTERSIGN_METRICS_PREFIX = env_str(
+    "COUNTERSIGN_METRICS_PREFIX",
+    "countersign:metrics",
+    "Prefix of the metrics' Redis keys (test and benchmark runs use their own).",
+)
+COUNTERSIGN_METRICS_TOKEN = env_str(
+    "COUNTERSIGN_METRICS_TOKEN",
+    "",
+    "/metrics wants `Authorization: Bearer <token>`; with DEBUG=0 it is off until this is set.",
+)
 
-# Links in notifications point here (the admin review page of a checkpoint).
-COUNTERSIGN_PUBLIC_URL = env_str("COUNTERSIGN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
-# LLM calls (keys and base URLs: see agents/providers/registry.py and .env.example).
-COUNTERSIGN_LLM_TIMEOUT_SECONDS = env_float("COUNTERSIGN_LLM_TIMEOUT_SECONDS", 60.0)
-COUNTERSIGN_LLM_MAX_ATTEMPTS = env_int("COUNTERSIGN_LLM_MAX_ATTEMPTS", 4)
-COUNTERSIGN_LLM_RETRY_BACKOFF_SECONDS = env_float("COUNTERSIGN_LLM_RETRY_BACKOFF_SECONDS", 1.0)
-COUNTERSIGN_LLM_MAX_RETRY_WAIT_SECONDS = env_float("COUNTERSIGN_LLM_MAX_RETRY_WAIT_SECONDS", 60.0)
-# The http_request tool reaches only these hosts ("api.example.com", or ".example.com"
-# for a domain and its subdomains); empty: none.
-COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = env_list("COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS", [])
-COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS = env_float("COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS", 10.0)
-# A job parked at its concurrency key's limit is woken when a slot frees; this is
-# the fallback if that wake-up is lost.
-COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float(
-    "COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS", 300.0
+section("Notifications")
+COUNTERSIGN_PUBLIC_URL = env_str(
+    "COUNTERSIGN_PUBLIC_URL",
+    "http://127.0.0.1:8000",
+    "Base of the review links in emails and webhooks.",
+).rstrip("/")
+section("Agents and model providers")
+COUNTERSIGN_LLM_TIMEOUT_SECONDS = env_float(
+    "COUNTERSIGN_LLM_TIMEOUT_SECONDS", 60.0, "Timeout of one model call."
 )
-# How deep jobs may start jobs (run_job): a job at this depth cannot start a child.
-COUNTERSIGN_MAX_JOB_DEPTH = env_int("COUNTERSIGN_MAX_JOB_DEPTH", 5)
-# Streamed LLM text is written as one event per this many seconds, not one per chunk.
-COUNTERSIGN_STREAM_COALESCE_SECONDS = env_float("COUNTERSIGN_STREAM_COALESCE_SECONDS", 0.05)
-COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS = env_float("COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS", 5.0)
-COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS = env_int("COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS", 6)
-COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS = env_float("COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS", 5.0)
+COUNTERSIGN_LLM_MAX_ATTEMPTS = env_int(
+    "COUNTERSIGN_LLM_MAX_ATTEMPTS", 4, "Attempts per model call (429, 5xx, timeouts are retried)."
+)
+COUNTERSIGN_LLM_RETRY_BACKOFF_SECONDS = env_float(
+    "COUNTERSIGN_LLM_RETRY_BACKOFF_SECONDS",
+    1.0,
+    "Base of a model call's backoff when the server gives no Retry-After.",
+)
+COUNTERSIGN_LLM_MAX_RETRY_WAIT_SECONDS = env_float(
+    "COUNTERSIGN_LLM_MAX_RETRY_WAIT_SECONDS",
+    60.0,
+    "The longest a model call waits before its next attempt.",
+)
+COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = env_list(
+    "COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS",
+    [],
+    'Hosts the http_request tool may reach ("api.example.com", or ".example.com" for a domain and '
+    "its subdomains); empty: none.",
+)
+COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS = env_float(
+    "COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS", 10.0, "Timeout of one http_request tool call."
+)
+section("Runtime")
+COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float(
+    "COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS",
+    300.0,
+    "A job parked at its concurrency key's limit (an agent's max_concurrency) is queued when a "
+    "slot frees, and re-checked after this long in case a run died without freeing its slot.",
+)
+COUNTERSIGN_MAX_JOB_DEPTH = env_int(
+    "COUNTERSIGN_MAX_JOB_DEPTH",
+    5,
+    "How deep jobs may start jobs (run_job): a job at this depth cannot start a child.",
+)
+section("Agents and model providers")
+COUNTERSIGN_STREAM_COALESCE_SECONDS = env_float(
+    "COUNTERSIGN_STREAM_COALESCE_SECONDS",
+    0.05,
+    "Streamed model text becomes one llm.delta event per this many seconds, not one per chunk.",
+)
+section("Notifications")
+COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS = env_float(
+    "COUNTERSIGN_WEBHOOK_TIMEOUT_SECONDS", 5.0, "Timeout of one webhook delivery."
+)
+COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS = env_int(
+    "COUNTERSIGN_WEBHOOK_MAX_ATTEMPTS",
+    6,
+    "Deliveries of one webhook before giving up (network errors, 408, 429, 5xx are retried).",
+)
+COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS = env_float(
+    "COUNTERSIGN_WEBHOOK_BACKOFF_SECONDS", 5.0, "Base of the webhook retries' exponential backoff."
+)
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
+    "How mail is sent: the console in DEBUG, SMTP otherwise.",
+    shown="django.core.mail.backends.smtp.EmailBackend",
 )
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "countersign@localhost")
+EMAIL_FILE_PATH = env_str(
+    "EMAIL_FILE_PATH",
+    str(DATA_DIR / "mail"),
+    "Folder of the file-based email backend.",
+    shown="<COUNTERSIGN_DATA_DIR>/mail",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost", "SMTP server.")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, "SMTP port.")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "", "SMTP user.")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "", "SMTP password.")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False, "SMTP over STARTTLS.")
+DEFAULT_FROM_EMAIL = env_str(
+    "DEFAULT_FROM_EMAIL", "countersign@localhost", "Sender of notification emails."
+)
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-# json: one object per line, for log collectors; text: key=value after the message.
-LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json").lower()
+section("Logs")
+LOG_LEVEL = env_str(
+    "LOG_LEVEL", "INFO", "Root log level of web, worker and beat (Celery's --loglevel is not used)."
+)
+LOG_FORMAT = env_str(
+    "LOG_FORMAT",
+    "text" if DEBUG else "json",
+    "json (one object per line; the default with DEBUG=0) or text (the default with DEBUG on).",
+    shown="json",
+).lower()
 if LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING = {
@@ -309,6 +506,75 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+section("Django and the web")
+# Read only with DEBUG off (below), declared here so the reference always lists them.
+for _name, _default, _help in (
+    (
+        "SECURE_SSL_REDIRECT",
+        True,
+        "With DEBUG=0: redirect HTTP to HTTPS, except /healthz, "
+        "/readyz and /metrics (X-Forwarded-Proto: https counts as HTTPS).",
+    ),
+    ("SECURE_HSTS_SECONDS", 3600, "With DEBUG=0: HSTS max-age in seconds."),
+    (
+        "SECURE_HSTS_PRELOAD",
+        True,
+        "With DEBUG=0: mark the site eligible for HSTS preload lists (submission is manual).",
+    ),
+):
+    document(_name, _default, _help)
+
+# Read where they are used, not here.
+section("Agents and model providers")
+for _provider, _key, _url, _default_url in (
+    ("OpenAI", "OPENAI_API_KEY", "OPENAI_BASE_URL", ""),
+    ("Anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ""),
+    ("Groq", "GROQ_API_KEY", "GROQ_BASE_URL", ""),
+    ("OpenRouter", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", ""),
+    ("Ollama", "OLLAMA_API_KEY", "OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
+    ("vLLM", "VLLM_API_KEY", "VLLM_BASE_URL", ""),
+):
+    document(
+        _key,
+        "",
+        f"{_provider}'s API key, read by the workers at call time and never "
+        "stored; without any key, agents use the offline provider.",
+    )
+    document(_url, _default_url, f"{_provider}'s base URL (empty: the provider's own).")
+section("Metrics")
+document(
+    "PROMETHEUS_MULTIPROC_DIR",
+    "",
+    "Web only, with several uvicorn processes: the folder "
+    "where they share their HTTP and database metrics (emptied at each start).",
+)
+section("Sentry")
+document("SENTRY_DSN", "", "Sentry is off unless this is set; secrets and payloads are scrubbed.")
+document("SENTRY_ENVIRONMENT", "", "Default: production with DEBUG=0, development otherwise.")
+document("SENTRY_RELEASE", "", "Default: the SDK's guess (the git commit); e.g. the image tag.")
+document(
+    "SENTRY_TRACES_SAMPLE_RATE",
+    0,
+    "Share of web requests and other Celery tasks sent as transactions (0 to 1).",
+)
+document(
+    "SENTRY_JOB_TRACES_SAMPLE_RATE",
+    1,
+    "Share of job runs sent as transactions (one per run, named by job type).",
+)
+section("Command line")
+document(
+    "COUNTERSIGN_USER",
+    "",
+    "The acting user of commands that take --as (enqueue, jobs "
+    "cancel/retry, checkpoints approve/...).",
+)
+document(
+    "COUNTERSIGN_ADMIN_PASSWORD",
+    "admin",
+    "Password of the local admin that `bootstrap` creates in DEBUG when there is no superuser.",
+)
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -52,6 +52,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    # Until the dashboard exists, the admin is where people review and steer work.
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     # Jobs were the agents app's until the runtime got a package of its own: links and
     # bookmarks to their admin pages keep working.
     re_path(

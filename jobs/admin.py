@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django_celery_results.models import GroupResult, TaskResult
 
 from accounts.permissions import request_user
 from accounts.roles import visible_to
@@ -152,3 +153,10 @@ class JobAdmin(admin.ModelAdmin):
             except JobConflict as exc:
                 self.message_user(request, f"{job.pk}: {exc}", messages.WARNING)
         self.message_user(request, f"{count} job(s) {done}.")
+
+
+# django-celery-results stores task results (beat's housekeeping); a job's outcome is on
+# the job itself, so its admin pages would only confuse.
+for _model in (TaskResult, GroupResult):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)

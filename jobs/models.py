@@ -168,10 +168,6 @@ class Job(models.Model):
         return f"{self.job_type} {self.id} ({self.status})"
 
     @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()

@@ -28,7 +28,3 @@ def cost(provider: str, model: str, tokens_in: int, tokens_out: int) -> Decimal 
         return None
     price_in, price_out = prices
     return (price_in * tokens_in + price_out * tokens_out) / PER_TOKENS
-
-
-def known_models(provider: str) -> list[str]:
-    return sorted(price_table().get(provider, {}))

@@ -85,10 +85,6 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-def provider_names() -> list[str]:
-    return list(ENDPOINTS)
-
-
 def default_provider() -> str:
     """The first provider with a key in the environment, else offline."""
     for name in ("openai", "anthropic"):

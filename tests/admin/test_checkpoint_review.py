@@ -127,3 +127,19 @@ def test_the_admin_index_shows_the_pending_count(acme):
     paused(acme)
     paused(acme)
     assert "<strong>2</strong> checkpoint(s) waiting" in approver.get("/admin/").content.decode()
+
+
+def test_the_job_creator_is_told_why_there_is_no_approve_button(acme):
+    creator = staff("creator", acme, Role.APPROVER)  # an approver, but they started the job
+    checkpoint = paused(acme)
+
+    page = creator.get(review_url(checkpoint)).content.decode()
+
+    assert 'value="Approve"' not in page and 'value="Reject"' in page
+    assert "You cannot approve this checkpoint" in page
+    assert "four-eyes rule" in page
+
+
+def test_the_front_page_leads_to_the_admin():
+    response = Client().get("/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/")
