@@ -33,9 +33,12 @@ services:
 	./scripts/ensure-browser.sh
 	./scripts/ensure-promtool.sh
 
+## The checks the suite runs first (tests/test_code_quality.py), on their own.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \

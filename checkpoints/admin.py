@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,12 +21,6 @@ from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
 from checkpoints.review import presentation
 from jobs.admin import JobAdmin, ReadOnlyInline
 from jobs.models import Job
-
-
-def pending_count(request: HttpRequest) -> int:
-    return visible_to(
-        Checkpoint.objects.filter(status=CheckpointStatus.PENDING), request.user
-    ).count()
 
 
 class DecisionInline(admin.TabularInline):
@@ -56,17 +50,7 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
         # Pending first, oldest first: what waits for a person leads the list.
-        return (
-            visible_to(super().get_queryset(request), request.user)
-            .annotate(
-                pending_first=Case(
-                    When(status=CheckpointStatus.PENDING, then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                ),
-            )
-            .order_by("pending_first", "opened_at")
-        )
+        return visible_to(Checkpoint.objects.pending_first(), request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,7 +3,7 @@
 from typing import Any
 
 import django_filters
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import filters, mixins, viewsets
 from rest_framework.decorators import action
@@ -15,6 +15,7 @@ from accounts.permissions import HasCapability
 from accounts.roles import Capability, organization_of
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus
+from checkpoints.selectors import checkpoints_of, job_checkpoints
 from checkpoints.serializers import (
     ApproveSerializer,
     CheckpointSerializer,
@@ -23,7 +24,7 @@ from checkpoints.serializers import (
     SubmitSerializer,
 )
 from core.filters import UTCDateTimeFilter
-from jobs.models import Job
+from jobs.selectors import jobs_of
 
 
 class CheckpointFilter(django_filters.FilterSet):
@@ -57,14 +58,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     ordering_fields = ["opened_at", "decided_at", "status"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
-        organization = organization_of(self.request.user)
-        if organization is None:
-            return Checkpoint.objects.none()
-        return (
-            Checkpoint.objects.filter(organization=organization)
-            .select_related("job")
-            .prefetch_related("decisions__user")
-        )
+        return checkpoints_of(organization_of(self.request.user))
 
     def filter_queryset(self, queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
         queryset = super().filter_queryset(queryset)
@@ -74,14 +68,7 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             # One status (the usual "what is pending?"): oldest first, read in order
             # from the (organization, status, opened_at) index with no sort.
             return queryset.order_by("opened_at", "pk")
-        # Default order: what waits for a person first, oldest first.
-        return queryset.annotate(
-            pending_first=Case(
-                When(status=CheckpointStatus.PENDING, then=Value(0)),
-                default=Value(1),
-                output_field=IntegerField(),
-            ),
-        ).order_by("pending_first", "opened_at", "pk")
+        return queryset.pending_first()  # type: ignore[attr-defined]
 
     def _decided(self, decision: Any) -> Response:
         checkpoint = self.get_queryset().get(pk=decision.checkpoint_id)
@@ -133,9 +120,10 @@ class JobCheckpointViewSet(viewsets.GenericViewSet):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
-        jobs = Job.objects.filter(organization=organization_of(self.request.user))
-        job = get_object_or_404(jobs, pk=self.kwargs["job_id"])
-        return job.checkpoints.prefetch_related("decisions__user").order_by("opened_at", "pk")
+        job = get_object_or_404(
+            jobs_of(organization_of(self.request.user)), pk=self.kwargs["job_id"]
+        )
+        return job_checkpoints(job)
 
     @extend_schema(responses=CheckpointSerializer(many=True))
     def list(self, request: Request, job_id: str) -> Response:

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, IntegerField, Value, When
 
 from jobs.models import Job
 
@@ -24,6 +25,20 @@ class OnTimeout(models.TextChoices):
     REJECT = "reject"
     APPROVE = "approve"
     FAIL = "fail"
+
+
+class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
+    def pending(self) -> "CheckpointQuerySet":
+        return self.filter(status=CheckpointStatus.PENDING)
+
+    def pending_first(self) -> "CheckpointQuerySet":
+        """What waits for a person first, oldest first: the order of every review list."""
+        rank = Case(
+            When(status=CheckpointStatus.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return self.annotate(pending_rank=rank).order_by("pending_rank", "opened_at", "pk")
 
 
 class Checkpoint(models.Model):
@@ -59,6 +74,8 @@ class Checkpoint(models.Model):
     )
     opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CheckpointQuerySet.as_manager()
 
     class Meta:
         ordering = ["opened_at"]

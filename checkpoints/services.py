@@ -19,6 +19,7 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
+from checkpoints.selectors import current_approvers
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
 from jobs.models import Job
@@ -62,18 +63,6 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
         path = ".".join(str(p) for p in error.absolute_path) or "non_field_errors"
         errors.setdefault(path, []).append(error.message)
     return errors
-
-
-def current_approvers(checkpoint: Checkpoint) -> set[int]:
-    """Who has approved the payload as it stands: an edit restarts the count,
-    so every approval counted is for the same content (the editor's included)."""
-    approvals = list(
-        checkpoint.decisions.filter(verdict=Verdict.APPROVED)
-        .order_by("created_at", "pk")
-        .values_list("user_id", "payload")
-    )
-    last_edit = max((i for i, (_, edited) in enumerate(approvals) if edited is not None), default=0)
-    return {user_id for user_id, _ in approvals[last_edit:] if user_id is not None}
 
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:

@@ -14,6 +14,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from agents.handlers.agent_task import system_prompt
+from agents.llm import call_model, record_usage
+from agents.models import Agent
 from agents.runs import agent_job_options
 from jobs.runtime import (
     FileSpec,
@@ -93,10 +96,6 @@ def parse_files(text: str) -> list[dict[str, str]]:
 
 def agent_draft(ctx: JobContext, prompt: str) -> list[dict[str, str]] | None:
     """Files drafted by the job's agent's model, or None to use the offline generator."""
-    from agents.handlers.agent_task import system_prompt
-    from agents.llm import call_model, record_usage
-    from agents.models import Agent
-
     agent_id = ctx.input.get("agent_id")
     agent = (
         Agent.objects.alive().filter(pk=agent_id, organization_id=ctx.job.organization_id).first()

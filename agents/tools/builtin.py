@@ -19,6 +19,7 @@ from jobs.runtime import (
     safe_path,
     write_files,
 )
+from jobs.services import child_depth_error, job_create
 
 HTTP_BODY_LIMIT = 20_000
 
@@ -101,8 +102,6 @@ def _search_memory(call: ToolInvocation) -> dict[str, Any]:
 
 def _run_job(call: ToolInvocation) -> dict[str, Any]:
     """Start a child job (once: the start is a step) and wait for it to end."""
-    from jobs.services import child_depth_error, job_create
-
     ctx, job = call.ctx, call.ctx.job
     if too_deep := child_depth_error(job):  # told to the model, which may do without
         raise ToolFailed(too_deep)

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from checkpoints import services
 from checkpoints.cli import checkpoint_summary, decide_commands, who_may_decide
@@ -24,15 +23,6 @@ def get_checkpoint(checkpoint_id: str) -> Checkpoint:
     if checkpoint is None:
         raise CommandError(f"no checkpoint with id {checkpoint_id!r}")
     return checkpoint
-
-
-def pending_first(qs: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
-    pending = Case(
-        When(status=CheckpointStatus.PENDING, then=Value(0)),
-        default=Value(1),
-        output_field=IntegerField(),
-    )
-    return qs.annotate(pending_rank=pending).order_by("pending_rank", "opened_at", "pk")
 
 
 def decision_dict(decision: CheckpointDecision) -> dict[str, Any]:
@@ -135,7 +125,7 @@ class Command(BaseCommand):
             qs = qs.filter(status=CheckpointStatus.PENDING)
         if options["job_id"]:
             qs = qs.filter(job=get_job(options["job_id"]))
-        checkpoints = list(pending_first(qs)[: options["limit"]])
+        checkpoints = list(qs.pending_first()[: options["limit"]])
         if options["json"]:
             self.stdout.write(
                 to_json(
