@@ -3,6 +3,7 @@ organization; cancel and retry go through the same services as the API. Apps abo
 the runtime add their own inlines (checkpoints/admin.py adds the job's checkpoints)."""
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -143,12 +144,12 @@ class JobAdmin(admin.ModelAdmin):
         self._apply(request, queryset, job_retry, "re-queued")
 
     def _apply(
-        self, request: HttpRequest, queryset: QuerySet[Job], action: object, done: str
+        self, request: HttpRequest, queryset: QuerySet[Job], action: Callable[..., Job], done: str
     ) -> None:
         count = 0
         for job in queryset:
             try:
-                action(job=job, user=request_user(request))  # type: ignore[operator]
+                action(job=job, user=request_user(request))
                 count += 1
             except JobConflict as exc:
                 self.message_user(request, f"{job.pk}: {exc}", messages.WARNING)
