@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 from accounts.permissions import request_user
 from accounts.roles import organization_of, visible_to
 from accounts.services import default_organization
-from agents.models import Agent, Memory, Message
+from agents.models import CONFIG_FIELDS, Agent, Memory, Message
 from agents.selectors import agent_statistics
 from agents.services import agent_delete, config_errors
 
@@ -21,22 +21,7 @@ from agents.services import agent_delete, config_errors
 class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
-        fields = [
-            "name",
-            "description",
-            "status",
-            "provider",
-            "model",
-            "parameters",
-            "instructions",
-            "personality",
-            "tools",
-            "history_messages",
-            "context_window_tokens",
-            "max_turns",
-            "max_concurrency",
-            "on_tool_rejection",
-        ]
+        fields = CONFIG_FIELDS
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -19,6 +19,25 @@ class OnToolRejection(models.TextChoices):
     FAIL = "fail"  # end the job as rejected
 
 
+# What a person configures about an agent: the admin's form and the API's body.
+CONFIG_FIELDS = (
+    "name",
+    "description",
+    "status",
+    "provider",
+    "model",
+    "parameters",
+    "instructions",
+    "personality",
+    "tools",
+    "history_messages",
+    "context_window_tokens",
+    "max_turns",
+    "max_concurrency",
+    "on_tool_rejection",
+)
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     def alive(self) -> "AgentQuerySet":
         return self.filter(deleted_at__isnull=True)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from agents.models import Agent
+from agents.models import CONFIG_FIELDS, Agent
 
 
 class AgentStatisticsSerializer(serializers.Serializer):
@@ -26,26 +26,7 @@ class AgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = [
-            "id",
-            "name",
-            "description",
-            "status",
-            "provider",
-            "model",
-            "parameters",
-            "instructions",
-            "personality",
-            "tools",
-            "history_messages",
-            "context_window_tokens",
-            "max_turns",
-            "max_concurrency",
-            "on_tool_rejection",
-            "created_by",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *CONFIG_FIELDS, "created_by", "created_at", "updated_at"]
         read_only_fields = ["id", "created_by", "created_at", "updated_at"]
         extra_kwargs = {"status": {"help_text": "idle, busy, offline (refuses new runs) or error"}}
 

@@ -8,7 +8,8 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -62,24 +63,15 @@ def claim(job_id: str, owner: str) -> Claim | None:
         pk = uuid.UUID(str(job_id))
     except ValueError:
         return None
-    now = timezone.now()
-    where, where_params = _where(Job.objects.claimable(now).filter(pk=pk))
-    fields = Job._meta.concrete_fields
-    quote = connection.ops.quote_name
-    sql = _CLAIM_SQL.format(
-        job=quote(Job._meta.db_table),
-        event=quote(JobEvent._meta.db_table),
-        step=quote(JobStep._meta.db_table),
-        claimable=where,
-        columns=", ".join(quote(str(f.column)) for f in fields),
-    )
+    sql, constants = _statement(connection.vendor)
     adapt = connection.ops.adapt_datetimefield_value
     params = {
+        **constants,
+        "pk": Job._meta.pk.get_db_prep_value(pk, connection),
         "running": JobStatus.RUNNING,
         "owner": owner,
         "expires": adapt(lease_expiry()),
-        "now": adapt(now),
-        **where_params,
+        "now": adapt(timezone.now()),
     }
     # raw() turns the columns into a Job (with each field's database converters) and
     # the two extra ones into attributes, taken off again into the Claim.
@@ -93,17 +85,44 @@ def claim(job_id: str, owner: str) -> Claim | None:
     )
 
 
-def _where(queryset: Any) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause of `queryset` as SQL with named parameters (where0, where1, …)."""
+# Stand-ins for the claim's two variables while its statement is compiled, once a process.
+_NOW = datetime(1901, 2, 3, 4, 5, 6, tzinfo=UTC)
+_PK = uuid.UUID(int=0x5E171E1)
+
+
+@cache
+def _statement(vendor: str) -> tuple[str, dict[str, Any]]:
+    """The claim as SQL with named parameters, and the values of its constant ones.
+
+    Compiled once (per database vendor): building and compiling the queryset on every
+    claim cost about half a millisecond, a tenth of a one-step run."""
+    queryset = Job.objects.claimable(_NOW).filter(pk=_PK)
     compiler = queryset.query.get_compiler(connection=connection)
-    sql, params = queryset.query.where.as_sql(compiler, connection)
-    parts = sql.split("%s")
-    if len(parts) != len(params) + 1:
-        raise ValueError(f"cannot name the parameters of {sql!r}")
-    named = {f"where{i}": value for i, value in enumerate(params)}
-    return "".join(
-        part + (f"%(where{i})s" if i < len(params) else "") for i, part in enumerate(parts)
-    ), named
+    where, values = queryset.query.where.as_sql(compiler, connection)
+    parts = where.split("%s")
+    if len(parts) != len(values) + 1:
+        raise ValueError(f"cannot name the parameters of {where!r}")
+    stand_ins = {
+        connection.ops.adapt_datetimefield_value(_NOW): "now",
+        Job._meta.pk.get_db_prep_value(_PK, connection): "pk",
+    }
+    constants: dict[str, Any] = {}
+    named = parts[0]
+    for index, (value, part) in enumerate(zip(values, parts[1:], strict=True)):
+        name = stand_ins.get(value)
+        if name is None:
+            name = f"where{index}"
+            constants[name] = value
+        named += f"%({name})s" + part
+    quote = connection.ops.quote_name
+    sql = _CLAIM_SQL.format(
+        job=quote(Job._meta.db_table),
+        event=quote(JobEvent._meta.db_table),
+        step=quote(JobStep._meta.db_table),
+        claimable=named,
+        columns=", ".join(quote(str(f.column)) for f in Job._meta.concrete_fields),
+    )
+    return sql, constants
 
 
 def renew(job_id: str, owner: str, expires: datetime) -> tuple[bool, bool]:
