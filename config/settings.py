@@ -426,9 +426,15 @@ COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS = env_float(
 section("Runtime")
 COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS = env_float(
     "COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS",
-    300.0,
+    # Its name before concurrency keys, still honoured until the next release.
+    env_float(
+        "COUNTERSIGN_AGENT_SLOT_RECHECK_SECONDS",
+        300.0,
+        "Deprecated name of COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS, read when that is not set.",
+    ),
     "A job parked at its concurrency key's limit (an agent's max_concurrency) is queued when a "
     "slot frees, and re-checked after this long in case a run died without freeing its slot.",
+    shown="300",
 )
 COUNTERSIGN_MAX_JOB_DEPTH = env_int(
     "COUNTERSIGN_MAX_JOB_DEPTH",

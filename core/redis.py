@@ -5,9 +5,10 @@ threads. A forked child (a Celery pool process) starts with none: it must not sh
 parent's sockets, nor a lock a parent thread held at the fork.
 
 `best_effort` is for work that must never stop the work it describes (publishing a
-live event, adding to a counter): while Redis at a URL is failing it is not asked
-again for RETRY_SECONDS, so a Redis outage costs one timeout per URL per back-off,
-not one per event, and the outage is logged once per back-off.
+live event, adding to a counter): after a failure, that use (`what`) of that Redis is
+not tried again for RETRY_SECONDS, so an outage costs one timeout per use per back-off,
+not one per event, and is logged once per back-off. Each use backs off on its own: a
+slow metrics pipeline does not pause live events.
 """
 
 import logging
@@ -24,7 +25,7 @@ RETRY_SECONDS = 30.0
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, float], Any] = {}
-_down_until: dict[str, float] = {}
+_down_until: dict[tuple[str, str], float] = {}
 
 
 def redis_client(url: str, *, timeout: float) -> Any:
@@ -42,14 +43,14 @@ def redis_client(url: str, *, timeout: float) -> Any:
 def best_effort(
     url: str, action: Callable[[Any], T], *, what: str, timeout: float = 1.0
 ) -> T | None:
-    """`action(client)`, or None when `url` is empty, is known to be down, or fails now
-    (which starts a back-off of RETRY_SECONDS for every caller of this URL)."""
-    if not url or time.monotonic() < _down_until.get(url, 0.0):
+    """`action(client)`, or None when `url` is empty, this use of it is backing off, or it
+    fails now (which starts a back-off of RETRY_SECONDS for this use of this URL)."""
+    if not url or time.monotonic() < _down_until.get((url, what), 0.0):
         return None
     try:
         return action(redis_client(url, timeout=timeout))
     except Exception:  # an unreachable or failing Redis: the work goes on without it
-        _down_until[url] = time.monotonic() + RETRY_SECONDS
+        _down_until[(url, what)] = time.monotonic() + RETRY_SECONDS
         logger.warning(
             "%s paused for %.0fs: Redis is not reachable", what, RETRY_SECONDS, exc_info=True
         )

@@ -70,6 +70,15 @@ class JobViewSet(
     ordering = ["-created_at"]
 
     def get_queryset(self) -> QuerySet[Job]:
+        if "agent" in self.request.query_params:  # removed; ignoring it would list every job
+            raise ValidationError(
+                {
+                    "agent": [
+                        "Removed: filter by concurrency_key=agent:<id>, "
+                        "or use /api/v1/agents/{id}/executions/."
+                    ]
+                }
+            )
         return jobs_of(organization_of(self.request.user))
 
     @extend_schema(

@@ -3,10 +3,12 @@ filling anything published before the follower subscribed or missed since.
 
 One set of rules, used by the SSE stream (jobs/stream.py, async), the chat command
 and `enqueue --wait` (`follow`, sync): subscribe first, then replay the rows, then
-relay live events, each event once and in order; check the job's status when a
-closing event arrives (and now and then, for a missed publication); once the status
-says stop, read the rows until the status's closing event is there (a run writes
-its final status just before its last events) or SETTLE_SECONDS pass.
+relay live events, each event once; events that were never published (a live number
+that jumps ahead) are read from the rows at the next status check; check the job's
+status when a closing event arrives (and now and then, for a missed publication);
+once the status says stop, read the rows until the status's closing event is there
+and no gap is left (a run writes its final status just before its last events) or
+SETTLE_SECONDS pass.
 """
 
 import contextlib
@@ -14,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -45,13 +47,32 @@ def paused_or_ended(job: Job) -> bool:
 
 @dataclass
 class EventCursor:
-    """What a follower has seen: the last event number and kind."""
+    """What a follower has seen: the last event number and kind, and the numbers it
+    skipped (a live event that jumped ahead: some were not published, say while Redis
+    was backing off), which the next read of the rows fills in."""
 
     last: int = 0
     last_kind: str = ""
+    missing: set[int] = field(default_factory=set)
+
+    @property
+    def read_after(self) -> int:
+        """Read stored rows after this number (before the first gap, if there is one)."""
+        return min(self.missing) - 1 if self.missing else self.last
 
     def stored(self, events: Iterable[JobEvent]) -> list[dict[str, Any]]:
-        return [self._take(event_dict(event)) for event in events if event.seq > self.last]
+        taken, highest = [], 0
+        for event in events:
+            highest = max(highest, event.seq)
+            if event.seq in self.missing:
+                self.missing.discard(event.seq)
+                taken.append(event_dict(event))
+            elif event.seq > self.last:
+                taken.append(self._take(event_dict(event)))
+        # A gap below rows that are stored now is not coming (its number went to another
+        # writer's event, which the rows show); stop waiting for it.
+        self.missing = {seq for seq in self.missing if seq > highest}
+        return taken
 
     def live(self, raw: bytes | str) -> tuple[dict[str, Any] | None, bool]:
         """(the event if it is new, whether it is worth reading the status now)."""
@@ -59,11 +80,12 @@ class EventCursor:
         closing = event["kind"] in CLOSING_EVENTS
         if event["seq"] <= self.last:
             return None, closing
-        return self._take(event), closing
+        self.missing.update(range(self.last + 1, event["seq"]))
+        return self._take(event), closing or bool(self.missing)
 
     def closed(self, status: str) -> bool:
         """Has the event that ends `status` been seen (the rows are complete)?"""
-        return self.last_kind == f"job.{status}"
+        return self.last_kind == f"job.{status}" and not self.missing
 
     def _take(self, event: dict[str, Any]) -> dict[str, Any]:
         self.last, self.last_kind = event["seq"], event["kind"]
@@ -126,6 +148,8 @@ def follow(
                 next_check = 0.0
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + check_every
+                if cursor.missing:
+                    yield from catch_up(job_id, cursor)
                 job = job_state(job_id)
                 if job is None or until(job):
                     yield from _settle(job_id, cursor, job)
@@ -139,9 +163,9 @@ def follow(
 
 
 def catch_up(job_id: str, cursor: EventCursor) -> Iterator[dict[str, Any]]:
-    """Every stored event after the cursor, a page at a time."""
+    """Every stored event after the cursor (and in its gaps), a page at a time."""
     while True:
-        page = job_events(job_id, after=cursor.last)
+        page = job_events(job_id, after=cursor.read_after)
         yield from cursor.stored(page)
         if len(page) < EVENTS_PAGE:
             return

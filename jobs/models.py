@@ -25,6 +25,9 @@ TERMINAL_STATUSES = frozenset(
 )
 # The wait reason of a job parked at its concurrency key's limit (jobs.runtime.concurrency).
 PARKED = "concurrency"
+# What the release before the jobs app called it: jobs its workers park during a rolling
+# upgrade are parked all the same. Drop with the agents_job.agent_id column.
+LEGACY_PARKED = "agent concurrency"
 
 
 def runnable(now: datetime, *, due_by: datetime | None = None) -> Q:
@@ -69,7 +72,7 @@ class JobQuerySet(models.QuerySet["Job"]):
     def parked(self, key: str) -> "JobQuerySet":
         """Jobs of the key waiting for a slot, most urgent and oldest first."""
         return self.filter(
-            concurrency_key=key, status=JobStatus.WAITING, wait_reason=PARKED
+            concurrency_key=key, status=JobStatus.WAITING, wait_reason__in=[PARKED, LEGACY_PARKED]
         ).order_by("-priority", "created_at")
 
 

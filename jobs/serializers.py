@@ -56,6 +56,20 @@ class JobCreateSerializer(serializers.Serializer):
     )
     priority = serializers.IntegerField(min_value=0, max_value=9, default=5)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # DRF ignores unknown fields: a client still sending the removed `agent` would
+        # get a job that is not its agent's without a word.
+        if "agent" in self.initial_data:
+            raise serializers.ValidationError(
+                {
+                    "agent": [
+                        "Removed: name the agent in input.agent_id (agent-task, "
+                        "code-generation), or use POST /api/v1/agents/{id}/execute/."
+                    ]
+                }
+            )
+        return attrs
+
     def validate_job_type(self, value: str) -> str:
         known = registered_job_types()
         if value not in known:

@@ -94,7 +94,7 @@ def _frame(event: dict[str, Any]) -> str:
 
 async def _catch_up(job_id: str, cursor: EventCursor) -> AsyncIterator[str]:
     while True:
-        page = await _stored(job_id, cursor.last)
+        page = await _stored(job_id, cursor.read_after)
         for event in cursor.stored(page):
             yield _frame(event)
         if len(page) < EVENTS_PAGE:
@@ -130,6 +130,9 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                 yield ": keep-alive\n\n"
             if now >= next_check:
                 next_check = now + STATUS_CHECK_SECONDS
+                if cursor.missing:  # fill the gap from the rows
+                    async for frame in _catch_up(job_id, cursor):
+                        yield frame
                 job = await _state(job_id)
                 if job is None or ended(job):
                     settle_by = loop.time() + SETTLE_SECONDS

@@ -14,6 +14,7 @@ from celery import current_app
 from django.conf import settings
 
 from core.errors import ApplicationError, Conflict, NotFound
+from jobs.runtime.queue import RUN_JOB_TASK
 
 INSPECT_TIMEOUT = 1.0
 MAX_RESIZE = 32  # processes added or stopped at once: a typo must not fork thousands
@@ -66,7 +67,7 @@ def workers_status(
                 "active_jobs": [
                     task["args"][0]
                     for task in running
-                    if task.get("name") == "agents.run_job" and task.get("args")
+                    if task.get("name") == RUN_JOB_TASK and task.get("args")
                 ],
                 "pid": worker_stats.get("pid"),
             }

@@ -27,14 +27,18 @@ SDK_ERRORS = SdkErrors(
 
 
 class AnthropicProvider:
-    def __init__(self, *, name: str, api_key: str, base_url: str | None, timeout: float) -> None:
+    def __init__(
+        self, *, name: str, api_key: str, base_url: str | None, timeout: float, key_env: str = ""
+    ) -> None:
         self.name = name
         # max_retries=0: retry.py retries. An explicit api_key also keeps the SDK from
         # looking for profiles or federation credentials on disk or in the environment.
         self._client = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
-        self._errors = ErrorMapper(name, SDK_ERRORS, str(self._client.base_url), timeout, api_key)
+        self._errors = ErrorMapper(
+            name, SDK_ERRORS, str(self._client.base_url), timeout, api_key, key_env
+        )
 
     def complete(
         self,

@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 import httpx2
 
 from agents.providers.base import ProviderError
-from agents.providers.registry import ENDPOINTS
 
 # 408/409 are what the SDKs themselves would retry; 429 and 5xx are the usual.
 RETRYABLE_STATUSES = {408, 409, 429}
@@ -86,11 +85,11 @@ class ErrorMapper:
     base_url: str
     timeout: float
     api_key: str = field(repr=False)  # only to scrub it from what servers say
+    key_env: str = ""  # the variable holding the key, named in messages about it
 
-    @property
-    def key_env(self) -> str:
-        endpoint = ENDPOINTS.get(self.provider)
-        return (endpoint.key_env if endpoint else "") or f"{self.provider.upper()}_API_KEY"
+    def __post_init__(self) -> None:
+        if not self.key_env:
+            object.__setattr__(self, "key_env", f"{self.provider.upper()}_API_KEY")
 
     def translate(self, error: Exception, *, model: str) -> ProviderError:
         # Anthropic's stream lets transport errors out as httpx2's own while iterating.

@@ -137,12 +137,17 @@ def get_provider(name: str) -> Provider:
             api_key=endpoint.api_key() or "not-needed",
             base_url=endpoint.base_url(),
             timeout=timeout,
+            key_env=endpoint.key_env,
         )
     if endpoint.kind == "anthropic":
         from agents.providers.anthropic import AnthropicProvider
 
         return AnthropicProvider(
-            name=name, api_key=endpoint.api_key(), base_url=endpoint.base_url(), timeout=timeout
+            name=name,
+            api_key=endpoint.api_key(),
+            base_url=endpoint.base_url(),
+            timeout=timeout,
+            key_env=endpoint.key_env,
         )
     from agents.providers.offline import OfflineProvider
 

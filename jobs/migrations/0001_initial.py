@@ -18,12 +18,32 @@ MOVED = ("job", "jobstep", "jobevent")
 
 def rename_content_types(apps, schema_editor, old="agents", new="jobs"):
     content_type = apps.get_model("contenttypes", "ContentType")
+    permission = apps.get_model("auth", "Permission")
+    log_entry = apps.get_model("admin", "LogEntry")
     db = schema_editor.connection.alias
     for model in MOVED:
-        taken = content_type.objects.using(db).filter(app_label=new, model=model).exists()
-        if not taken:
-            content_type.objects.using(db).filter(app_label=old, model=model).update(
-                app_label=new)
+        source = content_type.objects.using(db).filter(app_label=old, model=model).first()
+        if source is None:
+            continue  # a new database: post_migrate makes the types
+        target = content_type.objects.using(db).filter(app_label=new, model=model).first()
+        if target is None:
+            source.app_label = new
+            source.save(update_fields=["app_label"])
+            continue
+        # Both exist (a partial migrate and back ran post_migrate in between): merge the
+        # old type into the new one, so no group or user loses a permission.
+        for old_permission in permission.objects.using(db).filter(content_type=source):
+            kept = permission.objects.using(db).filter(
+                content_type=target, codename=old_permission.codename).first()
+            if kept is None:
+                old_permission.content_type = target
+                old_permission.save(update_fields=["content_type"])
+                continue
+            kept.group_set.add(*old_permission.group_set.all())
+            kept.user_set.add(*old_permission.user_set.all())
+            old_permission.delete()
+        log_entry.objects.using(db).filter(content_type=source).update(content_type=target)
+        source.delete()
 
 
 def restore_content_types(apps, schema_editor):
@@ -38,6 +58,8 @@ class Migration(migrations.Migration):
         ("accounts", "0002_organization_webhook_secret_organization_webhook_url"),
         ("agents", "0008_job_request_id"),
         ("contenttypes", "0002_remove_content_type_name"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("admin", "0003_logentry_add_action_flag_choices"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

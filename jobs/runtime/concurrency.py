@@ -16,20 +16,17 @@ The signals `run_started` and `run_ended` are sent under the same lock (see sign
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs.models import PARKED, Job, JobStatus
+from jobs.runtime.context import Run
 from jobs.runtime.outcomes import RunOutcome
 from jobs.runtime.queue import wake_at_after
 from jobs.runtime.signals import run_ended, run_started
 from jobs.runtime.wake import wake_job
-
-if TYPE_CHECKING:
-    from jobs.runtime.engine import Run
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ def _running_others(job: Job) -> int:
     return Job.objects.holding_slot(job.concurrency_key, timezone.now()).exclude(pk=job.pk).count()
 
 
-def admit(run: "Run") -> bool:
+def admit(run: Run) -> bool:
     """May this run go on? If not, its job is parked (and committed) before returning."""
     job = run.job
     if not job.concurrency_key:

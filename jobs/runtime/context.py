@@ -4,7 +4,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -24,9 +24,6 @@ from jobs.runtime.retry import RetryPolicy
 from jobs.runtime.waits import Pending, TimerWaiter, Waiter, make_waiter
 from jobs.runtime.workspace import job_workspace
 
-if TYPE_CHECKING:
-    from jobs.runtime.engine import Run
-
 T = TypeVar("T")
 
 # Buffered progress events reach the database at least this often while steps run.
@@ -41,10 +38,31 @@ def to_json(value: Any) -> Any:
         raise NonRetryableError(f"step output is not JSON-serialisable: {exc}") from exc
 
 
+class Run(Protocol):
+    """What the context needs of the run it belongs to (jobs.runtime.engine.Run): its
+    lease, its wait and its buffered events. A protocol, so this module needs no engine."""
+
+    job: Job
+
+    def check_lease(self) -> None: ...
+
+    def check_boundary(self) -> None: ...
+
+    def mark_waiting(self, reason: str, wake_at: datetime | None) -> None: ...
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None: ...
+
+    def event_mark(self) -> int: ...
+
+    def drop_events_since(self, mark: int) -> None: ...
+
+    def flush_events(self, older_than: float | None = None) -> None: ...
+
+
 class JobContext:
     """The handler's handle on its job: input, memoized steps, waits, events."""
 
-    def __init__(self, job: Job, steps: dict[str, JobStep], run: "Run") -> None:
+    def __init__(self, job: Job, steps: dict[str, JobStep], run: Run) -> None:
         self.job = job
         self._steps = steps
         self._by_position = {s.position: s for s in steps.values()}

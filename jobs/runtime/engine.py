@@ -312,11 +312,22 @@ def run_job(job_id: str) -> RunOutcome:
             outcome = _run(Run(claimed, owner))
             return outcome
         finally:
-            if outcome.held_slot:
+            if outcome.held_slot or _orphaned(job, outcome):
                 try:
                     concurrency.release(job, outcome)
                 except Exception:  # never mask how the run ended; the key's next run fixes it
                     logger.exception("could not release the job's concurrency slot")
+
+
+def _orphaned(job: Job, outcome: RunOutcome) -> bool:
+    """A run that lost its lease releases nothing: the run that took over will. Unless
+    that one is over too and wrote no release (it parked the job, say): then nobody
+    would, so this run does."""
+    return (
+        outcome == RunOutcome.LEASE_LOST
+        and bool(job.concurrency_key)
+        and not Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists()
+    )
 
 
 def _run(run: Run) -> RunOutcome:

@@ -242,3 +242,24 @@ def test_chat_keeps_the_conversation_of_a_session(admin, operator):
 
 def test_a_malformed_agent_id_is_not_found(viewer):
     assert viewer.get("/api/v1/agents/x%F3/executions/").status_code == 404  # found by schemathesis
+
+
+def test_the_removed_agent_field_and_filter_are_refused_not_ignored(admin, operator):
+    agent = make_agent(admin)
+    created = operator.post(
+        "/api/v1/jobs/",
+        {"job_type": "code-generation", "agent": agent["id"], "input": {"prompt": "x"}},
+        format="json",
+    )
+    assert created.status_code == 400
+    assert "input.agent_id" in created.json()["error"]["fields"]["agent"][0]
+    listed = operator.get(f"/api/v1/jobs/?agent={agent['id']}")
+    assert (
+        listed.status_code == 400
+        and "concurrency_key" in listed.json()["error"]["fields"]["agent"][0]
+    )
+
+    operator.post(f"/api/v1/agents/{agent['id']}/execute/", {"task": "x"}, format="json")
+    operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json")
+    mine = operator.get(f"/api/v1/jobs/?concurrency_key=agent:{agent['id']}").json()["results"]
+    assert [job["job_type"] for job in mine] == ["agent-task"]

@@ -2,12 +2,15 @@
 foreign key from jobs to agents): every row, permission and admin link survives, and a
 job paused before the upgrade resumes after it. See from_main.py for the scenario."""
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from types import SimpleNamespace
 
+import pytest
 from django.conf import settings
 
 from bench.database import drop_database, fresh_database
@@ -74,3 +77,29 @@ def test_a_database_of_the_last_release_upgrades_with_everything_working():
     assert found["admin_page"] == 200 and found["review_page"] == 200
     paused = found["rows"]["paused"]
     assert found["old_admin_link"] == [301, f"/admin/jobs/job/{paused}/change/"]
+
+
+@pytest.mark.django_db
+def test_a_content_type_made_twice_is_merged_and_no_permission_is_lost():
+    """After `migrate agents 0008` and back, post_migrate has made the old types again next
+    to the new ones: the rename merges them instead of leaving groups on the old ones."""
+    from django.apps import apps
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+
+    # given an old content type beside the new one, with a group holding its permission
+    old = ContentType.objects.create(app_label="agents", model="job")
+    old_view = Permission.objects.create(content_type=old, codename="view_job", name="x")
+    old_only = Permission.objects.create(content_type=old, codename="approve_job", name="y")
+    group = Group.objects.create(name="legacy")
+    group.permissions.add(old_view, old_only)
+
+    # when the migration's rename runs
+    migration = importlib.import_module("jobs.migrations.0001_initial")
+    migration.rename_content_types(apps, SimpleNamespace(connection=connection))
+
+    # then
+    assert not ContentType.objects.filter(app_label="agents", model="job").exists()
+    held = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()}
+    assert held == {"jobs.view_job", "jobs.approve_job"}
