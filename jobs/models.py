@@ -69,6 +69,15 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Runs of the key's jobs going on now (a live lease)."""
         return self.filter(concurrency_key=key, status=JobStatus.RUNNING, lease_expires_at__gt=now)
 
+    def started_unfinished(self, key: str) -> "JobQuerySet":
+        """Jobs of the key between their first start and their end, waits included (a
+        parked job has not started its work)."""
+        return self.filter(
+            concurrency_key=key,
+            started_at__isnull=False,
+            status__in=[JobStatus.WAITING, JobStatus.RETRYING],
+        ).exclude(wait_reason__in=[PARKED, LEGACY_PARKED])
+
     def parked(self, key: str) -> "JobQuerySet":
         """Jobs of the key waiting for a slot, most urgent and oldest first."""
         return self.filter(

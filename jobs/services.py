@@ -19,6 +19,7 @@ from jobs.runtime.errors import JobConflict, JobError
 from jobs.runtime.events import append_event
 from jobs.runtime.queue import enqueue_on_commit
 from jobs.runtime.registry import HandlerSpec, JobOptions, get_handler
+from jobs.runtime.signals import job_retried
 from jobs.selectors import job_depth
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,20 @@ def job_retry(*, job: Job, user: User | None = None) -> Job:
     append_event(
         str(locked.pk), "job.retried", {"by": user.get_username() if user is not None else None}
     )
+    job_retried.send(sender=Job, job=locked)
     enqueue_on_commit(str(locked.pk), locked.priority)
     metrics.inc("agent_jobs_total", job_type=locked.job_type, status=JobStatus.QUEUED)
     return locked
+
+
+def job_cancel_children(sender: Any, job_id: str, status: str, **kwargs: Any) -> None:
+    """`job_finished` receiver: a cancelled job's unfinished children are cancelled too
+    (a workflow's branches, an agent's `run_job`), so nothing it started runs on."""
+    if status != JobStatus.CANCELLED:
+        return
+    children = Job.objects.filter(parent__pk=job_id).exclude(status__in=TERMINAL_STATUSES)
+    for child in children:
+        try:
+            job_cancel(job=child)
+        except JobConflict:  # it ended meanwhile
+            continue

@@ -6,7 +6,7 @@ It knows nothing above it: apps build on the generic wait (`register_waiter`, th
 on job types' `prepare` hooks and on the signals.
 """
 
-from jobs.runtime.children import ChildJobWaiter
+from jobs.runtime.children import ChildJobWaiter, ChildrenWaiter
 from jobs.runtime.concurrency import register_concurrency_limit
 from jobs.runtime.context import JobContext
 from jobs.runtime.errors import (
@@ -28,7 +28,7 @@ from jobs.runtime.registry import (
     registered_job_types,
 )
 from jobs.runtime.retry import RetryPolicy
-from jobs.runtime.signals import job_finished, run_ended, run_started
+from jobs.runtime.signals import job_finished, job_retried, run_ended, run_started
 from jobs.runtime.waits import Pending, Resolved, Waiter, register_waiter
 from jobs.runtime.wake import wake_job
 from jobs.runtime.workspace import (
@@ -42,6 +42,7 @@ from jobs.runtime.workspace import (
 
 __all__ = [
     "ChildJobWaiter",
+    "ChildrenWaiter",
     "DuplicateStepKey",
     "FileSpec",
     "JobConflict",
@@ -64,6 +65,7 @@ __all__ = [
     "get_handler",
     "handler",
     "job_finished",
+    "job_retried",
     "job_workspace",
     "register_concurrency_limit",
     "register_waiter",

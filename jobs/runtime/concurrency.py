@@ -33,20 +33,41 @@ logger = logging.getLogger(__name__)
 # limit(key) -> how many may run at once (0: no limit), or None if the key names
 # nothing (a deleted agent): then no limit either, and the handler reports the rest.
 Limit = Callable[[str], int | None]
-_limits: dict[str, Limit] = {}
+_limits: dict[str, tuple[Limit, bool]] = {}
 
 
-def register_concurrency_limit(prefix: str, limit: Limit) -> None:
-    """Keys "<prefix>:…" are limited by `limit(key)`."""
-    _limits[prefix] = limit
+def register_concurrency_limit(
+    prefix: str, limit: Limit, *, held_while_waiting: bool = False
+) -> None:
+    """Keys "<prefix>:…" are limited by `limit(key)`. By default a slot is held while a
+    job runs (an agent's cap: a job waiting for a person holds none); with
+    `held_while_waiting`, from its start to its end, waits included (a workflow's limit:
+    a run paused at an approval still counts)."""
+    _limits[prefix] = (limit, held_while_waiting)
+
+
+def _rule(key: str) -> tuple[Limit | None, bool]:
+    limit, held = _limits.get(key.partition(":")[0], (None, False))
+    if limit is None:
+        logger.warning("no limit registered for concurrency key %r; not limited", key)
+    return limit, held
 
 
 def limit_of(key: str) -> int:
-    limit = _limits.get(key.partition(":")[0])
-    if limit is None:
-        logger.warning("no limit registered for concurrency key %r; not limited", key)
-        return 0
-    return limit(key) or 0
+    limit, _ = _rule(key)
+    return (limit(key) or 0) if limit is not None else 0
+
+
+def _holding(key: str, *, exclude: Job | None = None) -> int:
+    """How many jobs of the key hold a slot now (besides `exclude`)."""
+    _, held_while_waiting = _rule(key)
+    now = timezone.now()
+    holders = Job.objects.holding_slot(key, now)
+    if held_while_waiting:
+        holders = holders | Job.objects.started_unfinished(key)
+    if exclude is not None:
+        holders = holders.exclude(pk=exclude.pk)
+    return holders.count()
 
 
 def _lock(key: str) -> None:
@@ -70,7 +91,7 @@ def admit(run: Run) -> bool:
     with transaction.atomic():
         _lock(job.concurrency_key)
         cap = limit_of(job.concurrency_key)
-        if cap and _running_others(job) >= cap:
+        if cap and _holding(job.concurrency_key, exclude=job) >= cap:
             run.mark_waiting(
                 PARKED, wake_at_after(settings.COUNTERSIGN_CONCURRENCY_RECHECK_SECONDS)
             )
@@ -96,7 +117,7 @@ def release(job: Job, outcome: RunOutcome) -> None:
         queued = Job.objects.filter(
             concurrency_key=job.concurrency_key, status=JobStatus.QUEUED
         ).count()
-        free = cap - running - queued
+        free = cap - _holding(job.concurrency_key) - queued
         if free > 0:
             # Queued, they are no longer parked: the next release picks the ones after.
             for pk in Job.objects.parked(job.concurrency_key).values_list("pk", flat=True)[:free]:

@@ -85,6 +85,12 @@ class JobContext:
         return job_workspace(self.job_id)
 
     # --- durable operations --------------------------------------------------
+    def attempt(self, key: str) -> int:
+        """Which attempt the next run of step `key` is (1 for a first run): a step's
+        function may decide by it whether a failure is still worth retrying."""
+        memo = self._steps.get(key)
+        return memo.attempt + 1 if memo is not None else 1
+
     def step(self, key: str, fn: Callable[[], T], *, retry: RetryPolicy | None = None) -> T:
         """Run `fn` once for this job and memoize its JSON result under `key`.
 

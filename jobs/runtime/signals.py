@@ -5,6 +5,8 @@
   rows; a waiting parent is woken.
 - `run_started(job)`: a run was admitted and its handler is about to start. Sent
   inside the transaction that took the job's concurrency slot, if it has a key.
+- `job_retried(job)`: a failed or cancelled job was put back to `queued` (`job_retry`),
+  inside its transaction: an app may reset what its handler must do again.
 - `run_ended(job, outcome, running_others)`: a run that had started (or ended before
   its handler) is over: finished, waiting, retrying or failed. `running_others` is
   how many other runs of the job's concurrency key go on; sent under that key's lock,
@@ -16,3 +18,4 @@ from django.dispatch import Signal
 job_finished = Signal()
 run_started = Signal()
 run_ended = Signal()
+job_retried = Signal()
