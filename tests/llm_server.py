@@ -17,6 +17,7 @@ request says `"stream": true`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -30,7 +31,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from agents.providers.offline import offline_png
+
 OPENAI_PATH = "/v1/chat/completions"
+IMAGES_PATH = "/v1/images/generations"  # answered with a picture drawn from the prompt
 ANTHROPIC_PATH = "/v1/messages"
 
 
@@ -210,6 +214,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, path, {k.lower(): v for k, v in self.headers.items()}, body
         )
         dialect: _Dialect = ANTHROPIC if path.startswith(ANTHROPIC_PATH) else OPENAI
+        if (self.command, path) == ("POST", IMAGES_PATH) and isinstance(body, dict):
+            with self.server.llm._lock:
+                self.server.llm._requests.append(request)
+            picture = offline_png("server:" + str(body.get("prompt")), str(body.get("size")))
+            self._send_json(
+                200, {"created": 0, "data": [{"b64_json": base64.b64encode(picture).decode()}]}
+            )
+            return
         if (self.command, path) not in {("POST", OPENAI_PATH), ("POST", ANTHROPIC_PATH)}:
             self._send_error(dialect, ErrorReply(404, f"no route for {self.command} {path}"))
             return

@@ -8,7 +8,15 @@ import httpx2
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 
-from agents.providers.base import Completion, Message, OnChunk, ToolCall, ToolSpec
+from agents.providers.base import (
+    Completion,
+    GeneratedImage,
+    Message,
+    OnChunk,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
 from agents.providers.errors import ErrorMapper, SdkErrors, parse_arguments
 
 DEFAULT_MAX_TOKENS = 1024  # required by the API; the neutral parameters may not say
@@ -39,6 +47,9 @@ class AnthropicProvider:
         self._errors = ErrorMapper(
             name, SDK_ERRORS, str(self._client.base_url), timeout, api_key, key_env
         )
+
+    def generate_image(self, *, model: str, prompt: str, size: str) -> GeneratedImage:
+        raise ProviderError(f"{self.name} does not generate images", retryable=False)
 
     def complete(
         self,

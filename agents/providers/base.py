@@ -46,6 +46,12 @@ class Completion:
         return cls(**{**data, "tool_calls": [ToolCall(**c) for c in data["tool_calls"]]})
 
 
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes  # the image file (PNG)
+    model: str
+
+
 class ProviderError(Exception):
     """A call that failed. `retryable` errors (429, 5xx, connection, timeout) may
     succeed later, after `retry_after` seconds if the server said so; the others
@@ -79,4 +85,8 @@ class Provider(Protocol):
     ) -> Completion:
         """One call, no retries (the caller retries retryable errors: see retry.py).
         With `on_chunk`, the response is streamed and each text delta passed on."""
+        ...
+
+    def generate_image(self, *, model: str, prompt: str, size: str) -> GeneratedImage:
+        """One image from a prompt (ProviderError if the provider makes none)."""
         ...

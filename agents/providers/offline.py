@@ -5,11 +5,22 @@ It answers with a fixed sentence about the task. To exercise tools it follows on
 directive: a line `/tool NAME {json arguments}` in the latest user message makes it
 call that tool once (before any tool result came back), then answer with the results."""
 
+import hashlib
 import json
 import re
+import struct
+import zlib
 from typing import Any
 
-from agents.providers.base import Completion, Message, OnChunk, ProviderError, ToolCall, ToolSpec
+from agents.providers.base import (
+    Completion,
+    GeneratedImage,
+    Message,
+    OnChunk,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
 
 DIRECTIVE = re.compile(r"^/tool\s+([\w-]+)\s*(\{.*\})?\s*$", re.MULTILINE)
 MODEL = "offline-echo"
@@ -21,6 +32,10 @@ def _words(text: str) -> int:
 
 class OfflineProvider:
     name = "offline"
+
+    def generate_image(self, *, model: str, prompt: str, size: str) -> GeneratedImage:
+        """A deterministic picture: the same prompt and size give the same PNG."""
+        return GeneratedImage(offline_png(prompt, size), model or "offline-image")
 
     def complete(
         self,
@@ -79,3 +94,25 @@ class OfflineProvider:
         except json.JSONDecodeError as exc:
             raise ProviderError(f"offline: bad /tool arguments: {exc}", retryable=False) from exc
         return ToolCall(id=f"call_{name}_1", name=name, arguments=arguments)
+
+
+def offline_png(prompt: str, size: str) -> bytes:
+    """A PNG of `size` ("256x256") in bands of colours taken from the prompt's hash."""
+    width, height = (int(part) for part in size.split("x"))
+    digest = hashlib.sha256(prompt.encode()).digest()
+    rows = []
+    for y in range(height):
+        band = digest[(y * 8 // height) * 3 : (y * 8 // height) * 3 + 3]
+        rows.append(b"\x00" + band * width)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )

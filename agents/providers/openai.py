@@ -1,6 +1,7 @@
 """OpenAI Chat Completions, through the official SDK: openai itself and the servers that
 speak its protocol (groq, openrouter, ollama, vllm)."""
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,15 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from agents.providers.base import Completion, Message, OnChunk, ProviderError, ToolCall, ToolSpec
+from agents.providers.base import (
+    Completion,
+    GeneratedImage,
+    Message,
+    OnChunk,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
 from agents.providers.errors import ErrorMapper, SdkErrors, parse_arguments
 
 PASSED_PARAMETERS = (
@@ -74,6 +83,20 @@ class OpenAIProvider:
         except (openai.APIError, httpx2.RequestError) as error:
             failure = self._errors.translate(error, model=model)
         raise failure  # outside the except: no SDK error (whose text may quote the key) chained
+
+    def generate_image(self, *, model: str, prompt: str, size: str) -> GeneratedImage:
+        """The Images API, one PNG, returned inline (no second request for a URL)."""
+        try:
+            response = self._client.images.generate(
+                model=model, prompt=prompt, size=size, n=1, response_format="b64_json"
+            )
+        except (openai.APIError, httpx2.RequestError) as error:
+            failure = self._errors.translate(error, model=model)
+        else:
+            if not response.data or not response.data[0].b64_json:
+                raise ProviderError(f"{self.name} returned no image", retryable=False)
+            return GeneratedImage(base64.b64decode(response.data[0].b64_json), model)
+        raise failure
 
     def _completion(self, response: ChatCompletion) -> Completion:
         if not response.choices:

@@ -1,14 +1,10 @@
 """Built-in tools: write_file and http_request ask a person first; search_memory and
 run_job do not (run_job's child job has its own checkpoints)."""
 
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-from django.conf import settings
-
 from agents import memory
+from agents.http import HttpFailed, http_call
 from agents.tools.base import Tool, ToolInvocation, register_tool
 from jobs.runtime import (
     ChildJobWaiter,
@@ -20,8 +16,6 @@ from jobs.runtime import (
     write_files,
 )
 from jobs.services import child_depth_error, job_create
-
-HTTP_BODY_LIMIT = 20_000
 
 
 class ToolFailed(NonRetryableError):
@@ -47,48 +41,23 @@ def validate_write_file(checkpoint: Any, payload: dict[str, Any]) -> dict[str, l
     return {}
 
 
-def host_allowed(host: str) -> bool:
-    """Exact names, or ".example.com" for the domain and its subdomains."""
-    host = host.lower().rstrip(".")
-    for allowed in settings.COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS:
-        allowed = allowed.lower()
-        if host == allowed.lstrip(".") or (allowed.startswith(".") and host.endswith(allowed)):
-            return True
-    return False
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect could leave the allow-list: report it instead
-
-
 def _http_request(call: ToolInvocation) -> dict[str, Any]:
     args = call.arguments
-    url = urllib.parse.urlsplit(args["url"])
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ToolFailed(f"only http(s) URLs with a host are allowed, not {args['url']!r}")
-    if not host_allowed(url.hostname):
-        raise ToolFailed(f"host {url.hostname!r} is not in COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS")
     body = args.get("body")
-    request = urllib.request.Request(
-        args["url"],
-        method=args.get("method", "GET"),
-        data=body.encode() if isinstance(body, str) else None,
-        headers={"User-Agent": "Countersign-Agent/1", **args.get("headers", {})},
-    )
-    opener = urllib.request.build_opener(_NoRedirects)
     try:
-        with opener.open(request, timeout=settings.COUNTERSIGN_HTTP_TOOL_TIMEOUT_SECONDS) as resp:
-            status, headers, raw = resp.status, resp.headers, resp.read(HTTP_BODY_LIMIT + 1)
-    except urllib.error.HTTPError as exc:
-        status, headers, raw = exc.code, exc.headers, exc.read(HTTP_BODY_LIMIT + 1)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise ToolFailed(f"request failed: {exc}") from exc
+        response = http_call(
+            args.get("method", "GET"),
+            args["url"],
+            headers=args.get("headers", {}),
+            body=body.encode() if isinstance(body, str) else None,
+        )
+    except HttpFailed as exc:
+        raise ToolFailed(str(exc)) from exc
     return {
-        "status": status,
-        "content_type": headers.get("Content-Type", ""),
-        "body": raw[:HTTP_BODY_LIMIT].decode(errors="replace"),
-        "truncated": len(raw) > HTTP_BODY_LIMIT,
+        "status": response.status,
+        "content_type": response.content_type,
+        "body": response.body.decode(errors="replace"),
+        "truncated": response.truncated,
     }
 
 
