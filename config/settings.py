@@ -281,11 +281,22 @@ _EXPIRE_INTERVAL = env_float(
     10.0,
     "Seconds between sweeps for expired checkpoints (celery beat).",
 )
+_SCHEDULE_INTERVAL = env_float(
+    "COUNTERSIGN_SCHEDULE_INTERVAL",
+    10.0,
+    "Seconds between looks for due workflow schedules (celery beat); a schedule fires at "
+    "most this late.",
+)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "agents.reconcile",
         "schedule": _RECONCILE_INTERVAL,
         "options": {"priority": _URGENT, "expires": max(_RECONCILE_INTERVAL * 2, 1.0)},
+    },
+    "fire-schedules": {
+        "task": "workflows.fire_schedules",
+        "schedule": _SCHEDULE_INTERVAL,
+        "options": {"priority": _URGENT, "expires": max(_SCHEDULE_INTERVAL * 2, 1.0)},
     },
     "expire-checkpoints": {
         "task": "checkpoints.expire_due",

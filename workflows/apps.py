@@ -2,6 +2,14 @@ from django.apps import AppConfig
 
 
 class WorkflowsConfig(AppConfig):
-    """Stub until the workflows issue: definitions, runs, triggers, events."""
-
     name = "workflows"
+    verbose_name = "Workflows"
+
+    def ready(self) -> None:
+        import workflows.metrics  # noqa: F401  (registers the workflow metrics)
+        from jobs.runtime import job_finished, job_retried, register_concurrency_limit
+        from workflows import retries, runner, services  # runner registers the job types
+
+        register_concurrency_limit("workflow", runner.run_limit, held_while_waiting=True)
+        job_retried.connect(retries.rewind_failed_node, dispatch_uid="workflows.rewind")
+        job_finished.connect(services.run_ended, dispatch_uid="workflows.run_ended")

@@ -156,10 +156,11 @@ def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, An
     entries = []
     for spec, target in check_files(workspace, _specs(files)):
         before = target.read_text(errors="replace") if target.is_file() else ""
+        after = spec.data.decode(errors="replace")
         diff = "".join(
             difflib.unified_diff(
                 before.splitlines(keepends=True),
-                spec.content.splitlines(keepends=True),
+                after.splitlines(keepends=True),
                 fromfile=f"a/{spec.path}" if before else "/dev/null",
                 tofile=f"b/{spec.path}",
             )
@@ -167,7 +168,7 @@ def review_payload(ctx: JobContext, files: list[dict[str, str]]) -> dict[str, An
         entries.append(
             {
                 "path": spec.path,
-                "content": spec.content,
+                "content": after,
                 "diff": diff,
                 "action": "modify" if target.exists() else "create",
             }

@@ -122,7 +122,7 @@ class JobContext:
                 started=started,
             )
             self._step_metrics(StepStatus.FAILED, started)
-            if retry is not None:
+            if retry is not None and not isinstance(exc, NonRetryableError):
                 if attempt < retry.max_attempts and retry.is_retryable(exc):
                     raise RetryStep(key, retry.delay(attempt), exc) from exc
                 raise NonRetryableError(

@@ -51,7 +51,11 @@ def safe_path(workspace: Path, relative: str) -> Path:
 @dataclass(frozen=True)
 class FileSpec:
     path: str
-    content: str
+    content: str | bytes  # text is written as UTF-8
+
+    @property
+    def data(self) -> bytes:
+        return self.content.encode() if isinstance(self.content, str) else self.content
 
 
 def check_files(workspace: Path, files: Iterable[FileSpec]) -> list[tuple[FileSpec, Path]]:
@@ -61,7 +65,7 @@ def check_files(workspace: Path, files: Iterable[FileSpec]) -> list[tuple[FileSp
         target = safe_path(workspace, spec.path)
         if target in seen:
             raise UnsafePath(f"path {spec.path!r} appears twice")
-        if len(spec.content.encode()) > MAX_FILE_BYTES:
+        if len(spec.data) > MAX_FILE_BYTES:
             raise UnsafePath(f"file {spec.path!r} is larger than {MAX_FILE_BYTES} bytes")
         if target.is_dir():
             raise UnsafePath(f"path {spec.path!r} is a directory")
@@ -88,7 +92,7 @@ def write_files(workspace: Path, files: Iterable[FileSpec]) -> list[dict[str, ob
         target.parent.mkdir(parents=True, exist_ok=True)
         # Re-check after creating folders: a symlinked folder must not redirect the write.
         target = safe_path(workspace, spec.path)
-        data = spec.content.encode()
+        data = spec.data
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".countersign-")
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -1,0 +1,392 @@
+"""Workflows: saving definitions as versions, starting runs, triggers, schedules and
+conversations. The API, the admin, the command line and the nodes all call these."""
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from accounts.models import Organization
+from agents.models import Agent
+from core.errors import ApplicationError, Conflict
+from jobs.models import Job
+from jobs.runtime import JobError
+from jobs.services import job_create
+from workflows import metrics
+from workflows.definition import check_definition, checksum, child_lists
+from workflows.models import (
+    Event,
+    Trigger,
+    TriggerRule,
+    Workflow,
+    WorkflowMessage,
+    WorkflowRun,
+    WorkflowVersion,
+)
+
+logger = logging.getLogger(__name__)
+
+HISTORY_MESSAGES = 20  # of a session, given to a message-triggered run
+
+
+class WorkflowInvalid(ApplicationError):
+    """A definition (or a workflow's fields) that does not hold, with field paths."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        first = next(iter(errors.items()), ("definition", ["invalid"]))
+        super().__init__(f"invalid workflow: {first[0]}: {first[1][0]}", errors)
+
+
+def _references(nodes: list[Any]) -> Iterator[str]:
+    """The slugs of the workflows a node list runs (`workflow` nodes, at any depth)."""
+    for node in nodes:
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "workflow":
+            yield str((node.get("config") or {}).get("workflow", ""))
+        for _, inner in child_lists(node):
+            yield from _references(inner)
+
+
+def _cycle(organization: Organization, slug: str, definition: dict[str, Any]) -> list[str]:
+    """A chain of `workflow` nodes leading from `slug` back to itself, or []."""
+    graph = {
+        other: set(_references([*d.get("nodes", []), *d.get("on_failure", [])]))
+        for other, d in Workflow.objects.filter(organization=organization)
+        .exclude(current_version=None)
+        .values_list("slug", "current_version__definition")
+    }
+    graph[slug] = set(
+        _references([*definition.get("nodes", []), *definition.get("on_failure", [])])
+    )
+    path: list[str] = []
+
+    def visit(node: str) -> bool:
+        if node in path:
+            return node == slug
+        path.append(node)
+        if any(visit(nxt) for nxt in sorted(graph.get(node, ()))):
+            return True
+        path.pop()
+        return False
+
+    return [*path, slug] if visit(slug) else []
+
+
+def definition_errors(
+    *, organization: Organization, definition: Any, slug: str | None = None
+) -> dict[str, list[str]]:
+    """Every problem of `definition` for a workflow `slug` of `organization`, by path."""
+    checked = check_definition(definition)
+    errors = dict(checked.errors)
+    agents = Agent.objects.alive().filter(organization=organization)
+    for path, reference in checked.agents:
+        found = (
+            agents.filter(pk=reference)
+            if isinstance(reference, int)
+            else agents.filter(name=reference)
+        )
+        if not found.exists():
+            errors.setdefault(path, []).append(f"no agent {reference!r} in this organization")
+    known = set(Workflow.objects.filter(organization=organization).values_list("slug", flat=True))
+    for path, other in checked.workflows:
+        if other not in known and other != slug:
+            errors.setdefault(path, []).append(f"no workflow {other!r} in this organization")
+    if slug and not errors and (cycle := _cycle(organization, slug, definition)):
+        errors.setdefault("nodes", []).append("workflow nodes make a cycle: " + " → ".join(cycle))
+    return errors
+
+
+def _check(organization: Organization, definition: Any, slug: str) -> None:
+    if errors := definition_errors(organization=organization, definition=definition, slug=slug):
+        raise WorkflowInvalid(errors)
+
+
+def _new_version(
+    workflow: Workflow, definition: dict[str, Any], user: User | None
+) -> WorkflowVersion:
+    number = (workflow.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = WorkflowVersion.objects.create(
+        workflow=workflow,
+        number=number,
+        definition=definition,
+        checksum=checksum(definition),
+        created_by=user,
+    )
+    workflow.current_version = version
+    workflow.save(update_fields=["current_version", "updated_at"])
+    _sync_triggers(workflow, version)
+    return version
+
+
+@transaction.atomic
+def workflow_create(
+    *,
+    organization: Organization,
+    slug: str,
+    name: str,
+    definition: dict[str, Any],
+    description: str = "",
+    created_by: User | None = None,
+) -> Workflow:
+    """A workflow with its first version."""
+    _check(organization, definition, slug)
+    try:
+        with transaction.atomic():
+            workflow = Workflow.objects.create(
+                organization=organization,
+                slug=slug,
+                name=name,
+                description=description,
+                created_by=created_by,
+            )
+    except IntegrityError:
+        raise WorkflowInvalid(
+            {"slug": [f"a workflow {slug!r} exists in this organization"]}
+        ) from None
+    _new_version(workflow, definition, created_by)
+    return workflow
+
+
+@transaction.atomic
+def workflow_save(
+    *, workflow: Workflow, definition: dict[str, Any], created_by: User | None = None
+) -> WorkflowVersion:
+    """Save a definition as the workflow's new current version (runs in flight finish on
+    theirs). The same definition again keeps the current version."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    _check(workflow.organization, definition, workflow.slug)
+    current = workflow.current_version
+    if current is not None and current.checksum == checksum(definition):
+        return current
+    return _new_version(workflow, definition, created_by)
+
+
+@transaction.atomic
+def workflow_update(*, workflow: Workflow, **fields: Any) -> Workflow:
+    """Name, description, active."""
+    unknown = set(fields) - {"name", "description", "active"}
+    if unknown:
+        raise WorkflowInvalid({name: ["cannot be changed here"] for name in sorted(unknown)})
+    for name, value in fields.items():
+        setattr(workflow, name, value)
+    workflow.save()
+    return workflow
+
+
+@transaction.atomic
+def workflow_set_version(*, workflow: Workflow, number: int) -> Workflow:
+    """Make an earlier (or later) version current again: a rollback."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    version = workflow.versions.filter(number=number).first()
+    if version is None:
+        raise WorkflowInvalid({"version": [f"no version {number} of {workflow.slug}"]})
+    workflow.current_version = version
+    workflow.save(update_fields=["current_version", "updated_at"])
+    _sync_triggers(workflow, version)
+    return workflow
+
+
+# --- triggers and schedules ------------------------------------------------------------
+
+
+def next_fire(cron: str, zone: str, after: datetime) -> datetime:
+    """The first time after `after` that `cron` names, in time zone `zone` (DST-aware)."""
+    local = after.astimezone(ZoneInfo(zone or "UTC"))
+    return croniter(cron, local).get_next(datetime)
+
+
+def _sync_triggers(workflow: Workflow, version: WorkflowVersion) -> None:
+    """The event and schedule rules of the current version, as rows beat and events use."""
+    workflow.triggers.all().delete()
+    now = timezone.now()
+    for trigger in version.definition.get("triggers", []):
+        kind = trigger["type"]
+        rule = TriggerRule(
+            workflow=workflow,
+            kind=kind,
+            event_name=trigger.get("event", ""),
+            filter=trigger.get("filter", ""),
+            cron=trigger.get("cron", ""),
+            timezone=trigger.get("timezone", ""),
+        )
+        if kind == Trigger.SCHEDULE:
+            rule.next_fire_at = next_fire(rule.cron, rule.timezone, now)
+        rule.save()
+
+
+def schedules_fire(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Start the runs of schedules that are due, each in a transaction of its own.
+
+    A rule is locked (others skip it) and its slot is the run's idempotency key, so two
+    beats, a beat restart or a re-sent message never start a slot twice. Missed slots
+    (beat was down): the first missed one fires once, then the schedule goes on from the
+    next slot after now; the others are skipped."""
+    now = now or timezone.now()
+    due = list(
+        TriggerRule.objects.filter(
+            kind=Trigger.SCHEDULE, next_fire_at__lte=now, workflow__active=True
+        )
+        .order_by("next_fire_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    fired = 0
+    for pk in due:
+        with transaction.atomic():
+            rule = (
+                TriggerRule.objects.select_for_update(skip_locked=True)
+                .select_related("workflow")
+                .filter(pk=pk, next_fire_at__lte=now)
+                .first()
+            )
+            if rule is None or rule.next_fire_at is None:
+                continue
+            slot = rule.next_fire_at
+            try:
+                workflow_run_start(
+                    workflow=rule.workflow,
+                    input={},
+                    trigger=Trigger.SCHEDULE,
+                    idempotency_key=f"schedule:{rule.pk}:{slot.isoformat()}",
+                )
+                fired += 1
+            except ApplicationError as exc:  # bad input for the schedule: said, not retried
+                logger.warning("schedule of %s did not start a run: %s", rule.workflow.slug, exc)
+            rule.last_fired_at = slot
+            rule.next_fire_at = next_fire(rule.cron, rule.timezone, now)
+            rule.save(update_fields=["last_fired_at", "next_fire_at"])
+    return fired
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def input_errors(version: WorkflowVersion, data: Any) -> dict[str, list[str]]:
+    if not isinstance(data, dict):
+        return {"input": ["Expected a JSON object."]}
+    schema = version.definition.get("input_schema")
+    if not schema:
+        return {}
+    errors: dict[str, list[str]] = {}
+    for error in Draft202012Validator(schema).iter_errors(data):
+        path = ".".join(["input", *(str(p) for p in error.absolute_path)])
+        errors.setdefault(path, []).append(error.message)
+    return errors
+
+
+@transaction.atomic
+def workflow_run_start(
+    *,
+    workflow: Workflow,
+    input: dict[str, Any],
+    created_by: User | None = None,
+    trigger: str = Trigger.API,
+    event: Event | None = None,
+    session_id: str = "",
+    parent: Job | None = None,
+    idempotency_key: str = "",
+    priority: int = 5,
+) -> WorkflowRun:
+    """Start a run on the workflow's current version (which it keeps to its end)."""
+    version = workflow.current_version
+    if version is None:
+        raise Conflict(f"workflow {workflow.slug} has no version")
+    if not workflow.active:
+        raise Conflict(f"workflow {workflow.slug} is inactive")
+    if errors := input_errors(version, input):
+        raise JobError(f"invalid input for workflow {workflow.slug}", errors)
+    job_input = {
+        "workflow": workflow.pk,
+        "version": version.pk,
+        "input": input,
+        "trigger": trigger,
+        "event": {
+            "id": str(event.pk),
+            "name": event.name,
+            "data": event.data,
+            "source": event.source,
+            "received_at": event.received_at.isoformat(),
+        }
+        if event
+        else None,
+        "session_id": session_id,
+    }
+    job = job_create(
+        job_type="workflow",
+        input=job_input,
+        created_by=created_by,
+        organization=workflow.organization,
+        parent=parent,
+        idempotency_key=idempotency_key,
+        priority=priority,
+    )
+    run, created = WorkflowRun.objects.get_or_create(
+        job=job,
+        defaults={
+            "workflow": workflow,
+            "version": version,
+            "organization": workflow.organization,
+            "trigger": trigger,
+            "event": event,
+            "session_id": session_id,
+        },
+    )
+    if created:
+        metrics.run_counted(workflow.slug, "started")
+    return run
+
+
+@transaction.atomic
+def workflow_message(
+    *, workflow: Workflow, session_id: str, text: str, created_by: User | None = None
+) -> WorkflowRun:
+    """A chat message to a message-triggered workflow: a run whose input is the message
+    and the session's recent history; its final output becomes the reply."""
+    if not workflow.triggers.filter(kind=Trigger.MESSAGE).exists():
+        raise Conflict(f"workflow {workflow.slug} has no message trigger")
+    recent = list(
+        WorkflowMessage.objects.filter(workflow=workflow, session_id=session_id).order_by("-pk")[
+            :HISTORY_MESSAGES
+        ]
+    )
+    history = [{"role": m.role, "content": m.content} for m in reversed(recent)]
+    run = workflow_run_start(
+        workflow=workflow,
+        created_by=created_by,
+        trigger=Trigger.MESSAGE,
+        session_id=session_id,
+        input={"message": text, "session_id": session_id, "history": history},
+    )
+    WorkflowMessage.objects.create(
+        workflow=workflow, session_id=session_id, role="user", content=text, run=run
+    )
+    return run
+
+
+def run_ended(sender: Any, job_id: str, status: str, **kwargs: Any) -> None:
+    """`job_finished` receiver: count a run's end; a message-triggered run's output is
+    its session's reply."""
+    run = WorkflowRun.objects.filter(job_id=job_id).select_related("job", "workflow").first()
+    if run is None:
+        return
+    metrics.run_counted(run.workflow.slug, status)
+    if not run.session_id or status != "succeeded":
+        return
+    output = (run.job.result or {}).get("output")
+    content = output if isinstance(output, str) else json.dumps(output)
+    WorkflowMessage.objects.create(
+        workflow_id=run.workflow_id,
+        session_id=run.session_id,
+        role="assistant",
+        content=content,
+        run=run,
+    )
