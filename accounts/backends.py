@@ -20,9 +20,13 @@ PERMISSIONS: dict[Capability, frozenset[str]] = {
             "accounts.view_membership",
             "agents.view_agent",
             "agents.view_message",
+            "workflows.view_workflow",
+            "workflows.view_workflowrun",
+            "workflows.view_event",
         }
     ),
-    Capability.OPERATE: frozenset({"jobs.change_job"}),  # the cancel and retry actions
+    # the cancel and retry actions of jobs and runs
+    Capability.OPERATE: frozenset({"jobs.change_job", "workflows.change_workflowrun"}),
     Capability.DECIDE: frozenset({"checkpoints.decide_checkpoint"}),
     Capability.ADMINISTER: frozenset(
         {
@@ -36,6 +40,8 @@ PERMISSIONS: dict[Capability, frozenset[str]] = {
             "agents.delete_agent",
             "agents.view_memory",
             "agents.delete_memory",
+            "workflows.add_workflow",
+            "workflows.change_workflow",
         }
     ),
 }

@@ -180,6 +180,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Durable AI-agent jobs that pause at checkpoints until a person decides.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointKindEnum": "checkpoints.models.CheckpointKind",
+        "WorkflowTriggerEnum": "workflows.models.Trigger",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.add_error_responses",

@@ -13,6 +13,7 @@ from checkpoints.api import CheckpointViewSet, JobCheckpointViewSet
 from core.metrics.views import metrics
 from jobs.api import JobViewSet, WorkerViewSet
 from jobs.stream import job_stream
+from workflows.api import EventViewSet, RunViewSet, WorkflowViewSet
 
 router = DefaultRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -21,6 +22,9 @@ router.register("checkpoints", CheckpointViewSet, basename="checkpoint")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("members", MemberViewSet, basename="member")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("workflows", WorkflowViewSet, basename="workflow")
+router.register("workflow-runs", RunViewSet, basename="workflow-run")
+router.register("events", EventViewSet, basename="event")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
