@@ -25,7 +25,8 @@ class AgentForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        for field, errors in config_errors(data).items():
+        organization = self.instance.organization_id if self.instance.pk else None
+        for field, errors in config_errors(data, organization).items():
             self.add_error(field if field in self.fields else None, errors)
         return data
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from agents.models import Agent, AgentStatus
 from agents.providers.registry import model_error, parameter_error
-from agents.tools import tool_names
+from agents.tools import known_entries, resolve_tool, tool_names
 from core.errors import ApplicationError
 from jobs.models import Job
 from jobs.services import job_create
@@ -59,8 +59,11 @@ def parameter_errors(parameters: Any) -> list[str]:
     return errors
 
 
-def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
-    """Field errors of an agent's configuration (only of the fields given)."""
+def config_errors(
+    fields: dict[str, Any], organization_id: int | None = None
+) -> dict[str, list[str]]:
+    """Field errors of an agent's configuration (only of the fields given). Lent tools
+    ("workflow:<slug>") are checked against the organization's, when it is given."""
     errors: dict[str, list[str]] = {}
     if "provider" in fields or "model" in fields:
         problem = model_error(fields.get("provider", ""), fields.get("model", ""))
@@ -71,10 +74,15 @@ def config_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             errors["tools"] = ["must be a list of tool names"]
         else:
-            unknown = sorted(set(tools) - set(tool_names()))
+            unknown = sorted(
+                t
+                for t in set(tools)
+                if t not in tool_names()
+                and (organization_id is None or resolve_tool(t, organization_id) is None)
+            )
             if unknown:
                 errors["tools"] = [
-                    f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(tool_names())}"
+                    f"unknown tool(s) {', '.join(unknown)}; known: {known_entries()}"
                 ]
     if "parameters" in fields and (problems := parameter_errors(fields["parameters"])):
         errors["parameters"] = problems
@@ -113,7 +121,7 @@ def agent_create(*, organization: Organization, created_by: User | None, **field
         "model": Agent._meta.get_field("model").get_default(),
         **fields,
     }
-    if errors := config_errors(full):
+    if errors := config_errors(full, organization.pk):
         raise AgentInvalid(errors)
     return _save(Agent(organization=organization, created_by=created_by, **full))
 
@@ -124,7 +132,7 @@ def agent_update(*, agent: Agent, **fields: Any) -> Agent:
         check.setdefault("provider", agent.provider)
         check.setdefault("model", agent.model)
         check.setdefault("parameters", agent.parameters)
-    if errors := config_errors(check):
+    if errors := config_errors(check, agent.organization_id):
         raise AgentInvalid(errors)
     for name, value in fields.items():
         setattr(agent, name, value)

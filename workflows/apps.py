@@ -7,9 +7,11 @@ class WorkflowsConfig(AppConfig):
 
     def ready(self) -> None:
         import workflows.metrics  # noqa: F401  (registers the workflow metrics)
+        from agents.tools import register_tool_resolver
         from jobs.runtime import job_finished, job_retried, register_concurrency_limit
-        from workflows import retries, runner, services  # runner registers the job types
+        from workflows import retries, runner, services, tools  # runner registers job types
 
         register_concurrency_limit("workflow", runner.run_limit, held_while_waiting=True)
         job_retried.connect(retries.rewind_failed_node, dispatch_uid="workflows.rewind")
         job_finished.connect(services.run_ended, dispatch_uid="workflows.run_ended")
+        register_tool_resolver(tools.PREFIX, tools.workflow_tool)

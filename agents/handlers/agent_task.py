@@ -11,7 +11,7 @@ from agents.llm import call_model, record_usage
 from agents.models import Agent, OnToolRejection
 from agents.providers.base import Completion, Message, ToolCall
 from agents.runs import agent_job_options
-from agents.tools import Tool, ToolInvocation, get_tool
+from agents.tools import Tool, ToolInvocation, resolve_tool
 from agents.tools.builtin import ToolFailed
 from jobs.runtime import JobContext, JobRejected, NonRetryableError, handler
 
@@ -71,11 +71,20 @@ def approval_schema(tool: Tool) -> dict[str, Any]:
     }
 
 
-def run_tool_call(ctx: JobContext, agent: Agent, call: ToolCall, key: str) -> dict[str, Any]:
+def agent_tools(agent: Agent) -> dict[str, Tool]:
+    """The agent's tools by the name the model calls them (built-in, or lent by an app:
+    a workflow named "workflow:<slug>" is the function "workflow_<slug>")."""
+    tools = (resolve_tool(entry, agent.organization_id) for entry in agent.tools)
+    return {tool.name: tool for tool in tools if tool is not None}
+
+
+def run_tool_call(
+    ctx: JobContext, agent: Agent, tools: dict[str, Tool], call: ToolCall, key: str
+) -> dict[str, Any]:
     """The tool's result (or an error the model should see) as a JSON object."""
-    if call.name not in agent.tools:
+    tool = tools.get(call.name)
+    if tool is None:
         return {"error": f"tool {call.name!r} is not available to this agent"}
-    tool = get_tool(call.name)
     arguments = call.arguments
     errors = tool.argument_errors(arguments)
     if errors:
@@ -132,7 +141,8 @@ INPUT_SCHEMA = {
 )
 def agent_task(ctx: JobContext) -> dict[str, Any]:
     agent = load_agent(ctx)
-    specs = [get_tool(name).spec() for name in agent.tools]
+    tools = agent_tools(agent)
+    specs = [tool.spec() for tool in tools.values()]
     overrides = {"max_tokens": ctx.input["max_tokens"]} if ctx.input.get("max_tokens") else {}
     prompt: list[Message] = ctx.step("prompt", lambda: build_prompt(agent, dict(ctx.input)))
     messages = list(prompt)
@@ -159,7 +169,7 @@ def agent_task(ctx: JobContext) -> dict[str, Any]:
             answer = completion.text
             break
         for index, call in enumerate(completion.tool_calls):
-            result = run_tool_call(ctx, agent, call, f"tool:{turn}:{index}")
+            result = run_tool_call(ctx, agent, tools, call, f"tool:{turn}:{index}")
             messages.append(
                 {
                     "role": "tool",

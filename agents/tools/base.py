@@ -61,3 +61,28 @@ def get_tool(name: str) -> Tool:
 
 def tool_names() -> list[str]:
     return sorted(_tools)
+
+
+# Tools an app above lends agents, named "<prefix>:<name>" in an agent's `tools`
+# ("workflow:triage"): resolver(organization_id, name) -> the Tool, or None if the
+# organization has no such thing.
+Resolver = Callable[[int, str], Tool | None]
+_resolvers: dict[str, Resolver] = {}
+
+
+def register_tool_resolver(prefix: str, resolver: Resolver) -> None:
+    _resolvers[prefix] = resolver
+
+
+def resolve_tool(entry: str, organization_id: int) -> Tool | None:
+    """The tool an agent's `tools` entry names, built-in or lent; None if unknown."""
+    if entry in _tools:
+        return _tools[entry]
+    prefix, _, name = entry.partition(":")
+    resolver = _resolvers.get(prefix)
+    return resolver(organization_id, name) if resolver is not None and name else None
+
+
+def known_entries() -> str:
+    lent = ", ".join(f"{prefix}:<name>" for prefix in sorted(_resolvers))
+    return ", ".join(sorted(_tools)) + (f"; and {lent}" if lent else "")

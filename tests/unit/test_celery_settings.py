@@ -24,9 +24,9 @@ def test_redis_transport_options_are_explicit():
     assert options["queue_order_strategy"] == "priority"
 
 
-def test_beat_runs_the_reconciler_and_expiry():
+def test_beat_runs_the_reconciler_expiry_and_schedules():
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert tasks == {"agents.reconcile", "checkpoints.expire_due"}
+    assert tasks == {"agents.reconcile", "checkpoints.expire_due", "workflows.fire_schedules"}
     assert set(tasks) <= set(app.tasks.keys())
 
 

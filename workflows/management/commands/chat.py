@@ -1,28 +1,42 @@
-"""`manage.py chat AGENT`: talk to an agent from the terminal. Each line you type is a
+"""`manage.py chat AGENT` or `chat --workflow SLUG`: talk to an agent (or a workflow
+with a message trigger) from the terminal. Each line you type is a
 chat job (as POST /api/v1/agents/{id}/chat/ makes); the reply streams as it is written.
 A worker must be running (`make run`)."""
 
 import contextlib
+import json
 import sys
 import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 
 from agents.models import Agent
 from agents.services import agent_execute
 from checkpoints.models import Checkpoint, CheckpointStatus
 from core.cli import find_user
+from core.errors import ApplicationError
 from jobs.follow import follow
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
+from workflows.models import Workflow
+from workflows.services import workflow_message
 
 
 class Command(BaseCommand):
-    help = "Chat with an agent (by name or id) in the terminal; an empty line or EOF ends."
+    help = (
+        "Chat with an agent (by name or id), or with a workflow that has a message "
+        "trigger (--workflow SLUG), in the terminal; an empty line or EOF ends."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("agent", help="the agent's name or id")
+        parser.add_argument("agent", nargs="?", help="the agent's name or id")
+        parser.add_argument(
+            "--workflow",
+            metavar="SLUG",
+            help="talk to this workflow instead: each line starts a run",
+        )
         parser.add_argument(
             "--org",
             metavar="SLUG",
@@ -43,6 +57,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["workflow"]:
+            self.chat_with_workflow(options)
+            return
+        if not options["agent"]:
+            raise CommandError("name an agent, or --workflow SLUG")
         agent = self.find_agent(options["agent"], options["org"])
         user = find_user(options["as_user"])
         session = options["session"] or uuid.uuid4().hex[:12]
@@ -50,7 +69,7 @@ class Command(BaseCommand):
             f"Chatting with {agent.name} ({agent.provider}/{agent.model}), "
             f"session {session}. An empty line ends."
         )
-        for line in sys.stdin if not sys.stdin.isatty() else iter(self.prompt, None):
+        for line in self.lines():
             message = line.strip()
             if not message:
                 break
@@ -60,14 +79,46 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             self.reply(job, options["timeout"])
 
+    def lines(self) -> Any:
+        return sys.stdin if not sys.stdin.isatty() else iter(self.prompt, None)
+
+    def chat_with_workflow(self, options: dict[str, Any]) -> None:
+        workflows = Workflow.objects.filter(slug=options["workflow"])
+        if options["org"]:
+            workflows = workflows.filter(organization__slug=options["org"])
+        found = list(workflows)
+        if len(found) != 1:
+            raise CommandError(
+                f"{'no' if not found else len(found)} workflow(s) named "
+                f"{options['workflow']!r}" + ("; pass --org" if found else "")
+            )
+        workflow = found[0]
+        user = find_user(options["as_user"])
+        session = options["session"] or uuid.uuid4().hex[:12]
+        self.stdout.write(
+            f"Chatting with workflow {workflow.slug}, session {session}. An empty line ends."
+        )
+        for line in self.lines():
+            message = line.strip()
+            if not message:
+                break
+            try:
+                run = workflow_message(
+                    workflow=workflow, session_id=session, text=message, created_by=user
+                )
+            except ApplicationError as exc:
+                raise CommandError(str(exc)) from None
+            self.reply(run.job, options["timeout"], workflow=True)
+
     def prompt(self) -> str:
         try:
             return input("> ") + "\n"
         except EOFError:
             return ""
 
-    def reply(self, job: Job, timeout: float) -> None:
-        """Print the streamed text; say so when a tool waits for approval."""
+    def reply(self, job: Job, timeout: float, *, workflow: bool = False) -> None:
+        """Print the streamed text (a workflow's reply is its output, printed at its end);
+        say so when something waits for approval."""
         shown: set[int] = set()
         with contextlib.suppress(TimeoutError):  # said below: the job goes on without us
             for event in follow(str(job.pk), timeout=timeout):
@@ -85,9 +136,17 @@ class Command(BaseCommand):
                     )
         job.refresh_from_db()
         if job.status == JobStatus.SUCCEEDED:
+            if workflow:
+                output = (job.result or {}).get("output")
+                self.stdout.write(
+                    output if isinstance(output, str) else json.dumps(output), ending=""
+                )
             self.stdout.write("")
         elif job.status == JobStatus.WAITING:
-            pending = Checkpoint.objects.filter(job=job, status=CheckpointStatus.PENDING)
+            # A workflow's approvals may wait in its branches (child jobs).
+            pending = Checkpoint.objects.filter(
+                Q(job=job) | Q(job__parent=job), status=CheckpointStatus.PENDING
+            )
             ids = ", ".join(str(c.pk) for c in pending)
             self.stdout.write(
                 f"\n[still waiting for checkpoint {ids}; the reply will be in job {job.pk}]"
