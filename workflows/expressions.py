@@ -32,7 +32,7 @@ MAX_RESULT_BYTES = 64 * 1024
 CONTEXT_NAMES = ("input", "vars", "steps", "event", "run", "item", "index", "error")
 COMPREHENSIONS = ("map", "filter", "all", "exists", "exists_one")
 
-TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+TEMPLATE = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.DOTALL)
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 _COMPREHENSION = re.compile(r"\.(" + "|".join(COMPREHENSIONS) + r")\s*\(")
 _BOUND_NAME = re.compile(r"\.(?:" + "|".join(COMPREHENSIONS) + r")\s*\(\s*([A-Za-z_]\w*)\s*,")

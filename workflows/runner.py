@@ -1014,9 +1014,14 @@ def run_workflow(ctx: JobContext) -> dict[str, Any]:
                 walk, spec.definition["on_failure"], scope, "on_failure/", ["on_failure"], True
             )
         raise
-    output = (
-        render(spec.definition["output"], scope.context()) if "output" in spec.definition else last
-    )
+    try:
+        output = (
+            render(spec.definition["output"], scope.context())
+            if "output" in spec.definition
+            else last
+        )
+    except ExpressionError as exc:
+        raise NonRetryableError(f"the workflow's output: {exc}") from None
     return {"output": output, "vars": scope.vars}
 
 
