@@ -207,7 +207,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str | None = None) -> Response:
+    def cancel(self, request: Request, job: str | None = None) -> Response:
         """Cancel the run; its branches and child runs are cancelled with it."""
         run = self.get_object()
         job_cancel(job=run.job, user=request_user(request))
@@ -215,7 +215,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
-    def retry(self, request: Request, pk: str | None = None) -> Response:
+    def retry(self, request: Request, job: str | None = None) -> Response:
         """Run a failed or cancelled run again from the node that failed."""
         run = self.get_object()
         job_retry(job=run.job, user=request_user(request))

@@ -8,6 +8,7 @@ is bounded here:
 - comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) nest at most
   MAX_NESTING deep and appear at most MAX_COMPREHENSIONS times, so work grows at most
   polynomially (and only as fast as the run's own data);
+- it calls only CEL's standard functions (FUNCTIONS), none of which loops;
 - its result, as JSON, is at most MAX_RESULT_BYTES; a rendered template likewise.
 
 Expressions are compiled when a version is saved (a syntax error is a field error with
@@ -31,6 +32,36 @@ MAX_COMPREHENSIONS = 4
 MAX_RESULT_BYTES = 64 * 1024
 CONTEXT_NAMES = ("input", "vars", "steps", "event", "run", "item", "index", "error")
 COMPREHENSIONS = ("map", "filter", "all", "exists", "exists_one")
+# CEL's standard functions that take bounded work; operators (`_+_`, `@in`) besides.
+FUNCTIONS = frozenset(
+    {
+        "size",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "dyn",
+        "type",
+        "timestamp",
+        "duration",
+        "matches",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+    }
+)
 
 TEMPLATE = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.DOTALL)
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
@@ -86,6 +117,15 @@ def compile_expression(source: str) -> Any:
             f"unknown name(s) {', '.join(unknown)}; an expression may use "
             f"{', '.join(CONTEXT_NAMES)}"
         )
+    # Operators are named by symbols (`_+_`, `!_`) or `@…` (`@in`); anything else is a
+    # function, and must be a known one.
+    strange = sorted(
+        f
+        for f in program.functions()
+        if f not in FUNCTIONS and not f.startswith("@") and re.search("[A-Za-z]", f)
+    )
+    if strange:
+        raise ExpressionError(f"unknown function(s) {', '.join(strange)}")
     return program
 
 

@@ -299,7 +299,8 @@ def workflow_run_start(
     """Start a run on the workflow's current version (which it keeps to its end)."""
     # As it is now, not as the caller's copy remembers it (an edit may have come since).
     workflow = Workflow.objects.select_related("current_version", "organization").get(
-        pk=workflow.pk)
+        pk=workflow.pk
+    )
     version = workflow.current_version
     if version is None:
         raise Conflict(f"workflow {workflow.slug} has no version")
