@@ -4,6 +4,7 @@ from django.conf import settings
 
 import checkpoints.tasks  # noqa: F401
 import jobs.tasks  # noqa: F401  (the worker autodiscovers; here we import)
+import workflows.tasks  # noqa: F401
 from config.celery import app
 
 

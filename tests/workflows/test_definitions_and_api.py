@@ -2,6 +2,7 @@
 workflows, workflow-runs and events API with its roles and organization scoping."""
 
 import copy
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -59,7 +60,7 @@ def create(client: APIClient, definition: dict, slug: str = "greet"):
 
 
 def node(node_id: str, node_type: str = "transform", **fields) -> dict:
-    base = {"id": node_id, "type": node_type}
+    base: dict[str, Any] = {"id": node_id, "type": node_type}
     if node_type == "transform":
         base["config"] = {"set": {"x": "1"}}
     return {**base, **fields}
