@@ -90,17 +90,31 @@ class Spec:
     """A version's definition and names, read once per process (versions never change)."""
 
     version_id: int
+    checksum: str
     number: int
     workflow_id: int
     slug: str
     definition: dict[str, Any]
 
 
+def spec_for(input: dict[str, Any]) -> Spec:
+    """The version a run's (or branch's) input names."""
+    return spec_of(int(input["version"]), str(input.get("checksum", "")))
+
+
 @lru_cache(maxsize=256)
-def spec_of(version_id: int) -> Spec:
-    version = WorkflowVersion.objects.select_related("workflow").get(pk=version_id)
+def spec_of(version_id: int, checksum: str) -> Spec:
+    """Cached by id and checksum: an id alone could name another definition after the
+    database was restored or recreated under a running worker."""
+    versions = WorkflowVersion.objects.select_related("workflow").filter(pk=version_id)
+    version = (versions.filter(checksum=checksum) if checksum else versions).get()
     return Spec(
-        version.pk, version.number, version.workflow_id, version.workflow.slug, version.definition
+        version.pk,
+        version.checksum,
+        version.number,
+        version.workflow_id,
+        version.workflow.slug,
+        version.definition,
     )
 
 
@@ -787,6 +801,7 @@ def _start_branches(call: Call, lists: list[tuple[list[Any], Scope]], tag: str) 
             input={
                 "run": call.walk.root,
                 "version": call.walk.spec.version_id,
+                "checksum": call.walk.spec.checksum,
                 "path": path,
                 "scope": scope.snapshot(),
                 "tolerated": call.tolerated,
@@ -952,7 +967,7 @@ NODES: dict[str, Callable[[Call], dict[str, Any]]] = {
 def run_options(input: dict[str, Any], organization: Any) -> JobOptions:
     """`prepare` of a run: its concurrency key, from the version's `concurrency`."""
     try:
-        spec = spec_of(int(input["version"]))
+        spec = spec_for(input)
     except (KeyError, TypeError, ValueError, WorkflowVersion.DoesNotExist):
         raise JobError(
             "a workflow run is started through its workflow (POST "
@@ -1002,7 +1017,7 @@ def _root_scope(ctx: JobContext, spec: Spec) -> Scope:
 
 @handler("workflow", description="A run of a workflow, node by node.", prepare=run_options)
 def run_workflow(ctx: JobContext) -> dict[str, Any]:
-    spec = spec_of(int(ctx.input["version"]))
+    spec = spec_for(ctx.input)
     walk = Walk(ctx, spec, root=ctx.job_id)
     scope = _root_scope(ctx, spec)
     try:
@@ -1027,7 +1042,7 @@ def run_workflow(ctx: JobContext) -> dict[str, Any]:
 
 @handler("workflow-branch", description="A node list of a workflow run, as its child.")
 def run_branch(ctx: JobContext) -> dict[str, Any]:
-    spec = spec_of(int(ctx.input["version"]))
+    spec = spec_for(ctx.input)
     scope = Scope.restore(ctx.input["scope"])
     before = set(scope.steps)
     nodes = find_list(spec.definition, ctx.input["path"])

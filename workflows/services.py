@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 from accounts.models import Organization
 from agents.models import Agent
+from agents.services import agent_create
 from core.errors import ApplicationError, Conflict
 from jobs.models import Job
 from jobs.runtime import JobError
@@ -83,13 +84,20 @@ def _cycle(organization: Organization, slug: str, definition: dict[str, Any]) ->
 
 
 def definition_errors(
-    *, organization: Organization, definition: Any, slug: str | None = None
+    *,
+    organization: Organization,
+    definition: Any,
+    slug: str | None = None,
+    bringing_agents: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """Every problem of `definition` for a workflow `slug` of `organization`, by path."""
+    """Every problem of `definition` for a workflow `slug` of `organization`, by path;
+    agents named in `bringing_agents` count as existing (an import file creates them)."""
     checked = check_definition(definition)
     errors = dict(checked.errors)
     agents = Agent.objects.alive().filter(organization=organization)
     for path, reference in checked.agents:
+        if reference in bringing_agents:
+            continue
         found = (
             agents.filter(pk=reference)
             if isinstance(reference, int)
@@ -169,6 +177,66 @@ def workflow_save(
     if current is not None and current.checksum == checksum(definition):
         return current
     return _new_version(workflow, definition, created_by)
+
+
+# What an imported file may say about an agent it needs (the rest keeps its defaults).
+IMPORTED_AGENT_FIELDS = frozenset(
+    {"name", "description", "provider", "model", "parameters", "instructions", "personality"}
+    | {"tools", "max_turns", "max_concurrency"}
+)
+
+
+@transaction.atomic
+def workflow_import(
+    *, organization: Organization, data: dict[str, Any], created_by: User | None = None
+) -> tuple[Workflow, bool, list[str]]:
+    """Create the workflow of an exported file, or save its definition as a new version;
+    first create the agents the file lists that the organization does not have (by name;
+    agents that exist are left as they are). All or nothing. Returns (workflow, created,
+    names of the agents created)."""
+    errors: dict[str, list[str]] = {}
+    for field in ("slug", "name"):
+        if not isinstance(data.get(field), str) or not data[field].strip():
+            errors[field] = ["required: a non-empty string"]
+    if not isinstance(data.get("definition"), dict):
+        errors["definition"] = ["required: a definition object"]
+    agents = data.get("agents", [])
+    if not isinstance(agents, list) or not all(isinstance(a, dict) for a in agents):
+        errors["agents"] = ["must be a list of agent objects"]
+        agents = []
+    for index, agent in enumerate(agents):
+        if unknown := sorted(set(agent) - IMPORTED_AGENT_FIELDS):
+            errors[f"agents.{index}"] = [f"unknown fields: {', '.join(unknown)}"]
+        elif not isinstance(agent.get("name"), str) or not agent["name"].strip():
+            errors[f"agents.{index}.name"] = ["required: a non-empty string"]
+    if errors:
+        raise WorkflowInvalid(errors)
+    made = []
+    for index, fields in enumerate(agents):
+        if Agent.objects.alive().filter(organization=organization, name=fields["name"]).exists():
+            continue
+        try:
+            agent_create(organization=organization, created_by=created_by, **fields)
+        except ApplicationError as exc:
+            raise WorkflowInvalid(
+                {f"agents.{index}.{path}": problems for path, problems in exc.fields.items()}
+                or {f"agents.{index}": [str(exc)]}
+            ) from None
+        made.append(fields["name"])
+    workflow = Workflow.objects.filter(organization=organization, slug=data["slug"]).first()
+    if workflow is None:
+        workflow = workflow_create(
+            organization=organization,
+            slug=data["slug"],
+            name=data["name"],
+            description=data.get("description", ""),
+            definition=data["definition"],
+            created_by=created_by,
+        )
+        return workflow, True, made
+    workflow_save(workflow=workflow, definition=data["definition"], created_by=created_by)
+    workflow.refresh_from_db()
+    return workflow, False, made
 
 
 @transaction.atomic
@@ -311,6 +379,7 @@ def workflow_run_start(
     job_input = {
         "workflow": workflow.pk,
         "version": version.pk,
+        "checksum": version.checksum,
         "input": input,
         "trigger": trigger,
         "event": {

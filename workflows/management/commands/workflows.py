@@ -136,8 +136,16 @@ class Command(BaseCommand):
     def do_validate(self, options: dict[str, Any]) -> None:
         data = self._file(options["file"])
         definition = data.get("definition", data)
+        bringing = data.get("agents") if isinstance(data.get("agents"), list) else []
         errors = services.definition_errors(
-            organization=self.organization, definition=definition, slug=data.get("slug")
+            organization=self.organization,
+            definition=definition,
+            slug=data.get("slug"),
+            bringing_agents=frozenset(
+                a["name"]
+                for a in bringing
+                if isinstance(a, dict) and isinstance(a.get("name"), str)
+            ),
         )
         if options["json"]:
             self.stdout.write(to_json({"valid": not errors, "errors": errors}))
@@ -151,41 +159,27 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("valid"))
 
     def do_import(self, options: dict[str, Any]) -> None:
-        data = self._file(options["file"])
-        missing = {"slug", "name", "definition"} - set(data)
-        if missing:
-            raise CommandError(
-                f"{options['file']}: needs {', '.join(sorted(missing))} "
-                "(as `workflows export` writes)"
-            )
-        workflow = Workflow.objects.filter(
-            organization=self.organization, slug=data["slug"]
-        ).first()
-        if workflow is None:
-            workflow = services.workflow_create(
-                organization=self.organization,
-                slug=data["slug"],
-                name=data["name"],
-                description=data.get("description", ""),
-                definition=data["definition"],
-                created_by=self.user,
-            )
-            created = True
-        else:
-            services.workflow_save(
-                workflow=workflow, definition=data["definition"], created_by=self.user
-            )
-            created = False
-        workflow.refresh_from_db()
+        workflow, created, agents = services.workflow_import(
+            organization=self.organization, data=self._file(options["file"]), created_by=self.user
+        )
         number = workflow.current_version.number if workflow.current_version else None
         if options["json"]:
             self.stdout.write(
-                to_json({"slug": workflow.slug, "version": number, "created": created})
+                to_json(
+                    {
+                        "slug": workflow.slug,
+                        "version": number,
+                        "created": created,
+                        "agents_created": agents,
+                    }
+                )
             )
-        else:
-            self.stdout.write(
-                self.style.SUCCESS(f"{'created' if created else 'saved'} {workflow.slug} v{number}")
-            )
+            return
+        if agents:
+            self.stdout.write(f"created agents: {', '.join(agents)}")
+        self.stdout.write(
+            self.style.SUCCESS(f"{'created' if created else 'saved'} {workflow.slug} v{number}")
+        )
 
     def do_export(self, options: dict[str, Any]) -> None:
         self.stdout.write(to_json(_exported(self._workflow(options["slug"]))))
