@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import Role
 from agents.models import Agent
 from jobs.models import Job, JobStatus
 from jobs.runtime.engine import run_job
@@ -240,8 +241,8 @@ def test_a_message_starts_a_run_with_the_history_and_its_output_is_the_reply(acm
 def test_the_message_endpoint_needs_a_message_trigger_and_an_operator(acme):
     flow = echo(acme)
     plain = make(acme, {"nodes": [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]})
-    operator = client_for("olga", acme, "operator")
-    viewer = client_for("vera", acme, "viewer")
+    operator = client_for("olga", acme, Role.OPERATOR)
+    viewer = client_for("vera", acme, Role.VIEWER)
     url = f"/api/v1/workflows/{flow.pk}/message/"
     body = {"session_id": "s9", "message": "hello"}
     assert viewer.post(url, body, format="json").status_code == 403

@@ -136,7 +136,8 @@ class Command(BaseCommand):
     def do_validate(self, options: dict[str, Any]) -> None:
         data = self._file(options["file"])
         definition = data.get("definition", data)
-        bringing = data.get("agents") if isinstance(data.get("agents"), list) else []
+        listed = data.get("agents")
+        bringing: list[Any] = listed if isinstance(listed, list) else []
         errors = services.definition_errors(
             organization=self.organization,
             definition=definition,
