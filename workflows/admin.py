@@ -99,6 +99,10 @@ class WorkflowAdmin(admin.ModelAdmin):
         version = workflow.current_version
         return f"v{version.number}" if version else "—"
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Other workflows' nodes and agents' tools name a workflow by its slug.
+        return ("slug",) if obj is not None else ()
+
     def save_model(
         self, request: HttpRequest, obj: Workflow, form: forms.ModelForm, change: bool
     ) -> None:

@@ -139,15 +139,20 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         body.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "")[:200]
         user = request_user(request)
+        workflow = self.get_object()
         earlier = (
-            WorkflowRun.objects.filter(job__created_by=user, job__idempotency_key=key).first()
+            WorkflowRun.objects.filter(
+                workflow=workflow,
+                job__created_by=user,
+                job__idempotency_key=services.run_key(workflow, key),
+            ).first()
             if key
             else None
         )
         if earlier is not None:
             return Response(RunSerializer(earlier).data)
         run = services.workflow_run_start(
-            workflow=self.get_object(),
+            workflow=workflow,
             input=body.validated_data["input"],
             priority=body.validated_data["priority"],
             created_by=user,

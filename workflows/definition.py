@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from workflows.expressions import (
+    CONTEXT_NAMES,
     ExpressionError,
     compile_expression,
     step_references,
@@ -38,6 +39,8 @@ MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_NODES = 2000
 MAX_DEPTH = 16
 MAX_FOR_EACH_ITEMS = 1000
+# The node types that are one step, which a retry policy re-runs.
+RETRIED_TYPES = frozenset({"llm", "http", "image", "emit_event", "transform"})
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 TEMPLATE = {"description": "text; {{ expression }} parts are evaluated"}
@@ -392,9 +395,15 @@ def _json_schema(check: _Check, schema: Any, path: str) -> None:
         check.add(path, f"not a valid JSON Schema: {exc.message}")
 
 
-def _expression(check: _Check, source: str, path: str, available: set[str]) -> None:
+def _expression(
+    check: _Check,
+    source: str,
+    path: str,
+    available: set[str],
+    names: tuple[str, ...] = CONTEXT_NAMES,
+) -> None:
     try:
-        compile_expression(source)
+        compile_expression(source, names)
     except ExpressionError as exc:
         check.add(path, str(exc))
         return
@@ -428,7 +437,14 @@ def _nodes(check: _Check, nodes: list[Any], path: str, available: set[str], dept
         for key in ("skip_if",):
             if key in node:
                 _expression(check, node[key], f"{here}.{key}", available)
-        if "retry_if" in node.get("retry", {}):
+        if "retry" in node and node["type"] not in RETRIED_TYPES:
+            check.add(
+                f"{here}.retry",
+                f"a {node['type']} node is not retried: retry applies to "
+                f"{', '.join(sorted(RETRIED_TYPES))} (an agent's job retries its own "
+                "provider errors)",
+            )
+        elif "retry_if" in node.get("retry", {}):
             _expression(
                 check, node["retry"]["retry_if"], f"{here}.retry.retry_if", available | {node["id"]}
             )
@@ -484,10 +500,11 @@ def _triggers(check: _Check, triggers: list[Any]) -> None:
     for index, trigger in enumerate(triggers):
         here = f"triggers.{index}"
         if trigger.get("type") == "event" and "filter" in trigger:
-            _expression(check, trigger["filter"], f"{here}.filter", set())
+            _expression(check, trigger["filter"], f"{here}.filter", set(), ("event",))
         elif trigger.get("type") == "schedule":
-            if not croniter.is_valid(trigger.get("cron", "")):
-                check.add(f"{here}.cron", "not a valid cron expression (5 fields)")
+            cron = trigger.get("cron", "")
+            if len(cron.split()) != 5 or not croniter.is_valid(cron):
+                check.add(f"{here}.cron", "not a valid cron expression of 5 fields")
             try:
                 ZoneInfo(trigger.get("timezone") or "UTC")
             except (ZoneInfoNotFoundError, ValueError):
@@ -520,7 +537,8 @@ def check_definition(definition: Any) -> Checked:
     ran = _nodes(check, definition["nodes"], "nodes", set(), 0)
     _nodes(check, definition.get("on_failure", []), "on_failure", ran, 0)
     if "concurrency" in definition and "key" in definition["concurrency"]:
-        _expression(check, definition["concurrency"]["key"], "concurrency.key", set())
+        # evaluated when a run is created: only its input exists then
+        _expression(check, definition["concurrency"]["key"], "concurrency.key", set(), ("input",))
     if "output" in definition:
         _template(check, definition["output"], "output", ran)
     _triggers(check, definition.get("triggers", []))

@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -33,6 +34,9 @@ from workflows.services import workflow_run_start
 logger = logging.getLogger(__name__)
 
 REASON = "event"
+# How deep a chain of events emitted by runs started by events may go and still start
+# workflows: a workflow that emits the event that triggers it stops here, not never.
+MAX_EVENT_DEPTH = 8
 
 
 class EventRejected(ApplicationError):
@@ -49,22 +53,11 @@ def _lock(organization_id: int, name: str) -> None:
             )
 
 
-def event_payload(event: Event) -> dict[str, Any]:
-    """`event` as expressions and nodes see it."""
-    return {
-        "id": str(event.pk),
-        "name": event.name,
-        "data": event.data,
-        "source": event.source,
-        "received_at": event.received_at.isoformat(),
-    }
-
-
 def _matches(wait: EventWait, event: Event) -> bool:
     if not wait.match:
         return True
     try:
-        return condition(wait.match, {**wait.context, "event": event_payload(event)})
+        return condition(wait.match, {**wait.context, "event": event.payload()})
     except ExpressionError as exc:  # a match that cannot be evaluated on this event
         logger.info("event %s does not match wait %s: %s", event.pk, wait.pk, exc)
         return False
@@ -78,6 +71,7 @@ def event_send(
     data: Any = None,
     idempotency_key: str = "",
     source: str = "",
+    depth: int = 0,
 ) -> tuple[Event, bool]:
     """Record an event and deliver it: wake the runs waiting for it whose match holds,
     start the workflows whose trigger holds. With an idempotency key, sending again
@@ -102,6 +96,7 @@ def event_send(
                 data=data,
                 idempotency_key=idempotency_key,
                 source=source,
+                depth=depth,
             )
     except IntegrityError:  # the same key, sent at the same moment: that one is the event
         return Event.objects.get(organization=organization, idempotency_key=idempotency_key), False
@@ -110,15 +105,17 @@ def event_send(
 
 
 def _deliver(event: Event) -> None:
-    open_waits = EventWait.objects.filter(
-        organization_id=event.organization_id, name=event.name, event__isnull=True
-    ).order_by("created_at", "pk")
+    open_waits = (
+        EventWait.objects.filter(
+            organization_id=event.organization_id, name=event.name, event__isnull=True
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=event.received_at))
+        .order_by("created_at", "pk")
+    )
     matched_runs: set[Any] = set()
     for wait in open_waits:
         if wait.run_id in matched_runs or not _matches(wait, event):
             continue  # one event resolves one wait per run
-        if wait.expires_at is not None and wait.expires_at <= timezone.now():
-            continue  # its timeout decides
         if EventWait.objects.filter(pk=wait.pk, event__isnull=True).update(event=event):
             matched_runs.add(wait.run_id)
             wake_job(job_id=str(wait.job_id), reason=f"event {event.name}")
@@ -126,6 +123,14 @@ def _deliver(event: Event) -> None:
 
 
 def _start_triggered(event: Event) -> None:
+    if event.depth >= MAX_EVENT_DEPTH:
+        logger.warning(
+            "event %s (%s) is %d emits deep: it starts no workflow (a trigger loop?)",
+            event.pk,
+            event.name,
+            event.depth,
+        )
+        return
     rules = TriggerRule.objects.filter(
         kind=Trigger.EVENT,
         event_name=event.name,
@@ -134,7 +139,7 @@ def _start_triggered(event: Event) -> None:
     ).select_related("workflow")
     for rule in rules:
         try:
-            if rule.filter and not condition(rule.filter, {"event": event_payload(event)}):
+            if rule.filter and not condition(rule.filter, {"event": event.payload()}):
                 continue
             workflow_run_start(
                 workflow=rule.workflow,
@@ -184,7 +189,7 @@ class EventWaiter:
         if wait.event_id is None:
             self._find(wait)
         if wait.event is not None:
-            return Resolved({"timed_out": False, "event": event_payload(wait.event)})
+            return Resolved({"timed_out": False, "event": wait.event.payload()})
         if wait.expires_at is not None and wait.expires_at <= now:
             return Resolved({"timed_out": True, "event": None})
         return Pending(state={"wait": wait.pk}, wake_at=wait.expires_at)
@@ -199,6 +204,8 @@ class EventWaiter:
             .exclude(pk__in=taken)
             .order_by("received_at", "pk")
         )
+        if wait.expires_at is not None:  # one received after the timeout is too late
+            candidates = candidates.filter(received_at__lt=wait.expires_at)
         for event in candidates.iterator():
             if _matches(wait, event):
                 EventWait.objects.filter(pk=wait.pk).update(event=event)
@@ -207,3 +214,10 @@ class EventWaiter:
 
     def load(self, data: Any) -> dict[str, Any]:
         return dict(data)
+
+
+def waits_closed(sender: Any, job_id: str, **kwargs: Any) -> None:
+    """`job_finished` receiver: a job that ended (failed, cancelled, …) waits no more, so
+    later events need not test its waits. Resolved waits stay: they say which events
+    the run took."""
+    EventWait.objects.filter(job_id=job_id, event__isnull=True).delete()

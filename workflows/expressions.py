@@ -101,8 +101,9 @@ def _check_bounds(source: str) -> None:
 
 
 @lru_cache(maxsize=4096)
-def compile_expression(source: str) -> Any:
-    """The compiled program, or ExpressionError saying what is wrong."""
+def compile_expression(source: str, names: tuple[str, ...] = CONTEXT_NAMES) -> Any:
+    """The compiled program, or ExpressionError saying what is wrong; it may read only
+    `names` (where it is evaluated decides which exist)."""
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("an expression must be a non-empty string")
     _check_bounds(source)
@@ -111,11 +112,10 @@ def compile_expression(source: str) -> Any:
     except ValueError as exc:
         raise ExpressionError(f"does not compile: {_first_line(exc)}") from None
     bound = set(_BOUND_NAME.findall(_without_strings(source)))  # map(x, …) binds x
-    unknown = sorted(set(program.variables()) - set(CONTEXT_NAMES) - bound)
+    unknown = sorted(set(program.variables()) - set(names) - bound)
     if unknown:
         raise ExpressionError(
-            f"unknown name(s) {', '.join(unknown)}; an expression may use "
-            f"{', '.join(CONTEXT_NAMES)}"
+            f"unknown name(s) {', '.join(unknown)}; this expression may use {', '.join(names)}"
         )
     # Operators are named by symbols (`_+_`, `!_`) or `@…` (`@in`); anything else is a
     # function, and must be a known one.

@@ -2,6 +2,7 @@
 waits and triggers they meet; the conversations of message-triggered workflows."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -153,6 +154,9 @@ class Event(models.Model):
     data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     source = models.CharField(max_length=200, blank=True, default="")
+    # 0 when sent from outside; an event emitted by a run is one deeper than the event
+    # that started the run. Deep chains start no workflows (a trigger loop ends).
+    depth = models.PositiveSmallIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -170,6 +174,17 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.received_at:%Y-%m-%d %H:%M:%S})"
+
+    def payload(self) -> dict[str, Any]:
+        """The event as expressions and nodes see it (`event`)."""
+        return {
+            "id": str(self.pk),
+            "name": self.name,
+            "data": self.data,
+            "source": self.source,
+            "depth": self.depth,
+            "received_at": self.received_at.isoformat(),
+        }
 
 
 class EventWait(models.Model):

@@ -17,6 +17,7 @@ unless `continue_on_error` lets the flow read it (`steps.x.output.approved`).
 """
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any
 
-from django.db.models import Min
+from django.db.models import Min, Sum
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -56,6 +57,8 @@ from workflows.events import EventWaiter, event_send
 from workflows.expressions import ExpressionError, condition, evaluate, render
 from workflows.models import Trigger, Workflow, WorkflowVersion
 from workflows.services import workflow_run_start
+
+logger = logging.getLogger(__name__)
 
 HTTP_LIMIT = 100_000
 
@@ -167,6 +170,9 @@ class Walk:
     ctx: JobContext
     spec: Spec
     root: str  # the run's job id (a branch's root)
+    # The model usage of the nodes recorded so far, by step key (an iteration's nodes
+    # have keys of their own, so none overwrites another's).
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,6 +187,7 @@ class Call:
     path: list[Any]  # where the node is in the definition
     tolerated: bool  # its failure is recorded, not fatal (continue_on_error here or above)
     config: dict[str, Any] = field(init=False)
+    skip_error: ExpressionError | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.config = self.node.get("config") or {}
@@ -252,8 +259,10 @@ def step_node(
 
 
 def _worth_retrying(call: Call, retry: dict[str, Any], error: dict[str, Any]) -> bool:
+    """`retry_if` decides; without it, every error but one marked not retryable (a
+    refused request, a bad key) is retried."""
     if "retry_if" not in retry:
-        return True
+        return error.get("retryable") is not False
     try:
         return condition(retry["retry_if"], call.scope.context(error=error))
     except ExpressionError:
@@ -261,7 +270,11 @@ def _worth_retrying(call: Call, retry: dict[str, Any], error: dict[str, Any]) ->
 
 
 def _fail(
-    call: Call, error: dict[str, Any], started: float | None = None, seconds: float | None = None
+    call: Call,
+    error: dict[str, Any],
+    started: float | None = None,
+    seconds: float | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of a failed node: memoized when the failure is tolerated, else raised
     from the step (which fails; a retried run starts again at this node)."""
@@ -270,8 +283,11 @@ def _fail(
     if seconds is not None:
         metrics.node_finished(call.walk.spec.slug, call.node["type"], seconds)
     if not call.tolerated:
+        if usage:  # what the failed node spent still counts in the run's totals
+            call.walk.usage[call.key] = usage
+            _record_usage(call.walk)
         raise NodeFailed(call.node["id"], error)
-    return _record("failed", error=error)
+    return _record("failed", error=error, usage=usage)
 
 
 def finish(call: Call, status: str, **fields: Any) -> dict[str, Any]:
@@ -283,7 +299,8 @@ def finish(call: Call, status: str, **fields: Any) -> dict[str, Any]:
         ).aggregate(first=Min("started_at"))["first"]
         seconds = (timezone.now() - first).total_seconds() if first else 0.0
         if status == "failed":
-            return _fail(call, fields.get("error") or {"message": "failed"}, seconds=seconds)
+            error = fields.get("error") or {"message": "failed"}
+            return _fail(call, error, seconds=seconds, usage=fields.get("usage"))
         metrics.node_finished(call.walk.spec.slug, call.node["type"], seconds)
         return _record(status, **fields)
 
@@ -329,7 +346,11 @@ def run_node(
     call = Call(
         walk, node, scope, key, prefix, path, tolerated or bool(node.get("continue_on_error"))
     )
-    if "skip_if" in node and _skipped(call):
+    skip = _skipped(call) if "skip_if" in node else False
+    if skip is None:  # the condition failed, and the failure is tolerated
+        failure = _error(call.skip_error or ExpressionError("skip_if failed"))
+        record = walk.ctx.step(key, lambda: _fail(call, failure))
+    elif skip:
         record = walk.ctx.step(key, lambda: _record("skipped"))
     else:
         record = NODES[node["type"]](call)
@@ -337,7 +358,8 @@ def run_node(
     if node["type"] == "transform" and record["status"] == "succeeded":
         scope.vars.update(record["output"])
     if record.get("usage"):
-        _record_usage(walk, scope)
+        walk.usage[key] = record["usage"]
+        _record_usage(walk)
     if record["status"] == "failed" and not node.get("continue_on_error"):
         raise NodeFailed(node["id"], record["error"] or {})
     if record["status"] == "rejected" and not node.get("continue_on_error"):
@@ -345,24 +367,38 @@ def run_node(
     return record["output"]
 
 
-def _skipped(call: Call) -> bool:
+def _skipped(call: Call) -> bool | None:
+    """Whether `skip_if` holds; None when it cannot be evaluated and the node's failure
+    is tolerated (the node is then recorded as failed, not run)."""
     try:
         return condition(call.node["skip_if"], call.scope.context())
     except ExpressionError as exc:
         if call.tolerated:
-            return False
+            call.skip_error = exc
+            return None
         raise NodeFailed(call.node["id"], _error(exc)) from None
 
 
-def _record_usage(walk: Walk, scope: Scope) -> None:
-    """The job's tokens and cost: the sum of its nodes' (recomputed, never incremented)."""
-    usages = [s["usage"] for s in scope.steps.values() if s.get("usage")]
+def _record_usage(walk: Walk) -> None:
+    """The job's tokens and cost: the sum of its nodes' (recomputed, never incremented);
+    the cost is unknown (null) when one node's is."""
+    usages = list(walk.usage.values())
     costs = [u.get("cost") for u in usages]
     Job.objects.filter(pk=walk.ctx.job.pk).update(
         tokens_in=sum(int(u.get("tokens_in") or 0) for u in usages),
         tokens_out=sum(int(u.get("tokens_out") or 0) for u in usages),
-        cost=None if any(c is None for c in costs) else sum(float(c) for c in costs),
+        cost=None if any(c is None for c in costs) else sum(float(c or 0) for c in costs),
     )
+
+
+def _jobs_usage(ids: list[str]) -> dict[str, Any] | None:
+    """What child jobs (branches, iterations, a sub-workflow) spent, failed ones too."""
+    total = Job.objects.filter(pk__in=ids).aggregate(
+        tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost")
+    )
+    if not (total["tokens_in"] or total["tokens_out"] or total["cost"]):
+        return None
+    return {**total, "cost": None if total["cost"] is None else float(total["cost"])}
 
 
 # --- node types ----------------------------------------------------------------------------
@@ -539,8 +575,9 @@ def emit_event(call: Call) -> dict[str, Any]:
             name=call.config["event"],
             data=data,
             # a re-run of this step after a crash must not send it twice
-            idempotency_key=f"emit:{call.walk.root}:{call.key}",
+            idempotency_key=f"emit:{call.ctx.job_id}:{call.key}",
             source=f"workflow:{call.walk.spec.slug}",
+            depth=int((call.scope.event or {}).get("depth", 0)) + 1,
         )
         return {"event": call.config["event"], "data": data}, {"event_id": str(event.pk)}, None
 
@@ -775,8 +812,9 @@ def workflow_node(call: Call) -> dict[str, Any]:
     if "error" in started:
         return finish(call, "failed", error=started["error"])
     child = call.ctx.wait(call.sub("wait"), ChildJobWaiter(job_id=started["job_id"]))
+    usage = _jobs_usage([started["job_id"]])
     if failure := _child_record(call, child, f"workflow {call.config['workflow']}"):
-        return finish(call, "failed", input=started["input"], error=failure)
+        return finish(call, "failed", input=started["input"], error=failure, usage=usage)
     result = child["result"] or {}
     return finish(
         call,
@@ -784,6 +822,7 @@ def workflow_node(call: Call) -> dict[str, Any]:
         input=started["input"],
         output=result.get("output"),
         child_job=started["job_id"],
+        usage=usage,
     )
 
 
@@ -853,18 +892,20 @@ def parallel(call: Call) -> dict[str, Any]:
         else:
             failures.append(f"branch {name} {child['status']}: {child['error']}".strip())
     failed = bool(failures) if join == "all" else not outputs
+    usage = _jobs_usage(ids)
     if failed:
         return finish(
             call,
             "failed",
             output=outputs,
+            usage=usage,
             error={
                 "message": "; ".join(failures) or "no branch succeeded",
                 "type": "BranchFailed",
                 "branches": failures,
             },
         )
-    return finish(call, "succeeded", output=outputs, children=ids)
+    return finish(call, "succeeded", output=outputs, children=ids, usage=usage)
 
 
 def for_each(call: Call) -> dict[str, Any]:
@@ -918,6 +959,7 @@ def _each_inline(call: Call, items: list[Any]) -> dict[str, Any]:
 def _each_in_waves(call: Call, items: list[Any], width: int) -> dict[str, Any]:
     outputs: list[Any] = []
     path = [*call.path, "config", "nodes"]
+    started: list[str] = []
     for wave, first in enumerate(range(0, len(items), width)):
         chunk = items[first : first + width]
         lists = [(path, _iteration(call.scope, item, first + i)) for i, item in enumerate(chunk)]
@@ -928,6 +970,7 @@ def _each_in_waves(call: Call, items: list[Any], width: int) -> dict[str, Any]:
             call.sub(f"join{wave}"), ChildrenWaiter(job_ids=ids, join="all", fail_fast=True)
         )
         _stop(call, f"stop{wave}", joined["running"])
+        started += ids
         for offset, pk in enumerate(ids):
             child = joined["children"].get(pk)
             if child is None or child["status"] != "succeeded":
@@ -938,9 +981,11 @@ def _each_in_waves(call: Call, items: list[Any], width: int) -> dict[str, Any]:
                     "type": "IterationFailed",
                     "index": first + offset,
                 }
-                return finish(call, "failed", output=outputs, error=error)
+                return finish(
+                    call, "failed", output=outputs, error=error, usage=_jobs_usage(started)
+                )
             outputs.append((child["result"] or {}).get("output"))
-    return finish(call, "succeeded", output=outputs)
+    return finish(call, "succeeded", output=outputs, usage=_jobs_usage(started))
 
 
 NODES: dict[str, Callable[[Call], dict[str, Any]]] = {
@@ -1025,9 +1070,12 @@ def run_workflow(ctx: JobContext) -> dict[str, Any]:
     except NodeFailed as failure:
         if spec.definition.get("on_failure"):
             scope.error = {**failure.error, "node": failure.node_id}
-            run_nodes(
-                walk, spec.definition["on_failure"], scope, "on_failure/", ["on_failure"], True
-            )
+            try:
+                run_nodes(
+                    walk, spec.definition["on_failure"], scope, "on_failure/", ["on_failure"], True
+                )
+            except (NodeFailed, WorkflowRejected) as also:  # the run's own error is the one
+                logger.warning("on_failure of run %s failed too: %s", walk.root, also)
         raise
     try:
         output = (

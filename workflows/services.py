@@ -1,6 +1,7 @@
 """Workflows: saving definitions as versions, starting runs, triggers, schedules and
 conversations. The API, the admin, the command line and the nodes all call these."""
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -258,6 +259,8 @@ def workflow_set_version(*, workflow: Workflow, number: int) -> Workflow:
     version = workflow.versions.filter(number=number).first()
     if version is None:
         raise WorkflowInvalid({"version": [f"no version {number} of {workflow.slug}"]})
+    # It was valid when saved; what it names (agents, workflows) may have changed since.
+    _check(workflow.organization, version.definition, workflow.slug)
     workflow.current_version = version
     workflow.save(update_fields=["current_version", "updated_at"])
     _sync_triggers(workflow, version)
@@ -351,6 +354,20 @@ def input_errors(version: WorkflowVersion, data: Any) -> dict[str, list[str]]:
     return errors
 
 
+KEY_LENGTH = 200  # Job.idempotency_key's max_length
+
+
+def run_key(workflow: Workflow, idempotency_key: str) -> str:
+    """A run's job idempotency key: the caller's, within the workflow (the same key on
+    another workflow, or on a plain job, is another request)."""
+    if not idempotency_key:
+        return ""
+    scoped = f"workflow:{workflow.pk}:{idempotency_key}"
+    if len(scoped) <= KEY_LENGTH:
+        return scoped
+    return f"workflow:{workflow.pk}:sha256:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
 @transaction.atomic
 def workflow_run_start(
     *,
@@ -382,15 +399,7 @@ def workflow_run_start(
         "checksum": version.checksum,
         "input": input,
         "trigger": trigger,
-        "event": {
-            "id": str(event.pk),
-            "name": event.name,
-            "data": event.data,
-            "source": event.source,
-            "received_at": event.received_at.isoformat(),
-        }
-        if event
-        else None,
+        "event": event.payload() if event else None,
         "session_id": session_id,
     }
     job = job_create(
@@ -399,7 +408,7 @@ def workflow_run_start(
         created_by=created_by,
         organization=workflow.organization,
         parent=parent,
-        idempotency_key=idempotency_key,
+        idempotency_key=run_key(workflow, idempotency_key),
         priority=priority,
     )
     run, created = WorkflowRun.objects.get_or_create(

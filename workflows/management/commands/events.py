@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.services import default_organization
 from core.cli import fmt_time, parse_json, shorten, table, to_json
 from core.errors import ApplicationError
-from workflows.events import event_payload, event_send
+from workflows.events import event_send
 from workflows.models import Event
 
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from None
             if options["json"]:
-                self.stdout.write(to_json({**event_payload(event), "created": created}))
+                self.stdout.write(to_json({**event.payload(), "created": created}))
             else:
                 self.stdout.write(
                     str(event.pk)
@@ -65,7 +65,7 @@ class Command(BaseCommand):
             events = events.filter(name=options["name"])
         rows = list(events[: max(options["limit"], 1)])
         if options["json"]:
-            self.stdout.write(to_json([event_payload(e) for e in rows]))
+            self.stdout.write(to_json([e.payload() for e in rows]))
             return
         self.stdout.write(
             table(

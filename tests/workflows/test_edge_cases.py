@@ -1,0 +1,261 @@
+"""Cases found by reading the engine against its docs: events emitted per iteration,
+model usage summed over containers, failures that must keep their meaning, expressions
+that could only fail when run, idempotency keys kept apart, rollbacks re-checked, trigger
+loops ended, waits closed with their run."""
+
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from agents.services import agent_create, agent_delete
+from jobs.models import Job, JobStatus
+from jobs.runtime.engine import run_job
+from jobs.services import job_cancel, job_create
+from tests.workflows.helpers import make, outputs, settle, start, tree
+from workflows.events import MAX_EVENT_DEPTH, event_send
+from workflows.models import Event, EventWait, WorkflowRun
+from workflows.services import (
+    WorkflowInvalid,
+    definition_errors,
+    workflow_run_start,
+    workflow_save,
+    workflow_set_version,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
+
+
+def llm(node_id: str, **fields: Any) -> dict[str, Any]:
+    config = {"provider": "offline", "model": "offline-echo", "prompt": "say hi"}
+    return {"id": node_id, "type": "llm", "config": config, **fields}
+
+
+def test_each_iteration_emits_its_own_event(acme):
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "each",
+                    "type": "for_each",
+                    "config": {
+                        "items": "[1, 2, 3, 4]",
+                        "max_parallel": 2,
+                        "nodes": [
+                            {
+                                "id": "tell",
+                                "type": "emit_event",
+                                "config": {"event": "done", "data": {"n": "{{ item }}"}},
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    )
+    run = start(flow)
+    assert settle(run.job_id).status == JobStatus.SUCCEEDED
+    sent = sorted(e.data["n"] for e in Event.objects.filter(name="done"))
+    assert sent == [1, 2, 3, 4]
+
+
+def test_model_usage_adds_up_over_iterations_and_branches(acme):
+    single = start(make(acme, {"nodes": [llm("one")]}, slug="single"))
+    per_call = settle(single.job_id).tokens_out
+    assert per_call > 0
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "inline",
+                    "type": "for_each",
+                    "config": {"items": "['a', 'b', 'c']", "nodes": [llm("ask")]},
+                },
+                {
+                    "id": "both",
+                    "type": "parallel",
+                    "config": {"branches": [{"nodes": [llm("left")]}, {"nodes": [llm("right")]}]},
+                },
+            ]
+        },
+    )
+    run = start(flow)
+    job = settle(run.job_id)
+    assert job.status == JobStatus.SUCCEEDED
+    # three iterations and two branches, each one call like `single`'s
+    assert job.tokens_out == 5 * per_call
+    assert job.tokens_in == 5 * Job.objects.get(pk=single.job_id).tokens_in
+
+
+def test_retry_is_refused_where_nothing_would_retry(acme):
+    agent_create(organization=acme, created_by=None, name="helper")
+    errors = definition_errors(
+        organization=acme,
+        definition={
+            "nodes": [
+                {
+                    "id": "a",
+                    "type": "agent",
+                    "retry": {"attempts": 3},
+                    "config": {"agent": "helper", "task": "x"},
+                }
+            ]
+        },
+    )
+    assert "nodes.0.retry" in errors and "not retried" in errors["nodes.0.retry"][0]
+
+
+def test_a_failing_on_failure_keeps_the_runs_own_error(acme, settings):
+    settings.COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = []
+    flow = make(
+        acme,
+        {
+            "nodes": [{"id": "call", "type": "http", "config": {"url": "http://example.invalid/"}}],
+            "on_failure": [
+                {"id": "bad", "type": "transform", "config": {"set": {"x": "1 / 0"}}},
+            ],
+        },
+    )
+    job = settle(start(flow).job_id)
+    assert job.status == JobStatus.FAILED
+    assert "node call failed" in job.error_message and "ALLOWED_HOSTS" in job.error_message
+
+
+def test_a_failing_skip_if_under_continue_on_error_records_a_failure(acme, remote):
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "call",
+                    "type": "http",
+                    "skip_if": "input.missing.deeper",
+                    "continue_on_error": True,
+                    "config": {"url": remote.url + "/ok"},
+                }
+            ]
+        },
+    )
+    job = settle(start(flow).job_id)
+    assert job.status == JobStatus.SUCCEEDED
+    assert remote.calls == []  # not run
+    assert job.steps.get(key="call").output["status"] == "failed"
+
+
+def test_an_error_marked_not_retryable_is_not_retried(acme):
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "ask",
+                    "type": "llm",
+                    "retry": {"attempts": 3, "backoff": 0},
+                    "config": {"provider": "openai", "model": "gpt-4o-mini", "prompt": "hi"},
+                }
+            ]
+        },
+    )
+    # No OpenAI key here: the provider refuses before sending, not retryable.
+    job = settle(start(flow).job_id, timers=True)
+    assert job.status == JobStatus.FAILED
+    assert job.steps.get(key="ask").attempt == 1
+
+
+@pytest.mark.parametrize(
+    ("definition", "path"),
+    [
+        ({"concurrency": {"limit": 1, "key": "event.data.x"}}, "concurrency.key"),
+        ({"triggers": [{"type": "event", "event": "e", "filter": "input.x"}]}, "triggers.0.filter"),
+        ({"triggers": [{"type": "schedule", "cron": "0 0 9 * * *"}]}, "triggers.0.cron"),
+        ({"triggers": [{"type": "schedule", "cron": "@daily"}]}, "triggers.0.cron"),
+    ],
+)
+def test_expressions_are_checked_against_what_exists_where_they_run(acme, definition, path):
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]
+    errors = definition_errors(organization=acme, definition={"nodes": nodes, **definition})
+    assert path in errors, errors
+
+
+def test_an_idempotency_key_belongs_to_its_workflow(acme):
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]
+    one, two = make(acme, {"nodes": nodes}, slug="one"), make(acme, {"nodes": nodes}, slug="two")
+    job = job_create(job_type="simple-task", input={}, organization=acme, idempotency_key="k")
+    a = workflow_run_start(workflow=one, input={}, idempotency_key="k")
+    b = workflow_run_start(workflow=two, input={}, idempotency_key="k")
+    again = workflow_run_start(workflow=one, input={}, idempotency_key="k")
+    assert len({job.pk, a.job_id, b.job_id}) == 3 and again.job_id == a.job_id
+    long = workflow_run_start(workflow=one, input={}, idempotency_key="x" * 200)
+    assert len(Job.objects.get(pk=long.job_id).idempotency_key) <= 200
+
+
+def test_a_rollback_is_checked_again(acme):
+    agent = agent_create(organization=acme, created_by=None, name="helper")
+    flow = make(
+        acme,
+        {"nodes": [{"id": "a", "type": "agent", "config": {"agent": "helper", "task": "x"}}]},
+    )
+    workflow_save(
+        workflow=flow,
+        definition={"nodes": [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]},
+    )
+    agent_delete(agent=agent)
+    with pytest.raises(WorkflowInvalid, match="no agent 'helper'"):
+        workflow_set_version(workflow=flow, number=1)
+    flow.refresh_from_db()
+    assert flow.current_version is not None and flow.current_version.number == 2
+
+
+def test_a_workflow_that_triggers_itself_stops(acme):
+    flow = make(
+        acme,
+        {
+            "triggers": [{"type": "event", "event": "ping"}],
+            "nodes": [{"id": "again", "type": "emit_event", "config": {"event": "ping"}}],
+        },
+        slug="loop",
+    )
+    event_send(organization=acme, name="ping")
+    for _ in range(MAX_EVENT_DEPTH + 3):
+        for run in WorkflowRun.objects.filter(workflow=flow, job__status=JobStatus.QUEUED):
+            settle(run.job_id)
+    assert WorkflowRun.objects.filter(workflow=flow).count() == MAX_EVENT_DEPTH
+    assert not WorkflowRun.objects.filter(workflow=flow, job__status=JobStatus.QUEUED).exists()
+
+
+def test_a_cancelled_runs_waits_are_closed(acme):
+    flow = make(acme, {"nodes": [{"id": "w", "type": "wait_for_event", "config": {"event": "go"}}]})
+    run = start(flow)
+    settle(run.job_id)
+    assert EventWait.objects.filter(job=run.job_id, event__isnull=True).count() == 1
+    job_cancel(job=Job.objects.get(pk=run.job_id), user=None)
+    settle(run.job_id)
+    assert not EventWait.objects.filter(event__isnull=True).exists()
+
+
+def test_an_event_after_the_timeout_is_not_taken(acme):
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "w",
+                    "type": "wait_for_event",
+                    "config": {"event": "go", "timeout": 60, "on_timeout": "continue"},
+                }
+            ]
+        },
+    )
+    run = start(flow)
+    settle(run.job_id)
+    EventWait.objects.filter(job=run.job_id).update(expires_at=timezone.now())
+    late, _ = event_send(organization=acme, name="go")
+    assert late.received_at > EventWait.objects.get(job=run.job_id).expires_at
+    assert not EventWait.objects.filter(event=late).exists()
+    Job.objects.filter(pk=run.job_id).update(wake_at=timezone.now())  # its timer is due
+    run_job(str(run.job_id))
+    job = settle(run.job_id)
+    assert job.status == JobStatus.SUCCEEDED and outputs(run.job_id) is None
+    assert all(j.status == JobStatus.SUCCEEDED for j in tree(run.job_id))
