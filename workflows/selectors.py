@@ -7,10 +7,10 @@ source of truth."""
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from accounts.models import Organization
-from checkpoints.models import Checkpoint
+from checkpoints.models import Checkpoint, CheckpointStatus
 from jobs.models import Job, JobStep, StepStatus
 from workflows.definition import NODE_TYPES
 from workflows.models import Event, Workflow, WorkflowRun
@@ -49,18 +49,36 @@ class _Steps:
         return self.by_job.get(str(job_id), {})
 
 
+def run_jobs(root: Any) -> list[Any]:
+    """The run's job and its branches' (parallel branches, iterations) at every depth:
+    one query per level of nesting."""
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = list(
+            Job.objects.filter(parent_id__in=frontier, job_type="workflow-branch").values_list(
+                "pk", flat=True
+            )
+        )
+        found += frontier
+    return found
+
+
+def run_pending_checkpoints(root: Any) -> QuerySet[Checkpoint]:
+    """What the run waits for people on, in any of its branches."""
+    return Checkpoint.objects.filter(
+        job_id__in=run_jobs(root), status=CheckpointStatus.PENDING
+    ).order_by("opened_at", "pk")
+
+
 def run_nodes(run: WorkflowRun) -> list[dict[str, Any]]:
     """Every node of the run's version with its state in this run."""
-    steps = list(
-        JobStep.objects.filter(
-            Q(job_id=run.job_id) | Q(job__parent_id=run.job_id, job__job_type="workflow-branch")
-        ).order_by("position")
-    )
+    jobs = run_jobs(run.job_id)
+    steps = list(JobStep.objects.filter(job_id__in=jobs).order_by("position"))
     checkpoints = {
         (str(job), key): pk
-        for job, key, pk in Checkpoint.objects.filter(
-            Q(job_id=run.job_id) | Q(job__parent_id=run.job_id)
-        ).values_list("job_id", "key", "pk")
+        for job, key, pk in Checkpoint.objects.filter(job_id__in=jobs).values_list(
+            "job_id", "key", "pk"
+        )
     }
     found = _Steps(steps, run.job_id)
     definition = run.version.definition

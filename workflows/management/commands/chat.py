@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 
 from agents.models import Agent
 from agents.services import agent_execute
@@ -21,6 +20,7 @@ from jobs.follow import follow
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
 from workflows.models import Workflow
+from workflows.selectors import run_pending_checkpoints
 from workflows.services import workflow_message
 
 
@@ -144,8 +144,10 @@ class Command(BaseCommand):
             self.stdout.write("")
         elif job.status == JobStatus.WAITING:
             # A workflow's approvals may wait in its branches (child jobs).
-            pending = Checkpoint.objects.filter(
-                Q(job=job) | Q(job__parent=job), status=CheckpointStatus.PENDING
+            pending = (
+                run_pending_checkpoints(job.pk)
+                if workflow
+                else Checkpoint.objects.filter(job=job, status=CheckpointStatus.PENDING)
             )
             ids = ", ".join(str(c.pk) for c in pending)
             self.stdout.write(

@@ -11,11 +11,11 @@ from accounts.services import default_organization
 from core.cli import find_user, parse_json, table, to_json
 from core.errors import ApplicationError
 from jobs.cli import event_line
-from jobs.follow import follow, paused_or_ended
-from jobs.models import JobStatus
+from jobs.follow import ended, follow
+from jobs.models import Job, JobStatus
 from workflows import services
 from workflows.models import Workflow
-from workflows.selectors import run_nodes
+from workflows.selectors import run_nodes, run_pending_checkpoints
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
@@ -196,7 +196,7 @@ class Command(BaseCommand):
             self.stdout.write(to_json({"run": str(run.job_id)}) if as_json else str(run.job_id))
             return
         try:
-            for event in follow(str(run.job_id), until=paused_or_ended, timeout=options["timeout"]):
+            for event in follow(str(run.job_id), until=_ended_or_asks, timeout=options["timeout"]):
                 self.stdout.write(to_json(event, pretty=False) if as_json else event_line(event))
                 self.stdout.flush()
         except TimeoutError:
@@ -218,6 +218,12 @@ class Command(BaseCommand):
         self.stdout.write(to_json(summary, pretty=not as_json))
         if run.job.status not in (JobStatus.SUCCEEDED, JobStatus.WAITING):
             raise CommandError(f"run {run.job_id} {run.job.status}", returncode=EXIT_FAILED)
+
+
+def _ended_or_asks(job: Job) -> bool:
+    """Where `run --wait` stops: the run ended, or waits for a person in any branch (not
+    for its agents, branches, events or timers, which go on by themselves)."""
+    return ended(job) or run_pending_checkpoints(job.pk).exists()
 
 
 def _exported(workflow: Workflow) -> dict[str, Any]:
