@@ -14,6 +14,8 @@ from jobs.models import JobStatus
 from jobs.services import job_create
 from tests.factories import make_user
 from tests.utils import wait_status
+from workflows.events import event_send
+from workflows.services import workflow_create, workflow_run_start
 
 EXAMPLES_PER_OPERATION = 5
 
@@ -27,6 +29,17 @@ def test_the_api_keeps_its_schema_under_generated_requests(
     token = token_issue(user=admin, name="schemathesis")[1]
     job = job_create(job_type="test-approval", organization=acme)  # something to find
     wait_status(job.pk, JobStatus.WAITING)
+    flow = workflow_create(
+        organization=acme,
+        slug="flow",
+        name="Flow",
+        definition={
+            "triggers": [{"type": "message"}],
+            "nodes": [{"id": "ask", "type": "approval", "config": {"title": "ok?"}}],
+        },
+    )
+    wait_status(workflow_run_start(workflow=flow, input={}).job_id, JobStatus.WAITING)
+    event_send(organization=acme, name="something", data={"x": 1})
 
     cli = Path(sys.executable).parent / "schemathesis"
     result = subprocess.run(
