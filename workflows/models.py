@@ -112,6 +112,10 @@ class WorkflowRun(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="wfrun_org_created_idx"),
             models.Index(fields=["workflow", "-created_at"], name="wfrun_workflow_created_idx"),
+            # a conversation's turns (message-triggered runs), for its history
+            models.Index(
+                fields=["workflow", "session_id", "-created_at"], name="wfrun_session_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -222,25 +226,3 @@ class EventWait(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} for {self.job_id}"
-
-
-class WorkflowMessage(models.Model):
-    """One turn of a conversation with a message-triggered workflow."""
-
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="messages")
-    session_id = models.CharField(max_length=100)
-    role = models.CharField(max_length=16)  # user | assistant
-    content = models.TextField()
-    run = models.ForeignKey(
-        WorkflowRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["workflow", "session_id", "pk"]
-        indexes = [
-            models.Index(fields=["workflow", "session_id", "-id"], name="wfmessage_session_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.role}: {self.content[:40]}"

@@ -5,7 +5,8 @@ failed node's finished parts (the join of branches that failed, the wait of an a
 whose job failed) and fail the same way. When a workflow run (or branch) is retried,
 this forgets the failed node's steps and what ran after it (its `on_failure` nodes),
 retries the child jobs the node started that failed (their finished steps, paid model
-calls among them, stay), and reopens its checkpoint if it had one."""
+calls among them, stay), and reopens its checkpoint if it had one. A cancelled run,
+retried, retries the children its waiting nodes were waiting for (cancelled with it)."""
 
 from typing import Any
 
@@ -22,7 +23,10 @@ def rewind_failed_node(sender: Any, job: Job, **kwargs: Any) -> None:
     if job.job_type not in ("workflow", "workflow-branch"):
         return
     failed = JobStep.objects.filter(job=job, status=StepStatus.FAILED).order_by("-position").first()
-    if failed is None:
+    if failed is None:  # cancelled: what it waited for was cancelled with it
+        _retry_children(
+            job, [s.key for s in JobStep.objects.filter(job=job, status=StepStatus.WAITING)]
+        )
         return
     node_key = failed.key.split(":", 1)[0]
     node_steps = JobStep.objects.filter(
@@ -37,6 +41,13 @@ def rewind_failed_node(sender: Any, job: Job, **kwargs: Any) -> None:
         status=CheckpointStatus.PENDING
     ).update(status=CheckpointStatus.CANCELLED)
     EventWait.objects.filter(job=job, key__in=forgotten).delete()
+    _retry_children(job, [node_key])
+
+
+def _retry_children(job: Job, keys: list[str]) -> None:
+    """Retry the failed or cancelled child jobs started by the nodes of these step keys
+    (a child's idempotency key holds the key of the node that started it)."""
+    nodes = {key.split(":", 1)[0] for key in keys}
     for child in Job.objects.filter(parent=job, status__in=RETRIED_CHILDREN):
-        if f":{node_key}:" in f"{child.idempotency_key}:":
+        if any(f":{node}:" in f"{child.idempotency_key}:" for node in nodes):
             job_retry(job=child)

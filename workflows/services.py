@@ -20,7 +20,7 @@ from accounts.models import Organization
 from agents.models import Agent
 from agents.services import agent_create
 from core.errors import ApplicationError, Conflict
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
 from jobs.services import job_create
 from workflows import metrics
@@ -30,7 +30,6 @@ from workflows.models import (
     Trigger,
     TriggerRule,
     Workflow,
-    WorkflowMessage,
     WorkflowRun,
     WorkflowVersion,
 )
@@ -427,48 +426,52 @@ def workflow_run_start(
     return run
 
 
+def session_history(workflow: Workflow, session_id: str) -> list[dict[str, str]]:
+    """The session's last HISTORY_MESSAGES turns, oldest first: each earlier message run
+    gives the user's message and, once it has succeeded, its output as the reply. Read
+    from the runs themselves, so a reply is there as soon as its run has ended."""
+    runs = (
+        WorkflowRun.objects.filter(
+            workflow=workflow, session_id=session_id, trigger=Trigger.MESSAGE
+        )
+        .select_related("job")
+        .order_by("-created_at")[:HISTORY_MESSAGES]
+    )
+    turns: list[dict[str, str]] = []
+    for run in reversed(runs):
+        turns.append({"role": "user", "content": str(run.job.input["input"]["message"])})
+        if run.job.status == JobStatus.SUCCEEDED:
+            output = (run.job.result or {}).get("output")
+            reply = output if isinstance(output, str) else json.dumps(output)
+            turns.append({"role": "assistant", "content": reply})
+    return turns[-HISTORY_MESSAGES:]
+
+
 @transaction.atomic
 def workflow_message(
     *, workflow: Workflow, session_id: str, text: str, created_by: User | None = None
 ) -> WorkflowRun:
     """A chat message to a message-triggered workflow: a run whose input is the message
-    and the session's recent history; its final output becomes the reply."""
+    and the session's recent history; its final output is the reply."""
     if not workflow.triggers.filter(kind=Trigger.MESSAGE).exists():
         raise Conflict(f"workflow {workflow.slug} has no message trigger")
-    recent = list(
-        WorkflowMessage.objects.filter(workflow=workflow, session_id=session_id).order_by("-pk")[
-            :HISTORY_MESSAGES
-        ]
-    )
-    history = [{"role": m.role, "content": m.content} for m in reversed(recent)]
-    run = workflow_run_start(
+    return workflow_run_start(
         workflow=workflow,
         created_by=created_by,
         trigger=Trigger.MESSAGE,
         session_id=session_id,
-        input={"message": text, "session_id": session_id, "history": history},
+        input={
+            "message": text,
+            "session_id": session_id,
+            "history": session_history(workflow, session_id),
+        },
     )
-    WorkflowMessage.objects.create(
-        workflow=workflow, session_id=session_id, role="user", content=text, run=run
-    )
-    return run
 
 
 def run_ended(sender: Any, job_id: str, status: str, **kwargs: Any) -> None:
-    """`job_finished` receiver: count a run's end; a message-triggered run's output is
-    its session's reply."""
-    run = WorkflowRun.objects.filter(job_id=job_id).select_related("job", "workflow").first()
-    if run is None:
-        return
-    metrics.run_counted(run.workflow.slug, status)
-    if not run.session_id or status != "succeeded":
-        return
-    output = (run.job.result or {}).get("output")
-    content = output if isinstance(output, str) else json.dumps(output)
-    WorkflowMessage.objects.create(
-        workflow_id=run.workflow_id,
-        session_id=run.session_id,
-        role="assistant",
-        content=content,
-        run=run,
+    """`job_finished` receiver: count a run's end."""
+    slug = (
+        WorkflowRun.objects.filter(job_id=job_id).values_list("workflow__slug", flat=True).first()
     )
+    if slug is not None:
+        metrics.run_counted(slug, status)

@@ -316,3 +316,62 @@ def test_several_web_processes_serve_the_same_http_figures(worker, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_workflow_runs_and_nodes_are_counted_with_a_bounded_workflow_label(acme):
+    """Runs on the worker, counted in Redis and scraped here; once the label set is full
+    a new workflow's figures go under `other`."""
+    import redis
+
+    from core.metrics.recorder import key
+    from workflows.metrics import MAX_WORKFLOW_LABELS, OTHER
+    from workflows.services import workflow_create, workflow_run_start
+
+    nodes = [
+        {"id": "a", "type": "transform", "config": {"set": {"x": "1"}}},
+        {"id": "b", "type": "transform", "config": {"set": {"y": "2"}}},
+    ]
+    _, before = scrape()
+    metered = workflow_create(
+        organization=acme, slug="metered", name="M", definition={"nodes": nodes}
+    )
+    wait_status(workflow_run_start(workflow=metered, input={}).job_id, JobStatus.SUCCEEDED)
+
+    labels = redis.Redis.from_url(settings.COUNTERSIGN_METRICS_REDIS_URL)
+    names = key("workflow-labels")
+    filler = [f"filler-{i}" for i in range(MAX_WORKFLOW_LABELS)]
+    try:
+        for name in filler:
+            if labels.scard(names) >= MAX_WORKFLOW_LABELS:
+                break
+            labels.sadd(names, name)
+        late = workflow_create(
+            organization=acme, slug="late", name="L", definition={"nodes": nodes}
+        )
+        wait_status(workflow_run_start(workflow=late, input={}).job_id, JobStatus.SUCCEEDED)
+
+        def counted() -> Samples | None:
+            _, now = scrape()
+            done = value(now, "workflow_executions_total", workflow=OTHER, status="succeeded")
+            return (
+                now
+                if done
+                > value(before, "workflow_executions_total", workflow=OTHER, status="succeeded")
+                else None
+            )
+
+        after = wait_for(counted, message="the worker's workflow figures")
+    finally:
+        labels.srem(names, *filler)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("workflow_executions_total", workflow="metered", status="started") == 1
+    assert delta("workflow_executions_total", workflow="metered", status="succeeded") == 1
+    steps = {"workflow": "metered", "step_type": "transform"}
+    assert delta("workflow_step_duration_seconds_count", **steps) == 2
+    assert delta("workflow_executions_total", workflow=OTHER, status="succeeded") == 1
+    assert not any(dict(labels_).get("workflow") == "late" for _, labels_ in after)
+    text, _ = scrape()
+    promtool_check(text)

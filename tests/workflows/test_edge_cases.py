@@ -9,10 +9,12 @@ import pytest
 from django.utils import timezone
 
 from agents.services import agent_create, agent_delete
+from checkpoints.services import checkpoint_approve
 from jobs.models import Job, JobStatus
 from jobs.runtime.engine import run_job
-from jobs.services import job_cancel, job_create
-from tests.workflows.helpers import make, outputs, settle, start, tree
+from jobs.services import job_cancel, job_create, job_retry
+from tests.factories import make_user
+from tests.workflows.helpers import make, outputs, pending, settle, start, tree
 from workflows.events import MAX_EVENT_DEPTH, event_send
 from workflows.models import Event, EventWait, WorkflowRun
 from workflows.services import (
@@ -259,3 +261,36 @@ def test_an_event_after_the_timeout_is_not_taken(acme):
     job = settle(run.job_id)
     assert job.status == JobStatus.SUCCEEDED and outputs(run.job_id) is None
     assert all(j.status == JobStatus.SUCCEEDED for j in tree(run.job_id))
+
+
+def test_a_cancelled_run_retried_goes_on_with_its_branches(acme):
+    flow = make(
+        acme,
+        {
+            "nodes": [
+                {
+                    "id": "both",
+                    "type": "parallel",
+                    "config": {
+                        "branches": [
+                            {"nodes": [{"id": "ok", "type": "approval", "config": {"title": "a"}}]},
+                            {
+                                "nodes": [
+                                    {"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}
+                                ]
+                            },
+                        ]
+                    },
+                }
+            ]
+        },
+    )
+    run = start(flow)
+    settle(run.job_id)
+    job_cancel(job=Job.objects.get(pk=run.job_id), user=None)
+    assert settle(run.job_id).status == JobStatus.CANCELLED
+    job_retry(job=Job.objects.get(pk=run.job_id))
+    assert settle(run.job_id).status == JobStatus.WAITING  # at the branch's approval again
+    [checkpoint] = pending(run.job_id)
+    checkpoint_approve(checkpoint=checkpoint, user=make_user("ann", approver=True))
+    assert settle(run.job_id).status == JobStatus.SUCCEEDED

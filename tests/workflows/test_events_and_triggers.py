@@ -18,12 +18,14 @@ from django.utils import timezone
 from accounts.models import Role
 from agents.models import Agent
 from jobs.models import Job, JobStatus
+from jobs.runtime import queue
 from jobs.runtime.engine import run_job
 from tests.factories import client_for
+from tests.utils import wait_for
 from tests.workflows.helpers import make, outputs, settle, start
 from workflows import events
 from workflows.events import event_send
-from workflows.models import EventWait, Trigger, TriggerRule, WorkflowMessage, WorkflowRun
+from workflows.models import EventWait, Trigger, TriggerRule, WorkflowRun
 from workflows.services import next_fire, schedules_fire, workflow_message
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "coordinate-agents.json"
@@ -56,10 +58,33 @@ def in_threads(*calls: Any) -> list[Any]:
     return results
 
 
+@pytest.fixture
+def unseen_by_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No run message is sent: these tests run the jobs themselves (a session worker
+    may be running, and would take them)."""
+    monkeypatch.setattr(queue, "send_run_message", lambda *args, **kwargs: None)
+
+
+def finished(job_id: Any) -> Any:
+    """The run's output once it has succeeded: run here while it is queued, or wait for
+    the session's worker, which may have taken it (these tests commit)."""
+
+    def done() -> bool:
+        job = Job.objects.get(pk=job_id)
+        if job.status == JobStatus.QUEUED:
+            run_job(str(job_id))  # a no-op if the worker claimed it first
+            job.refresh_from_db()
+        return job.status == JobStatus.SUCCEEDED
+
+    wait_for(done, timeout=15, message=f"run {job_id} to succeed")
+    return outputs(job_id)
+
+
 # --- the missed-event race ---------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unseen_by_workers")
 def test_no_event_is_missed_when_it_races_the_waits_registration(acme, monkeypatch):
     """The race of inngest#1433: a run registering its wait while the event it waits for
     is being sent. Each try starts the run's first slice (which registers the wait and
@@ -105,9 +130,11 @@ def test_no_event_is_missed_when_it_races_the_waits_registration(acme, monkeypat
             event_send(organization=acme, name="go", data={"n": n})
 
         in_threads(registering, sending)
-        job = settle(run.job_id)
-        if job.status != JobStatus.SUCCEEDED or outputs(run.job_id) != n:
-            missed.append((n, job.status, job.wait_reason))
+        # Both have committed: the wait holds the event now, or never will.
+        if EventWait.objects.get(job=run.job_id).event_id is None:
+            missed.append(n)
+        else:
+            assert finished(run.job_id) == n
     assert missed == [], f"{len(missed)} of {tries} runs missed their event: {missed[:5]}"
     assert EventWait.objects.filter(event__isnull=True).count() == 0
 
@@ -225,13 +252,6 @@ def test_a_message_starts_a_run_with_the_history_and_its_output_is_the_reply(acm
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "you said hello after 0 messages"},
     ]
-    conversation = WorkflowMessage.objects.filter(session_id="s1").order_by("pk")
-    assert [(m.role, m.content) for m in conversation] == [
-        ("user", "hello"),
-        ("assistant", "you said hello after 0 messages"),
-        ("user", "again"),
-        ("assistant", "you said again after 2 messages"),
-    ]
     other = workflow_message(workflow=flow, session_id="s2", text="hi")
     settle(other.job_id)
     assert outputs(other.job_id) == "you said hi after 0 messages"  # sessions are apart
@@ -287,6 +307,7 @@ def test_an_import_with_a_bad_agent_saves_nothing(acme, tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unseen_by_workers")
 def test_the_worst_interleaving_still_delivers(acme, monkeypatch):
     """The interleaving that loses an event without the lock, forced: the run has
     written its wait and found no event, but not committed, when the event is sent.
@@ -311,5 +332,4 @@ def test_the_worst_interleaving_still_delivers(acme, monkeypatch):
         sent.set()
 
     in_threads(lambda: run_job(str(run.job_id)), sending)
-    assert settle(run.job_id).status == JobStatus.SUCCEEDED
-    assert outputs(run.job_id)["data"] == {"n": 1}
+    assert finished(run.job_id)["data"] == {"n": 1}

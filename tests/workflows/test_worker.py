@@ -169,3 +169,27 @@ def test_beat_fires_a_schedule_and_an_event_from_the_api_wakes_the_run(acme):
     wait_status(run.job_id, JobStatus.SUCCEEDED)
     assert Job.objects.get(pk=run.job_id).result["output"] == 50
     assert WorkflowRun.objects.filter(workflow=flow).count() == 1  # the slot fired once
+
+
+def test_chat_with_a_workflow_in_the_terminal(acme, monkeypatch):
+    make(
+        acme,
+        {
+            "triggers": [{"type": "message"}],
+            "nodes": [
+                {
+                    "id": "reply",
+                    "type": "transform",
+                    "config": {"set": {"n": "size(input.history)"}},
+                }
+            ],
+            "output": "{{ input.message }} ({{ vars.n }} before)",
+        },
+        slug="echo",
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\nagain\n\n"))
+    out = io.StringIO()
+    call_command("chat", "--workflow", "echo", "--session", "s1", "--timeout", "30", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Chatting with workflow echo, session s1")
+    assert lines[1:] == ["hello (0 before)", "again (2 before)"]

@@ -120,9 +120,11 @@ class Command(BaseCommand):
         """Print the streamed text (a workflow's reply is its output, printed at its end);
         say so when something waits for approval."""
         shown: set[int] = set()
+        streamed = ""
         with contextlib.suppress(TimeoutError):  # said below: the job goes on without us
             for event in follow(str(job.pk), timeout=timeout):
                 if event["kind"] == "llm.delta":
+                    streamed += event["data"]["text"]
                     self.stdout.write(event["data"]["text"], ending="")
                     self.stdout.flush()
                 elif (
@@ -136,11 +138,10 @@ class Command(BaseCommand):
                     )
         job.refresh_from_db()
         if job.status == JobStatus.SUCCEEDED:
-            if workflow:
-                output = (job.result or {}).get("output")
-                self.stdout.write(
-                    output if isinstance(output, str) else json.dumps(output), ending=""
-                )
+            output = (job.result or {}).get("output")
+            text = output if isinstance(output, str) else json.dumps(output)
+            if workflow and text.strip() != streamed.strip():  # not what streamed already
+                self.stdout.write(("\n" if streamed else "") + text, ending="")
             self.stdout.write("")
         elif job.status == JobStatus.WAITING:
             # A workflow's approvals may wait in its branches (child jobs).
