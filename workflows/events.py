@@ -173,19 +173,19 @@ class EventWaiter:
     ) -> Pending | Resolved:
         _lock(job.organization_id, self.name)
         now = timezone.now()
-        wait, _ = EventWait.objects.get_or_create(
-            job=job,
-            key=key,
-            defaults={
-                "run_id": self.run_id,
-                "organization_id": job.organization_id,
-                "name": self.name,
-                "match": self.match,
-                "context": self.context or {},
-                "since": Job.objects.values_list("created_at", flat=True).get(pk=self.run_id),
-                "expires_at": now + timedelta(seconds=self.timeout) if self.timeout else None,
-            },
-        )
+        wait = EventWait.objects.select_related("event").filter(job=job, key=key).first()
+        if wait is None:  # reached now: registered, looking back to the run's start
+            wait = EventWait.objects.create(
+                job=job,
+                key=key,
+                run_id=self.run_id,
+                organization_id=job.organization_id,
+                name=self.name,
+                match=self.match,
+                context=self.context or {},
+                since=Job.objects.values_list("created_at", flat=True).get(pk=self.run_id),
+                expires_at=now + timedelta(seconds=self.timeout) if self.timeout else None,
+            )
         if wait.event_id is None:
             self._find(wait)
         if wait.event is not None:
@@ -216,8 +216,10 @@ class EventWaiter:
         return dict(data)
 
 
-def waits_closed(sender: Any, job_id: str, **kwargs: Any) -> None:
-    """`job_finished` receiver: a job that ended (failed, cancelled, …) waits no more, so
-    later events need not test its waits. Resolved waits stay: they say which events
-    the run took."""
+def waits_closed(sender: Any, job_id: str, job_type: str, **kwargs: Any) -> None:
+    """`job_finished` receiver: a run or branch that ended (failed, cancelled, …) waits
+    no more, so later events need not test its waits. Resolved waits stay: they say
+    which events the run took."""
+    if job_type not in ("workflow", "workflow-branch"):
+        return
     EventWait.objects.filter(job_id=job_id, event__isnull=True).delete()

@@ -468,8 +468,10 @@ def workflow_message(
     )
 
 
-def run_ended(sender: Any, job_id: str, status: str, **kwargs: Any) -> None:
+def run_ended(sender: Any, job_id: str, status: str, job_type: str, **kwargs: Any) -> None:
     """`job_finished` receiver: count a run's end."""
+    if job_type != "workflow":
+        return
     slug = (
         WorkflowRun.objects.filter(job_id=job_id).values_list("workflow__slug", flat=True).first()
     )

@@ -17,4 +17,10 @@ def job_ended(job: Job, status: str, finished_at: datetime) -> None:
             job_type=job.job_type,
             status=status,
         )
-    job_finished.send(sender=Job, job_id=str(job.pk), status=status, parent_id=job.parent_id)
+    job_finished.send(
+        sender=Job,
+        job_id=str(job.pk),
+        status=status,
+        parent_id=job.parent_id,
+        job_type=job.job_type,
+    )

@@ -1,7 +1,8 @@
 """Signals apps above the runtime listen to; the runtime does not know who listens.
 
-- `job_finished(job_id, status, parent_id)`: a job reached a terminal status (a
-  cancel of a job that was not running included). Checkpoints close their pending
+- `job_finished(job_id, status, parent_id, job_type)`: a job reached a terminal status
+  (a cancel of a job that was not running included); an app that cares for some job
+  types only returns early on the others, without a query. Checkpoints close their pending
   rows; a waiting parent is woken.
 - `run_started(job)`: a run was admitted and its handler is about to start. Sent
   inside the transaction that took the job's concurrency slot, if it has a key.
