@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Min, Sum
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -56,7 +57,7 @@ from workflows.definition import MAX_FOR_EACH_ITEMS, find_list
 from workflows.events import EventWaiter, event_send
 from workflows.expressions import ExpressionError, condition, evaluate, render
 from workflows.models import Trigger, Workflow, WorkflowVersion
-from workflows.services import workflow_run_start
+from workflows.services import creating_run_job, run_job_creation, workflow_run_start
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Spec:
     checksum: str
     number: int
     workflow_id: int
+    organization_id: int
     slug: str
     definition: dict[str, Any]
 
@@ -116,6 +118,7 @@ def spec_of(version_id: int, checksum: str) -> Spec:
         version.checksum,
         version.number,
         version.workflow_id,
+        version.workflow.organization_id,
         version.workflow.slug,
         version.definition,
     )
@@ -826,8 +829,19 @@ def workflow_node(call: Call) -> dict[str, Any]:
     )
 
 
-def _start_branches(call: Call, lists: list[tuple[list[Any], Scope]], tag: str) -> list[str]:
-    """Child jobs running node lists of this version (parallel branches, iterations)."""
+def _start_branches(
+    call: Call, lists: list[tuple[list[Any], Scope]], tag: str
+) -> list[str] | dict[str, Any]:
+    """Child jobs running node lists of this version (parallel branches, iterations):
+    their ids, or {"error"} if they could not be created (all or none)."""
+    try:
+        with transaction.atomic(), run_job_creation():
+            return _create_branches(call, lists, tag)
+    except JobError as exc:  # nested too deep, …: the node fails, as any other failure
+        return {"error": _error(exc)}
+
+
+def _create_branches(call: Call, lists: list[tuple[list[Any], Scope]], tag: str) -> list[str]:
     job = call.ctx.job
     ids = []
     for index, (path, scope) in enumerate(lists):
@@ -873,6 +887,8 @@ def parallel(call: Call) -> dict[str, Any]:
         ([*call.path, "config", "branches", i, "nodes"], call.scope) for i in range(len(branches))
     ]
     ids = call.ctx.step(call.sub("start"), lambda: _start_branches(call, lists, ""))
+    if isinstance(ids, dict):
+        return finish(call, "failed", error=ids["error"])
     join = call.config.get("join", "all")
     joined = call.ctx.wait(
         call.sub("join"),
@@ -966,6 +982,10 @@ def _each_in_waves(call: Call, items: list[Any], width: int) -> dict[str, Any]:
         ids = call.ctx.step(
             call.sub(f"start{wave}"), partial(_start_branches, call, lists, f"{wave}.")
         )
+        if isinstance(ids, dict):
+            return finish(
+                call, "failed", output=outputs, error=ids["error"], usage=_jobs_usage(started)
+            )
         joined = call.ctx.wait(
             call.sub(f"join{wave}"), ChildrenWaiter(job_ids=ids, join="all", fail_fast=True)
         )
@@ -1009,15 +1029,33 @@ NODES: dict[str, Callable[[Call], dict[str, Any]]] = {
 # --- the job types ------------------------------------------------------------------------
 
 
-def run_options(input: dict[str, Any], organization: Any) -> JobOptions:
-    """`prepare` of a run: its concurrency key, from the version's `concurrency`."""
+def _made_here(input: dict[str, Any], organization: Any) -> Spec:
+    """The version of a run's or branch's new job, if this app is creating it, for a
+    workflow of the job's organization; else the job is refused."""
+    refused = JobError(
+        "a workflow run is started through its workflow (POST "
+        "/api/v1/workflows/{id}/run/), not as a bare job"
+    )
+    if not creating_run_job.get():
+        raise refused
     try:
         spec = spec_for(input)
     except (KeyError, TypeError, ValueError, WorkflowVersion.DoesNotExist):
-        raise JobError(
-            "a workflow run is started through its workflow (POST "
-            "/api/v1/workflows/{id}/run/), not as a bare job"
-        ) from None
+        raise refused from None
+    if organization is None or spec.organization_id != organization.pk:
+        raise refused
+    return spec
+
+
+def branch_options(input: dict[str, Any], organization: Any) -> JobOptions:
+    """`prepare` of a branch: only a run makes them."""
+    _made_here(input, organization)
+    return JobOptions()
+
+
+def run_options(input: dict[str, Any], organization: Any) -> JobOptions:
+    """`prepare` of a run: its concurrency key, from the version's `concurrency`."""
+    spec = _made_here(input, organization)
     concurrency = spec.definition.get("concurrency")
     if not concurrency:
         return JobOptions()
@@ -1088,7 +1126,11 @@ def run_workflow(ctx: JobContext) -> dict[str, Any]:
     return {"output": output, "vars": scope.vars}
 
 
-@handler("workflow-branch", description="A node list of a workflow run, as its child.")
+@handler(
+    "workflow-branch",
+    description="A node list of a workflow run, as its child.",
+    prepare=branch_options,
+)
 def run_branch(ctx: JobContext) -> dict[str, Any]:
     spec = spec_for(ctx.input)
     scope = Scope.restore(ctx.input["scope"])

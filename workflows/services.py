@@ -5,6 +5,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +39,19 @@ from workflows.models import (
 logger = logging.getLogger(__name__)
 
 HISTORY_MESSAGES = 20  # of a session, given to a message-triggered run
+
+# Set while this app creates a run's or a branch's job: their job types refuse to be
+# created any other way (POST /api/v1/jobs/ would skip the checks made here).
+creating_run_job: ContextVar[bool] = ContextVar("creating_run_job", default=False)
+
+
+@contextmanager
+def run_job_creation() -> Iterator[None]:
+    token = creating_run_job.set(True)
+    try:
+        yield
+    finally:
+        creating_run_job.reset(token)
 
 
 class WorkflowInvalid(ApplicationError):
@@ -401,15 +416,16 @@ def workflow_run_start(
         "event": event.payload() if event else None,
         "session_id": session_id,
     }
-    job = job_create(
-        job_type="workflow",
-        input=job_input,
-        created_by=created_by,
-        organization=workflow.organization,
-        parent=parent,
-        idempotency_key=run_key(workflow, idempotency_key),
-        priority=priority,
-    )
+    with run_job_creation():
+        job = job_create(
+            job_type="workflow",
+            input=job_input,
+            created_by=created_by,
+            organization=workflow.organization,
+            parent=parent,
+            idempotency_key=run_key(workflow, idempotency_key),
+            priority=priority,
+        )
     run, created = WorkflowRun.objects.get_or_create(
         job=job,
         defaults={

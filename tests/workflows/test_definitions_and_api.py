@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import Organization, Role
 from agents.services import agent_create
 from checkpoints.services import checkpoint_approve
-from jobs.models import JobStatus
+from jobs.models import Job, JobStatus
 from tests.factories import client_for, make_user
 from tests.workflows.helpers import make, pending, settle
 from workflows.expressions import ExpressionError, compile_expression, evaluate, render
@@ -322,9 +322,21 @@ def test_expressions_are_bounded_and_never_python():
     assert render({"a": "{{ 1 + 2 }}", "b": "n={{ [1, 2] }}"}, {}) == {"a": 3, "b": "n=[1, 2]"}
 
 
-def test_running_without_the_workflow_job_is_refused(operator):
-    response = operator.post("/api/v1/jobs/", {"job_type": "workflow", "input": {}}, format="json")
-    assert response.status_code == 400
+def test_a_run_or_branch_job_cannot_be_made_through_the_jobs_api(acme, operator):
+    """Not for another organization's version (its definition would run here), nor for
+    one's own (the workflow's checks would be skipped)."""
+    other = Organization.objects.create(name="Other", slug="other")
+    secret = {"nodes": [{"id": "t", "type": "transform", "config": {"set": {"k": "'sk-x'"}}}]}
+    theirs = make(other, secret, slug="theirs").current_version
+    ours = make(acme, SIMPLE, slug="ours").current_version
+    for version in (theirs, ours, None):
+        input = {"version": version.pk, "checksum": version.checksum} if version else {}
+        for job_type in ("workflow", "workflow-branch"):
+            body = {"job_type": job_type, "input": {**input, "path": ["nodes"], "scope": {}}}
+            response = operator.post("/api/v1/jobs/", body, format="json")
+            assert response.status_code == 400, (job_type, version, response.content)
+            assert "started through its workflow" in response.json()["error"]["message"]
+    assert not Job.objects.filter(job_type__startswith="workflow").exists()
 
 
 def test_the_admin_pages_of_workflows_runs_and_events(acme, admin):
