@@ -84,14 +84,15 @@ def setup_django() -> str:
     return database_url
 
 
-def truncate() -> None:
-    """Empty the job and checkpoint tables (and what references them)."""
+def truncate(labels: Iterable[str] = ("agents", "checkpoints")) -> None:
+    """Empty the tables of the apps `labels` (and what references them): by default
+    the job and checkpoint tables (jobs reference agents, so they go too)."""
     from django.apps import apps
     from django.db import connection
 
     tables = [
         model._meta.db_table
-        for label in ("agents", "checkpoints")
+        for label in labels
         for model in apps.get_app_config(label).get_models()
     ]
     quoted = ", ".join(connection.ops.quote_name(t) for t in tables)
@@ -162,8 +163,8 @@ class Worker:
 
 
 @contextmanager
-def running_worker(database_url: str) -> Iterator[Worker]:
-    worker = Worker(database_url)
+def running_worker(database_url: str, concurrency: int = 1) -> Iterator[Worker]:
+    worker = Worker(database_url, concurrency)
     try:
         worker.wait_ready()
         yield worker

@@ -1,4 +1,4 @@
-"""Job handlers and the baseline Celery task used by the engine benchmark.
+"""Job handlers and the baseline Celery task used by the benchmarks.
 
 Loaded in the benchmark process and in its worker through
 COUNTERSIGN_HANDLER_MODULES=bench.handlers.
@@ -24,6 +24,14 @@ def noop_1(ctx: JobContext) -> None:
 @handler("bench-noop-10", description="Benchmark: ten no-op steps")
 def noop_10(ctx: JobContext) -> None:
     for i in range(10):
+        ctx.step(f"s{i}", _noop)
+
+
+@handler("bench-steps", description="Benchmark: input.n no-op steps")
+def noop_n(ctx: JobContext) -> None:
+    # The baseline of bench/workflows.py: what a chain of n memoized steps costs
+    # without the workflow engine around them.
+    for i in range(int(ctx.input["n"])):
         ctx.step(f"s{i}", _noop)
 
 
