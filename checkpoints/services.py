@@ -9,7 +9,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from jsonschema import Draft202012Validator
 
 from accounts.roles import Capability, can, membership_of
 from checkpoints.models import (
@@ -22,6 +21,7 @@ from checkpoints.models import (
 from checkpoints.selectors import current_approvers
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
+from core.schemas import validation_errors
 from jobs.models import Job
 from jobs.runtime import append_event, wake_job
 
@@ -59,9 +59,8 @@ Actor = User | AnonymousUser
 
 def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    for error in Draft202012Validator(schema).iter_errors(data):
-        path = ".".join(str(p) for p in error.absolute_path) or "non_field_errors"
-        errors.setdefault(path, []).append(error.message)
+    for where, message in validation_errors(schema, data):
+        errors.setdefault(where or "non_field_errors", []).append(message)
     return errors
 
 

@@ -8,12 +8,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
 from checkpoints.tasks import notify_opened
 from core import metrics
+from core.schemas import schema_problems
 from jobs.models import Job, JobStep
 from jobs.runtime import JobRejected, NonRetryableError, Pending, Resolved
 
@@ -85,11 +84,8 @@ class CheckpointWaiter:
         if self.expires_in is not None and self.expires_in <= 0:
             raise InvalidCheckpoint("expires_in must be positive")
         for schema in (self.input_schema, self.payload_schema):
-            if schema is not None:
-                try:
-                    Draft202012Validator.check_schema(schema)
-                except SchemaError as exc:
-                    raise InvalidCheckpoint(f"invalid JSON schema: {exc.message}") from exc
+            if schema is not None and (problems := schema_problems(schema)):
+                raise InvalidCheckpoint(f"invalid JSON schema: {problems[0]}")
 
     def poll(
         self,

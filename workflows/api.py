@@ -262,6 +262,7 @@ class EventViewSet(
             idempotency_key=data.get("idempotency_key")
             or request.headers.get("Idempotency-Key", "")[:200],
             source=data.get("source") or f"api:{request_user(request).get_username()}",
+            created_by=request_user(request),
         )
         return Response(
             EventSerializer(event).data,

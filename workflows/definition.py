@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
+from core.schemas import schema_problems
 from workflows.expressions import (
     CONTEXT_NAMES,
     ExpressionError,
@@ -389,10 +389,8 @@ def _schema_errors(check: _Check, schema: dict[str, Any], value: Any, base: str)
 
 
 def _json_schema(check: _Check, schema: Any, path: str) -> None:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        check.add(path, f"not a valid JSON Schema: {exc.message}")
+    for problem in schema_problems(schema):
+        check.add(path, problem)
 
 
 def _expression(
@@ -505,6 +503,11 @@ def _triggers(check: _Check, triggers: list[Any]) -> None:
             cron = trigger.get("cron", "")
             if len(cron.split()) != 5 or not croniter.is_valid(cron):
                 check.add(f"{here}.cron", "not a valid cron expression of 5 fields")
+            else:
+                try:  # "0 0 31 2 *" is well formed, and never comes
+                    croniter(cron).get_next(float)
+                except (CroniterError, ValueError, OverflowError):
+                    check.add(f"{here}.cron", "names no time that ever comes")
             try:
                 ZoneInfo(trigger.get("timezone") or "UTC")
             except (ZoneInfoNotFoundError, ValueError):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -72,6 +73,7 @@ def event_send(
     idempotency_key: str = "",
     source: str = "",
     depth: int = 0,
+    created_by: User | None = None,
 ) -> tuple[Event, bool]:
     """Record an event and deliver it: wake the runs waiting for it whose match holds,
     start the workflows whose trigger holds. With an idempotency key, sending again
@@ -97,6 +99,7 @@ def event_send(
                 idempotency_key=idempotency_key,
                 source=source,
                 depth=depth,
+                created_by=created_by,
             )
     except IntegrityError:  # the same key, sent at the same moment: that one is the event
         return Event.objects.get(organization=organization, idempotency_key=idempotency_key), False
@@ -146,6 +149,7 @@ def _start_triggered(event: Event) -> None:
                 input=dict(event.data) if isinstance(event.data, dict) else {"data": event.data},
                 trigger=Trigger.EVENT,
                 event=event,
+                created_by=event.created_by,
                 idempotency_key=f"event:{event.pk}:{rule.workflow_id}",
             )
         except ApplicationError as exc:  # a filter or an input that does not fit: said

@@ -158,6 +158,11 @@ class Event(models.Model):
     data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     source = models.CharField(max_length=200, blank=True, default="")
+    # Who sent it (directly, or through a run they started): the runs it triggers are
+    # theirs, so the four-eyes rule holds for them too.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # 0 when sent from outside; an event emitted by a run is one deeper than the event
     # that started the run. Deep chains start no workflows (a trigger loop ends).
     depth = models.PositiveSmallIntegerField(default=0)

@@ -28,7 +28,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Min, Sum
 from django.utils import timezone
-from jsonschema import Draft202012Validator
 
 from agents.http import HttpFailed, http_call
 from agents.llm import call_model
@@ -37,6 +36,7 @@ from agents.providers.base import ProviderError
 from agents.providers.registry import get_provider
 from checkpoints.waiter import CheckpointExpired, CheckpointRejected
 from core.errors import ApplicationError
+from core.schemas import validation_errors
 from jobs.models import Job, JobStep
 from jobs.runtime import (
     ChildJobWaiter,
@@ -279,18 +279,17 @@ def _fail(
     seconds: float | None = None,
     usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of a failed node: memoized when the failure is tolerated, else raised
-    from the step (which fails; a retried run starts again at this node)."""
+    """The record of a failed node, memoized like any other: a replay (on_failure nodes
+    that wait, a resume) raises its failure again without running it. `fatal` when the
+    failure is not tolerated: the run fails here, and a retry of the run starts again at
+    this node (see retries.py)."""
     if started is not None:
         seconds = time.monotonic() - started
     if seconds is not None:
         metrics.node_finished(call.walk.spec.slug, call.node["type"], seconds)
-    if not call.tolerated:
-        if usage:  # what the failed node spent still counts in the run's totals
-            call.walk.usage[call.key] = usage
-            _record_usage(call.walk)
-        raise NodeFailed(call.node["id"], error)
-    return _record("failed", error=error, usage=usage)
+    if call.tolerated:
+        return _record("failed", error=error, usage=usage)
+    return _record("failed", error=error, usage=usage, fatal=True)
 
 
 def finish(call: Call, status: str, **fields: Any) -> dict[str, Any]:
@@ -350,7 +349,7 @@ def run_node(
         walk, node, scope, key, prefix, path, tolerated or bool(node.get("continue_on_error"))
     )
     skip = _skipped(call) if "skip_if" in node else False
-    if skip is None:  # the condition failed, and the failure is tolerated
+    if skip is None:  # the condition failed: so did the node
         failure = _error(call.skip_error or ExpressionError("skip_if failed"))
         record = walk.ctx.step(key, lambda: _fail(call, failure))
     elif skip:
@@ -371,15 +370,13 @@ def run_node(
 
 
 def _skipped(call: Call) -> bool | None:
-    """Whether `skip_if` holds; None when it cannot be evaluated and the node's failure
-    is tolerated (the node is then recorded as failed, not run)."""
+    """Whether `skip_if` holds; None when it cannot be evaluated (the node is then
+    recorded as failed, not run)."""
     try:
         return condition(call.node["skip_if"], call.scope.context())
     except ExpressionError as exc:
-        if call.tolerated:
-            call.skip_error = exc
-            return None
-        raise NodeFailed(call.node["id"], _error(exc)) from None
+        call.skip_error = exc
+        return None
 
 
 def _record_usage(walk: Walk) -> None:
@@ -581,6 +578,7 @@ def emit_event(call: Call) -> dict[str, Any]:
             idempotency_key=f"emit:{call.ctx.job_id}:{call.key}",
             source=f"workflow:{call.walk.spec.slug}",
             depth=int((call.scope.event or {}).get("depth", 0)) + 1,
+            created_by=job.created_by,
         )
         return {"event": call.config["event"], "data": data}, {"event_id": str(event.pk)}, None
 
@@ -687,10 +685,7 @@ def llm(call: Call) -> dict[str, Any]:
                 output = json.loads(fenced.group(1) if fenced else text)
             except ValueError as exc:
                 raise NodeError(f"the reply is not JSON: {exc}", reply=text[:500]) from exc
-            problems = [
-                e.message
-                for e in Draft202012Validator(call.config["output_schema"]).iter_errors(output)
-            ]
+            problems = [m for _, m in validation_errors(call.config["output_schema"], output)]
             if problems:
                 raise NodeError(
                     f"the reply does not match output_schema: {problems[0]}", reply=text[:500]

@@ -16,12 +16,12 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
-from jsonschema import Draft202012Validator
 
 from accounts.models import Organization
 from agents.models import Agent
 from agents.services import agent_create
 from core.errors import ApplicationError, Conflict
+from core.schemas import validation_errors
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
 from jobs.services import job_create
@@ -337,15 +337,18 @@ def schedules_fire(*, now: datetime | None = None, limit: int = 100) -> int:
                 continue
             slot = rule.next_fire_at
             try:
-                workflow_run_start(
-                    workflow=rule.workflow,
-                    input={},
-                    trigger=Trigger.SCHEDULE,
-                    idempotency_key=f"schedule:{rule.pk}:{slot.isoformat()}",
-                )
+                with transaction.atomic():  # whatever goes wrong, the slot passes
+                    workflow_run_start(
+                        workflow=rule.workflow,
+                        input={},
+                        trigger=Trigger.SCHEDULE,
+                        idempotency_key=f"schedule:{rule.pk}:{slot.isoformat()}",
+                    )
                 fired += 1
             except ApplicationError as exc:  # bad input for the schedule: said, not retried
                 logger.warning("schedule of %s did not start a run: %s", rule.workflow.slug, exc)
+            except Exception:  # one broken rule must not stop every other schedule
+                logger.exception("schedule of %s failed to start a run", rule.workflow.slug)
             rule.last_fired_at = slot
             rule.next_fire_at = next_fire(rule.cron, rule.timezone, now)
             rule.save(update_fields=["last_fired_at", "next_fire_at"])
@@ -362,9 +365,8 @@ def input_errors(version: WorkflowVersion, data: Any) -> dict[str, list[str]]:
     if not schema:
         return {}
     errors: dict[str, list[str]] = {}
-    for error in Draft202012Validator(schema).iter_errors(data):
-        path = ".".join(["input", *(str(p) for p in error.absolute_path)])
-        errors.setdefault(path, []).append(error.message)
+    for where, message in validation_errors(schema, data):
+        errors.setdefault(".".join(part for part in ("input", where) if part), []).append(message)
     return errors
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
+from core.schemas import validation_errors
+
 if TYPE_CHECKING:
     from agents.models import Agent
     from jobs.runtime import JobContext
@@ -36,10 +38,9 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     def argument_errors(self, arguments: Any) -> list[str]:
-        validator = Draft202012Validator(self.parameters)
         return [
-            f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-            for e in validator.iter_errors(arguments)
+            f"{where or 'arguments'}: {message}"
+            for where, message in validation_errors(self.parameters, arguments)
         ]
 
 

@@ -11,12 +11,13 @@ from django.utils import timezone
 from agents.services import agent_create, agent_delete
 from checkpoints.services import checkpoint_approve
 from jobs.models import Job, JobStatus
+from jobs.runtime import JobError
 from jobs.runtime.engine import run_job
 from jobs.services import job_cancel, job_create, job_retry
 from tests.factories import make_user
 from tests.workflows.helpers import make, outputs, pending, settle, start, tree
 from workflows.events import MAX_EVENT_DEPTH, event_send
-from workflows.models import Event, EventWait, WorkflowRun
+from workflows.models import Event, EventWait, WorkflowRun, WorkflowVersion
 from workflows.services import (
     WorkflowInvalid,
     definition_errors,
@@ -294,3 +295,82 @@ def test_a_cancelled_run_retried_goes_on_with_its_branches(acme):
     [checkpoint] = pending(run.job_id)
     checkpoint_approve(checkpoint=checkpoint, user=make_user("ann", approver=True))
     assert settle(run.job_id).status == JobStatus.SUCCEEDED
+
+
+def test_on_failure_nodes_that_wait_do_not_run_the_failed_node_again(acme, remote):
+    remote.failures_left = 10
+    flow = make(
+        acme,
+        {
+            "nodes": [{"id": "call", "type": "http", "config": {"url": remote.url + "/flaky"}}],
+            "on_failure": [
+                {"id": "tell", "type": "approval", "config": {"title": "{{ error.node }} failed"}}
+            ],
+        },
+    )
+    run = start(flow)
+    settle(run.job_id)
+    [checkpoint] = pending(run.job_id)
+    assert checkpoint.title == "call failed"
+    checkpoint_approve(checkpoint=checkpoint, user=make_user("ann", approver=True))
+    job = settle(run.job_id)
+    assert job.status == JobStatus.FAILED and "node call failed" in job.error_message
+    assert remote.calls == ["/flaky"]  # not again when the run resumed after the approval
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"$ref": "http://169.254.169.254/latest/meta-data"}, "only references inside"),
+        ({"properties": {"a": {"$ref": "#/$defs/missing"}}}, "points to nothing"),
+        ({"type": "nonesuch"}, "not a valid JSON Schema"),
+    ],
+)
+def test_schemas_may_only_refer_inside_themselves(acme, schema, words):
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]
+    errors = definition_errors(
+        organization=acme, definition={"input_schema": schema, "nodes": nodes}
+    )
+    assert any(words in message for message in errors.get("input_schema", [])), errors
+
+
+def test_a_local_ref_works_and_a_stored_remote_one_is_never_fetched(acme, remote):
+    defs = {"$defs": {"n": {"type": "integer"}}, "properties": {"n": {"$ref": "#/$defs/n"}}}
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "input.n"}}}]
+    flow = make(acme, {"input_schema": {"type": "object", **defs}, "nodes": nodes})
+    with pytest.raises(JobError) as refused:
+        workflow_run_start(workflow=flow, input={"n": "two"})
+    assert "input.n" in refused.value.fields
+    # A schema stored before this check (or written to the table) is applied, not fetched.
+    version = flow.current_version
+    assert version is not None
+    WorkflowVersion.objects.filter(pk=version.pk).update(
+        definition={**version.definition, "input_schema": {"$ref": remote.url + "/x"}}
+    )
+    with pytest.raises(JobError, match="invalid input"):
+        workflow_run_start(workflow=flow, input={})
+    assert remote.calls == []
+
+
+def test_a_run_an_event_started_is_its_senders(acme):
+    ann = make_user("ann", approver=True)
+    make(
+        acme,
+        {
+            "triggers": [{"type": "event", "event": "deploy"}],
+            "nodes": [{"id": "ok", "type": "approval", "config": {"title": "go?"}}],
+        },
+    )
+    event_send(organization=acme, name="deploy", created_by=ann)
+    run = WorkflowRun.objects.get()
+    assert run.job.created_by == ann  # so ann may not approve it (four eyes)
+    settle(run.job_id)
+    with pytest.raises(Exception, match="(?i)four-eyes|created"):
+        checkpoint_approve(checkpoint=pending(run.job_id)[0], user=ann)
+
+
+def test_a_cron_that_never_comes_is_refused(acme):
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]
+    triggers = [{"type": "schedule", "cron": "0 0 31 2 *"}]
+    errors = definition_errors(organization=acme, definition={"nodes": nodes, "triggers": triggers})
+    assert errors == {"triggers.0.cron": ["names no time that ever comes"]}

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import default_organization
-from core.cli import fmt_time, parse_json, shorten, table, to_json
+from core.cli import find_user, fmt_time, parse_json, shorten, table, to_json
 from core.errors import ApplicationError
 from workflows.events import event_send
 from workflows.models import Event
@@ -29,6 +29,9 @@ class Command(BaseCommand):
         send.add_argument("--data", default="{}", help="JSON, or @file.json")
         send.add_argument("--key", default="", help="idempotency key: sent once per key")
         send.add_argument("--source", default="cli")
+        send.add_argument(
+            "--as", dest="as_user", metavar="USER", help="who sends it (default: $COUNTERSIGN_USER)"
+        )
         send.add_argument("--json", action="store_true")
         listing = actions.add_parser("list", help="recent events, newest first")
         listing.add_argument("--name")
@@ -48,6 +51,7 @@ class Command(BaseCommand):
                     data=parse_json(options["data"], "--data"),
                     idempotency_key=options["key"],
                     source=options["source"],
+                    created_by=find_user(options["as_user"]),
                 )
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from None

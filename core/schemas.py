@@ -1,0 +1,82 @@
+"""JSON Schemas that people write (a workflow's input, a form, a tool's arguments):
+checked when saved and applied without ever fetching a `$ref`. jsonschema would
+otherwise retrieve a remote `$ref` with urlopen, from the process that validates."""
+
+from collections.abc import Iterator
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
+
+REF_KEYS = ("$ref", "$dynamicRef")
+
+
+def _refuse(uri: str) -> Any:
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs fields mypy misses
+
+
+NO_RETRIEVAL: Registry[Any] = Registry(retrieve=_refuse)  # type: ignore[call-arg]
+
+
+def validator(schema: Any) -> Draft202012Validator:
+    return Draft202012Validator(schema, registry=NO_RETRIEVAL)
+
+
+def validation_errors(schema: Any, data: Any) -> list[tuple[str, str]]:
+    """(path, message) of each way `data` breaks `schema`; a `$ref` that does not resolve
+    is one error, never a fetch or an exception."""
+    try:
+        return [
+            (".".join(str(p) for p in error.absolute_path), error.message)
+            for error in validator(schema).iter_errors(data)
+        ]
+    except Unresolvable as exc:
+        return [("", f"the schema's $ref does not resolve: {exc}")]
+
+
+def schema_problems(schema: Any) -> list[str]:
+    """Why `schema` is not a usable JSON Schema: not valid Draft 2020-12, or a `$ref`
+    that is not a pointer into the schema itself (`#`, `#/…`) that exists."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [f"not a valid JSON Schema: {exc.message}"]
+    problems = []
+    for ref in _refs(schema):
+        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+            problems.append(f"$ref {ref!r}: only references inside the schema (#/…) are allowed")
+        elif _pointer(schema, ref) is _MISSING:
+            problems.append(f"$ref {ref!r} points to nothing in the schema")
+    return problems
+
+
+def _refs(node: Any) -> Iterator[Any]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in REF_KEYS:
+                    yield value
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+_MISSING = object()
+
+
+def _pointer(document: Any, ref: str) -> Any:
+    here = document
+    for raw in ref[2:].split("/") if ref != "#" else []:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(here, dict) and part in here:
+            here = here[part]
+        elif isinstance(here, list) and part.isdecimal() and int(part) < len(here):
+            here = here[int(part)]
+        else:
+            return _MISSING
+    return here
