@@ -70,12 +70,12 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(concurrency_key=key, status=JobStatus.RUNNING, lease_expires_at__gt=now)
 
     def started_unfinished(self, key: str) -> "JobQuerySet":
-        """Jobs of the key between their first start and their end, waits included (a
-        parked job has not started its work)."""
+        """Jobs of the key between their first start and their end, waits included, and
+        queued again to go on after one (a parked job has not started its work)."""
         return self.filter(
             concurrency_key=key,
             started_at__isnull=False,
-            status__in=[JobStatus.WAITING, JobStatus.RETRYING],
+            status__in=[JobStatus.WAITING, JobStatus.RETRYING, JobStatus.QUEUED],
         ).exclude(wait_reason__in=[PARKED, LEGACY_PARKED])
 
     def parked(self, key: str) -> "JobQuerySet":

@@ -203,6 +203,12 @@ class Call:
         return f"{self.key}:{part}"
 
 
+def _storable(text: str) -> str:
+    """Text from outside (a response, a reply) as PostgreSQL stores it: no NUL, in the
+    text or escaped in JSON (the JSON parsed from it then has none either)."""
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     data = getattr(exc, "data", {})
     return {"message": str(exc)[:2000], "type": type(exc).__name__, **data}
@@ -577,7 +583,7 @@ def emit_event(call: Call) -> dict[str, Any]:
             # a re-run of this step after a crash must not send it twice
             idempotency_key=f"emit:{call.ctx.job_id}:{call.key}",
             source=f"workflow:{call.walk.spec.slug}",
-            depth=int((call.scope.event or {}).get("depth", 0)) + 1,
+            depth=int(call.scope.run.get("depth") or 0) + 1,
             created_by=job.created_by,
         )
         return {"event": call.config["event"], "data": data}, {"event_id": str(event.pk)}, None
@@ -609,7 +615,7 @@ def http(call: Call) -> dict[str, Any]:
             )
         except HttpFailed as exc:
             raise NodeError(str(exc), status=None) from exc
-        text = response.body.decode(errors="replace")
+        text = _storable(response.body.decode(errors="replace"))
         if response.status >= 400:
             raise NodeError(
                 f"HTTP {response.status} from {url}", status=response.status, body=text[:1000]
@@ -677,7 +683,7 @@ def llm(call: Call) -> dict[str, Any]:
             raise NodeError(str(exc), retryable=exc.retryable) from exc
         except NonRetryableError as exc:  # the provider refused (bad key, bad model)
             raise NodeError(str(exc), retryable=False) from exc
-        text = out["completion"]["text"]
+        text = _storable(out["completion"]["text"])
         output: Any = text
         if "output_schema" in call.config:
             fenced = FENCE.search(text)
@@ -1089,6 +1095,7 @@ def _root_scope(ctx: JobContext, spec: Spec) -> Scope:
             "version": spec.number,
             "started": ctx.job.created_at.isoformat(),
             "trigger": ctx.input.get("trigger"),
+            "depth": int(ctx.input.get("depth") or 0),
         },
     )
 
@@ -1130,6 +1137,7 @@ def run_branch(ctx: JobContext) -> dict[str, Any]:
     spec = spec_for(ctx.input)
     scope = Scope.restore(ctx.input["scope"])
     before = set(scope.steps)
+    given = dict(scope.vars)
     nodes = find_list(spec.definition, ctx.input["path"])
     walk = Walk(ctx, spec, root=str(ctx.input["run"]))
     output = run_nodes(
@@ -1137,6 +1145,8 @@ def run_branch(ctx: JobContext) -> dict[str, Any]:
     )
     return {
         "output": output,
-        "vars": scope.vars,
+        # only what this branch set: the join merges branches, and an unchanged copy
+        # must not undo what another branch set
+        "vars": {k: v for k, v in scope.vars.items() if k not in given or given[k] != v},
         "steps": {k: v for k, v in scope.steps.items() if k not in before},
     }

@@ -370,6 +370,20 @@ def input_errors(version: WorkflowVersion, data: Any) -> dict[str, list[str]]:
     return errors
 
 
+def _inherited_depth(parent: Job | None) -> int:
+    """A run started from another run (a `workflow` node, an agent's tool call, at any
+    remove) is as deep in an event chain as the nearest run above it."""
+    seen = 0
+    while parent is not None and seen < 50:
+        if parent.job_type == "workflow":
+            return int(parent.input.get("depth") or 0)
+        if parent.job_type == "workflow-branch":
+            return int(parent.input.get("scope", {}).get("run", {}).get("depth") or 0)
+        parent = parent.parent
+        seen += 1
+    return 0
+
+
 KEY_LENGTH = 200  # Job.idempotency_key's max_length
 
 
@@ -416,6 +430,8 @@ def workflow_run_start(
         "input": input,
         "trigger": trigger,
         "event": event.payload() if event else None,
+        # how deep in a chain of emitted events the run is (see events.MAX_EVENT_DEPTH)
+        "depth": event.depth if event else _inherited_depth(parent),
         "session_id": session_id,
     }
     with run_job_creation():

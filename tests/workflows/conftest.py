@@ -9,7 +9,8 @@ import pytest
 
 
 class Remote:
-    """A small HTTP server: GET /ok answers JSON, /flaky fails its first N calls."""
+    """A small HTTP server: GET /ok answers JSON, /flaky fails its first N calls, /nul
+    and /nul.json answer a NUL character."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -26,8 +27,18 @@ class Remote:
                     self.wfile.write(b"busy")
                     return
                 body = json.dumps({"path": self.path, "ok": True}).encode()
+                kind = "application/json"
+                if self.path.startswith("/nul"):  # what PostgreSQL cannot store
+                    body, kind = (
+                        (b'{"s": "a\\u0000b"}', kind)
+                        if "json" in self.path
+                        else (
+                            b"a\x00b",
+                            "text/plain",
+                        )
+                    )
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -345,6 +345,9 @@ def test_a_concurrency_limit_is_held_while_a_run_waits(acme):
     assert settle(first.job_id).status == JobStatus.WAITING
     assert run_job(str(second.job_id)) == "parked"  # the first holds the slot while waiting
     checkpoint_approve(checkpoint=pending(first.job_id)[0], user=make_user("a", approver=True))
+    # Woken, the first is queued: it still holds its slot if the second is tried first.
+    Job.objects.filter(pk=second.job_id).update(status=JobStatus.QUEUED, wait_reason="")
+    assert run_job(str(second.job_id)) == "parked"
     assert settle(first.job_id).status == JobStatus.SUCCEEDED
     assert Job.objects.get(pk=second.job_id).status == JobStatus.QUEUED  # woken by the release
     assert settle(second.job_id).status == JobStatus.WAITING

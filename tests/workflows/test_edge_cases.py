@@ -374,3 +374,61 @@ def test_a_cron_that_never_comes_is_refused(acme):
     triggers = [{"type": "schedule", "cron": "0 0 31 2 *"}]
     errors = definition_errors(organization=acme, definition={"nodes": nodes, "triggers": triggers})
     assert errors == {"triggers.0.cron": ["names no time that ever comes"]}
+
+
+def test_branches_each_set_a_variable_and_the_join_keeps_both(acme):
+    def setting(name: str, value: str) -> dict[str, Any]:
+        return {"nodes": [{"id": name, "type": "transform", "config": {"set": {name: value}}}]}
+
+    flow = make(
+        acme,
+        {
+            "variables": {"x": 0, "y": 0},
+            "nodes": [
+                {
+                    "id": "both",
+                    "type": "parallel",
+                    "config": {"branches": [setting("x", "1"), setting("y", "2")]},
+                }
+            ],
+            "output": "{{ vars }}",
+        },
+    )
+    run = start(flow)
+    assert settle(run.job_id).status == JobStatus.SUCCEEDED
+    assert outputs(run.job_id) == {"x": 1, "y": 2}
+
+
+def test_a_trigger_loop_through_a_sub_workflow_stops_too(acme):
+    make(
+        acme,
+        {"nodes": [{"id": "tell", "type": "emit_event", "config": {"event": "tick"}}]},
+        slug="child",
+    )
+    parent = make(
+        acme,
+        {
+            "triggers": [{"type": "event", "event": "tick"}],
+            "nodes": [{"id": "sub", "type": "workflow", "config": {"workflow": "child"}}],
+        },
+        slug="parent",
+    )
+    event_send(organization=acme, name="tick")
+    for _ in range(3 * MAX_EVENT_DEPTH):
+        queued = Job.objects.filter(status=JobStatus.QUEUED, parent__isnull=True)
+        if not queued.exists():
+            break
+        for job in queued:
+            settle(job.pk)
+    assert WorkflowRun.objects.filter(workflow=parent).count() == MAX_EVENT_DEPTH
+
+
+def test_a_response_with_a_nul_character_is_stored(acme, remote):
+    nodes = [
+        {"id": "text", "type": "http", "config": {"url": remote.url + "/nul"}},
+        {"id": "json", "type": "http", "config": {"url": remote.url + "/nul.json"}},
+    ]
+    job = settle(start(make(acme, {"nodes": nodes})).job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert job.steps.get(key="text").output["output"]["text"] == "a\ufffdb"
+    assert job.steps.get(key="json").output["output"]["json"] == {"s": "a\ufffdb"}
