@@ -1,6 +1,7 @@
-"""JSON Schemas that people write (a workflow's input, a form, a tool's arguments):
-checked when saved and applied without ever fetching a `$ref`. jsonschema would
-otherwise retrieve a remote `$ref` with urlopen, from the process that validates."""
+"""JSON that people write: its shape (how deep, no NUL), and JSON Schemas (a
+workflow's input, a form, a tool's arguments) checked when saved and applied without
+ever fetching a `$ref`. jsonschema would otherwise retrieve a remote `$ref` with
+urlopen, from the process that validates."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -50,6 +51,26 @@ def schema_problems(schema: Any) -> list[str]:
         elif _pointer(schema, ref) is _MISSING:
             problems.append(f"$ref {ref!r} points to nothing in the schema")
     return problems
+
+
+def json_problem(value: Any, max_depth: int) -> str | None:
+    """What no stored document may hold, found without recursion: objects and lists
+    nested deeper than `max_depth`, or a NUL character (PostgreSQL stores no such
+    text)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list) and depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            if any("\x00" in key for key in item if isinstance(key, str)):
+                return "a NUL character (\\u0000) in a name"
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str) and "\x00" in item:
+            return "a NUL character (\\u0000) in a string"
+    return None
 
 
 def _refs(node: Any) -> Iterator[Any]:

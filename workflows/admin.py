@@ -48,6 +48,9 @@ class WorkflowForm(forms.ModelForm):
             )
             for path, problems in errors.items():
                 self.add_error("definition", [f"{path}: {p}" for p in problems])
+        taken = Workflow.objects.filter(organization=organization, slug=data.get("slug"))
+        if not self.instance.pk and organization is not None and taken.exists():
+            self.add_error("slug", "A workflow with this slug exists in the organization.")
         return data
 
 
@@ -242,7 +245,16 @@ def _flat(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class EventAdmin(admin.ModelAdmin):
     list_display = ("name", "source", "received_at", "organization")
     search_fields = ("name", "source", "idempotency_key")
-    readonly_fields = ("name", "data", "idempotency_key", "source", "received_at", "organization")
+    readonly_fields = (
+        "name",
+        "data",
+        "idempotency_key",
+        "source",
+        "created_by",
+        "depth",
+        "received_at",
+        "organization",
+    )
     fields = readonly_fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
@@ -253,3 +265,6 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a run's waits say which events it took

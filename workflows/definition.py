@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 from jsonschema import Draft202012Validator
 
-from core.schemas import schema_problems
+from agents.services import config_errors
+from core.schemas import json_problem, schema_problems
 from workflows.expressions import (
     CONTEXT_NAMES,
     ExpressionError,
@@ -36,6 +37,8 @@ from workflows.expressions import (
 )
 
 MAX_DEFINITION_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64  # of objects and lists, anywhere in a definition
+MAX_SECONDS = 31 * 86400  # timeouts, expiries, sleeps
 MAX_NODES = 2000
 MAX_DEPTH = 16
 MAX_FOR_EACH_ITEMS = 1000
@@ -47,6 +50,7 @@ TEMPLATE = {"description": "text; {{ expression }} parts are evaluated"}
 ANY_TEMPLATE = {"description": "any JSON; {{ expression }} strings inside are evaluated"}
 EXPRESSION = {"type": "string", "minLength": 1, "description": "a CEL expression"}
 NODE_LIST = {"type": "array", "items": {"type": "object"}}
+SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}
 ON_TIMEOUT = {"enum": ["reject", "approve", "fail"], "default": "reject"}
 AGENT_REF = {"type": ["integer", "string"], "description": "an agent's id or name"}
 
@@ -196,7 +200,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     "description": {"type": "string", **TEMPLATE},
                     "payload": ANY_TEMPLATE,
                     "required_approvals": {"type": "integer", "minimum": 1, "maximum": 10},
-                    "expires_in": {"type": "number", "exclusiveMinimum": 0},
+                    "expires_in": SECONDS,
                     "on_timeout": ON_TIMEOUT,
                 },
                 ("title",),
@@ -211,7 +215,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     "title": {"type": "string", "minLength": 1, **TEMPLATE},
                     "description": {"type": "string", **TEMPLATE},
                     "schema": {"type": "object"},
-                    "expires_in": {"type": "number", "exclusiveMinimum": 0},
+                    "expires_in": SECONDS,
                     "on_timeout": {"enum": ["reject", "fail"], "default": "reject"},
                 },
                 ("title", "schema"),
@@ -226,7 +230,7 @@ NODE_TYPES: dict[str, NodeType] = {
                 {
                     "event": {"type": "string", "minLength": 1, "maxLength": 200},
                     "match": EXPRESSION,
-                    "timeout": {"type": "number", "exclusiveMinimum": 0},
+                    "timeout": SECONDS,
                     "on_timeout": {"enum": ["fail", "continue"], "default": "fail"},
                 },
                 ("event",),
@@ -249,7 +253,7 @@ NODE_TYPES: dict[str, NodeType] = {
             "sleep",
             "A durable timer.",
             _object(
-                {"seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 31 * 86400}},
+                {"seconds": SECONDS},
                 ("seconds",),
             ),
         ),
@@ -297,7 +301,7 @@ NODE_SCHEMA = {
                 "retry_if": EXPRESSION,
             }
         ),
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 31 * 86400},
+        "timeout": SECONDS,
         "skip_if": EXPRESSION,
         "continue_on_error": {"type": "boolean"},
     },
@@ -483,6 +487,13 @@ def _node_config(
             _json_schema(check, config["output_schema"], f"{here}.config.output_schema")
         if "agent" not in config and not ("provider" in config and "model" in config):
             check.add(f"{here}.config", "name an agent, or a provider and a model")
+        model: dict[str, Any] = {
+            k: config[k] for k in ("provider", "model", "parameters") if k in config
+        }
+        if "provider" in model and "model" in model:  # as an agent's are checked
+            for field_name, problems in config_errors(model).items():
+                for problem in problems:
+                    check.add(f"{here}.config.{field_name}", problem)
     # A container's lists: a branch's cases and a parallel's branches each see what ran
     # before the container; what ran inside them is visible after it (for_each's is not:
     # its output is the list).
@@ -527,6 +538,8 @@ class Checked:
 def check_definition(definition: Any) -> Checked:
     """Everything that can be checked without the database."""
     check = _Check()
+    if problem := json_problem(definition, MAX_JSON_DEPTH):
+        return Checked({"definition": [problem]}, [], [])
     try:
         size = len(json.dumps(definition))
     except (TypeError, ValueError):

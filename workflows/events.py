@@ -26,8 +26,10 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from core.errors import ApplicationError
+from core.schemas import json_problem
 from jobs.models import Job, JobStep
 from jobs.runtime import Pending, Resolved, wake_job
+from workflows.definition import MAX_JSON_DEPTH
 from workflows.expressions import ExpressionError, condition
 from workflows.models import Event, EventWait, Trigger, TriggerRule
 from workflows.services import workflow_run_start
@@ -83,6 +85,9 @@ def event_send(
         raise EventRejected(
             "an event needs a name of 1 to 200 characters", {"name": ["1 to 200 characters."]}
         )
+    sent = {"name": name, "data": data, "source": source, "key": idempotency_key}
+    if problem := json_problem(sent, MAX_JSON_DEPTH):
+        raise EventRejected(f"invalid event: {problem}", {"data": [problem]})
     _lock(organization.pk, name)
     if idempotency_key:
         earlier = Event.objects.filter(

@@ -5,9 +5,12 @@ CEL has no loops, no side effects and no I/O; on top of that, what an expression
 is bounded here:
 
 - its source is at most MAX_LENGTH characters;
-- comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) nest at most
-  MAX_NESTING deep and appear at most MAX_COMPREHENSIONS times, so work grows at most
-  polynomially (and only as fast as the run's own data);
+- comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) do not nest
+  (MAX_NESTING) and appear at most MAX_COMPREHENSIONS times. Work is then at most
+  quadratic in the size of the data an expression reads (a body may read a whole list
+  for each item of another): with nesting, `L.map(x, L.map(y, L))` over a 300-item
+  literal took minutes and gigabytes; `L.map(x, L)` over the longest literal the
+  length bound allows takes a few seconds;
 - it calls only CEL's standard functions (FUNCTIONS), none of which loops;
 - its result, as JSON, is at most MAX_RESULT_BYTES; a rendered template likewise.
 
@@ -27,7 +30,7 @@ import cel
 from core.errors import ApplicationError
 
 MAX_LENGTH = 2000
-MAX_NESTING = 2
+MAX_NESTING = 1
 MAX_COMPREHENSIONS = 4
 MAX_RESULT_BYTES = 64 * 1024
 CONTEXT_NAMES = ("input", "vars", "steps", "event", "run", "item", "index", "error")

@@ -49,24 +49,25 @@ class _Steps:
         return self.by_job.get(str(job_id), {})
 
 
-def run_jobs(root: Any) -> list[Any]:
-    """The run's job and its branches' (parallel branches, iterations) at every depth:
-    one query per level of nesting."""
+def run_jobs(root: Any, *, branches_only: bool = True) -> list[Any]:
+    """The run's job and its branches' (parallel branches, iterations) at every depth,
+    or every job below it (agents' jobs, sub-workflows' runs too): one query per level
+    of nesting."""
     found, frontier = [root], [root]
     while frontier:
-        frontier = list(
-            Job.objects.filter(parent_id__in=frontier, job_type="workflow-branch").values_list(
-                "pk", flat=True
-            )
-        )
+        below = Job.objects.filter(parent_id__in=frontier)
+        if branches_only:
+            below = below.filter(job_type="workflow-branch")
+        frontier = list(below.values_list("pk", flat=True))
         found += frontier
     return found
 
 
 def run_pending_checkpoints(root: Any) -> QuerySet[Checkpoint]:
-    """What the run waits for people on, in any of its branches."""
+    """What the run waits for people on, anywhere below it (its branches, its agents'
+    tool calls, its sub-workflows)."""
     return Checkpoint.objects.filter(
-        job_id__in=run_jobs(root), status=CheckpointStatus.PENDING
+        job_id__in=run_jobs(root, branches_only=False), status=CheckpointStatus.PENDING
     ).order_by("opened_at", "pk")
 
 
@@ -209,8 +210,8 @@ def _iterations(
         ]
     children = [
         s.output
-        for k, s in sorted(found.of(job_id).items())
-        if k.startswith(f"{key}:start") and isinstance(s.output, list)
+        for s in sorted(found.of(job_id).values(), key=lambda s: s.position)  # wave order
+        if s.key.startswith(f"{key}:start") and isinstance(s.output, list)
     ]
     return [
         {"job_id": pk, "nodes": _nodes(config.get("nodes", []), found, str(pk), "", checkpoints)}

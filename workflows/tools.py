@@ -24,7 +24,9 @@ def function_name(slug: str) -> str:
 def workflow_tool(organization_id: int, slug: str) -> Tool | None:
     """The tool of the organization's workflow `slug` (the agents app's resolver)."""
     workflow = (
-        Workflow.objects.filter(organization_id=organization_id, slug=slug, active=True)
+        # an inactive one too: an agent waiting on a call must replay the same tools (a
+        # new call is refused when the run is started)
+        Workflow.objects.filter(organization_id=organization_id, slug=slug)
         .select_related("current_version")
         .first()
     )

@@ -66,6 +66,13 @@ def node(node_id: str, node_type: str = "transform", **fields) -> dict:
     return {**base, **fields}
 
 
+def deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"v": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("definition", "path", "words"),
     [
@@ -87,7 +94,28 @@ def node(node_id: str, node_type: str = "transform", **fields) -> dict:
             "nodes.0.skip_if",
             "nest at most",
         ),
+        (
+            {"nodes": [node("a", skip_if="[1].map(x, [1].exists(y, y == x))")]},
+            "nodes.0.skip_if",
+            "nest at most",
+        ),
         ({"nodes": [node("a", skip_if="while(true)")]}, "nodes.0.skip_if", "does not compile"),
+        ({"nodes": [node("a")], "variables": deep(70)}, "definition", "nested deeper than 64"),
+        (
+            {"nodes": [node("a", "agent", config={"agent": "x\u0000", "task": "t"})]},
+            "definition",
+            "NUL",
+        ),
+        (
+            {"nodes": [node("w", "wait_for_event", config={"event": "e", "timeout": 1e300})]},
+            "nodes.0.config.timeout",
+            "maximum",
+        ),
+        (
+            {"nodes": [node("a", "llm", config={"provider": "nope", "model": "m", "prompt": "p"})]},
+            "nodes.0.config.provider",
+            "unknown provider",
+        ),
         (
             {"nodes": [node("a", "input", config={"title": "t", "schema": {"type": "nope"}})]},
             "nodes.0.config.schema",
@@ -359,3 +387,16 @@ def test_the_admin_pages_of_workflows_runs_and_events(acme, admin):
     page = client.get(f"/admin/workflows/workflowrun/{run.job_id}/change/").content.decode()
     assert 'class="cs-nodes"' in page and "greet" in page
     assert client.get("/admin/workflows/event/").status_code == 200
+    # adding one with a slug the organization has: the form says so (not a 500)
+    taken = client.post(
+        "/admin/workflows/workflow/add/",
+        {"slug": flow.slug, "name": "Again", "definition": '{"nodes": []}', "active": "on"},
+    )
+    assert taken.status_code == 200 and "exists in the organization" in taken.content.decode()
+    # events are a record: nobody deletes one (a run's waits say which it took)
+    superuser = make_user("root")
+    superuser.is_staff = superuser.is_superuser = True
+    superuser.save()
+    client.force_login(superuser)
+    event = Event.objects.create(organization=acme, name="e")
+    assert client.get(f"/admin/workflows/event/{event.pk}/delete/").status_code == 403

@@ -147,7 +147,8 @@ def test_a_failing_skip_if_under_continue_on_error_records_a_failure(acme, remot
     assert job.steps.get(key="call").output["status"] == "failed"
 
 
-def test_an_error_marked_not_retryable_is_not_retried(acme):
+def test_an_error_marked_not_retryable_is_not_retried(acme, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     flow = make(
         acme,
         {
