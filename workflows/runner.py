@@ -480,18 +480,7 @@ def approval(call: Call) -> dict[str, Any]:
             on_timeout=call.config.get("on_timeout", "reject"),
         )
     except CheckpointRejected as rejected:
-        return finish(
-            call,
-            "rejected",
-            input=shown,
-            output={
-                "approved": False,
-                "reason": rejected.reason,
-                "decided_by": rejected.decided_by,
-                "timed_out": rejected.timed_out,
-                "checkpoint_id": rejected.checkpoint_id,
-            },
-        )
+        return _rejection(call, shown, rejected)
     except CheckpointExpired as expired:
         return finish(call, "failed", input=shown, error=_error(expired))
     return finish(
@@ -506,6 +495,22 @@ def approval(call: Call) -> dict[str, Any]:
             "reason": decision.reason,
             "timed_out": decision.timed_out,
             "checkpoint_id": decision.checkpoint_id,
+        },
+    )
+
+
+def _rejection(call: Call, shown: Any, rejected: CheckpointRejected) -> dict[str, Any]:
+    """The record of an approval or input a person rejected (or that timed out so)."""
+    return finish(
+        call,
+        "rejected",
+        input=shown,
+        output={
+            "approved": False,
+            "reason": rejected.reason,
+            "decided_by": rejected.decided_by,
+            "timed_out": rejected.timed_out,
+            "checkpoint_id": rejected.checkpoint_id,
         },
     )
 
@@ -532,16 +537,7 @@ def input_node(call: Call) -> dict[str, Any]:
             on_timeout=call.config.get("on_timeout", "reject"),
         )
     except CheckpointRejected as rejected:
-        return finish(
-            call,
-            "rejected",
-            input=shown,
-            output={
-                "reason": rejected.reason,
-                "decided_by": rejected.decided_by,
-                "timed_out": rejected.timed_out,
-            },
-        )
+        return _rejection(call, shown, rejected)
     except CheckpointExpired as expired:
         return finish(call, "failed", input=shown, error=_error(expired))
     return finish(call, "succeeded", input=shown, output=decision.data)

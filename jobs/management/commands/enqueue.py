@@ -2,12 +2,9 @@
 
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Organization
-from accounts.roles import organization_of
-from accounts.services import default_organization
+from accounts.cli import command_organization
 from core.cli import find_user, fmt_duration, parse_json, to_json
 from jobs.cli import ATTACHMENTS, event_line, job_summary
 from jobs.follow import follow, paused_or_ended
@@ -116,25 +113,13 @@ class Command(BaseCommand):
                 priority=options["priority"],
                 created_by=user,
                 idempotency_key=key,
-                organization=self.organization(options["org"], user),
+                organization=command_organization(options["org"], user),
             )
         except JobError as exc:
             raise CommandError(str(exc)) from None
         if repeated:
             self.stderr.write(f"idempotency key {key!r} was used before: this is that job")
         return job
-
-    def organization(self, slug: str | None, user: User | None) -> Organization:
-        member_of = organization_of(user)
-        if slug is None:
-            return member_of or default_organization()
-        try:
-            organization = default_organization(slug)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        if member_of is not None and member_of.pk != organization.pk:
-            raise CommandError(f"{user} belongs to {member_of.slug}, not {slug}")
-        return organization
 
     def follow(self, job: Job, *, as_json: bool, timeout: float | None) -> Job:
         """Print the job's events as they happen, until it ends or pauses."""

@@ -5,9 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Organization
-from accounts.roles import organization_of
-from accounts.services import default_organization
+from accounts.cli import command_organization
 from core.cli import find_user, parse_json, table, to_json
 from core.errors import ApplicationError
 from jobs.cli import event_line
@@ -61,7 +59,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.user = find_user(options["as_user"])
-        self.organization = self._organization(options["org"])
+        self.organization = command_organization(options["org"], self.user)
         try:
             getattr(self, f"do_{options['action']}")(options)
         except ApplicationError as exc:
@@ -69,18 +67,6 @@ class Command(BaseCommand):
                 f"{path}: {' '.join(problems)}" for path, problems in exc.fields.items()
             )
             raise CommandError(details or str(exc)) from None
-
-    def _organization(self, slug: str | None) -> Organization:
-        member_of = organization_of(self.user)
-        if slug is None:
-            return member_of or default_organization()
-        try:
-            organization = default_organization(slug)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        if member_of is not None and member_of.pk != organization.pk:
-            raise CommandError(f"{self.user} belongs to {member_of.slug}, not {slug}")
-        return organization
 
     def _workflow(self, slug: str) -> Workflow:
         workflow = Workflow.objects.filter(organization=self.organization, slug=slug).first()
