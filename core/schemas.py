@@ -35,11 +35,13 @@ def validation_errors(schema: Any, data: Any) -> list[tuple[str, str]]:
         ]
     except Unresolvable as exc:
         return [("", f"the schema's $ref does not resolve: {exc}")]
+    except RecursionError:  # a $ref cycle, or data deeper than a recursive schema goes
+        return [("", "the schema recurses without end on this data")]
 
 
 def schema_problems(schema: Any) -> list[str]:
-    """Why `schema` is not a usable JSON Schema: not valid Draft 2020-12, or a `$ref`
-    that is not a pointer into the schema itself (`#`, `#/…`) that exists."""
+    """Why `schema` is not a usable JSON Schema: not valid Draft 2020-12, a `$ref` that
+    is not a pointer into the schema itself (`#`, `#/…`) that exists, or a loop of them."""
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -50,6 +52,9 @@ def schema_problems(schema: Any) -> list[str]:
             problems.append(f"$ref {ref!r}: only references inside the schema (#/…) are allowed")
         elif _pointer(schema, ref) is _MISSING:
             problems.append(f"$ref {ref!r} points to nothing in the schema")
+    # A chain of $refs that comes back to where it started applies to any data forever.
+    if not problems and any("recurses" in m for _, m in validation_errors(schema, {})):
+        problems.append("its $ref chain loops back on itself")
     return problems
 
 

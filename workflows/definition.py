@@ -37,7 +37,7 @@ from workflows.expressions import (
 )
 
 MAX_DEFINITION_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 64  # of objects and lists, anywhere in a definition
+MAX_JSON_DEPTH = 128  # of objects and lists anywhere (16 containers take about 100)
 MAX_SECONDS = 31 * 86400  # timeouts, expiries, sleeps
 MAX_NODES = 2000
 MAX_DEPTH = 16

@@ -145,20 +145,24 @@ def _start_triggered(event: Event) -> None:
         workflow__organization_id=event.organization_id,
         workflow__active=True,
     ).select_related("workflow")
+    data = dict(event.data) if isinstance(event.data, dict) else {"data": event.data}
     for rule in rules:
         try:
             if rule.filter and not condition(rule.filter, {"event": event.payload()}):
                 continue
-            workflow_run_start(
-                workflow=rule.workflow,
-                input=dict(event.data) if isinstance(event.data, dict) else {"data": event.data},
-                trigger=Trigger.EVENT,
-                event=event,
-                created_by=event.created_by,
-                idempotency_key=f"event:{event.pk}:{rule.workflow_id}",
-            )
+            with transaction.atomic():  # one workflow that cannot start loses no event
+                workflow_run_start(
+                    workflow=rule.workflow,
+                    input=dict(data),
+                    trigger=Trigger.EVENT,
+                    event=event,
+                    created_by=event.created_by,
+                    idempotency_key=f"event:{event.pk}:{rule.workflow_id}",
+                )
         except ApplicationError as exc:  # a filter or an input that does not fit: said
             logger.warning("event %s did not start %s: %s", event.pk, rule.workflow.slug, exc)
+        except Exception:  # the event is recorded and delivered all the same
+            logger.exception("event %s failed to start %s", event.pk, rule.workflow.slug)
 
 
 @dataclass

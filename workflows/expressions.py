@@ -158,11 +158,14 @@ def _jsonable(value: Any) -> Any:
 def _bounded(value: Any) -> Any:
     value = _jsonable(value)
     try:
-        size = len(json.dumps(value, default=str))
+        dumped = json.dumps(value, default=str, ensure_ascii=False)
+        dumped.encode()  # a lone surrogate ('\ud800' in CEL) has no UTF-8
     except (TypeError, ValueError) as exc:
         raise ExpressionError(f"result is not JSON: {exc}") from None
-    if size > MAX_RESULT_BYTES:
+    if len(dumped) > MAX_RESULT_BYTES:
         raise ExpressionError(f"result is larger than {MAX_RESULT_BYTES} bytes")
+    if "\\u0000" in dumped:  # '\u0000' in CEL: PostgreSQL stores no NUL
+        raise ExpressionError("result holds a NUL character")
     return value
 
 

@@ -10,8 +10,6 @@ retried, retries the children its waiting nodes were waiting for (cancelled with
 
 from typing import Any
 
-from django.db.models import Q
-
 from checkpoints.models import Checkpoint, CheckpointStatus
 from jobs.models import Job, JobStatus, JobStep, StepStatus
 from jobs.services import job_retry
@@ -24,13 +22,12 @@ def rewind_failed_node(sender: Any, job: Job, **kwargs: Any) -> None:
     """`job_retried` receiver for `workflow` and `workflow-branch` jobs."""
     if job.job_type not in ("workflow", "workflow-branch"):
         return
-    # The node that failed the run: its record says so (`fatal`), or its step failed
-    # with an error no node caught.
+    # The node that failed the run: its record says so (`fatal`; what ran after it, the
+    # on_failure nodes, may have failed too), or else its step failed with an error no
+    # node caught.
     failed = (
-        JobStep.objects.filter(job=job)
-        .filter(Q(status=StepStatus.FAILED) | Q(output__fatal=True))
-        .order_by("-position")
-        .first()
+        JobStep.objects.filter(job=job, output__fatal=True).order_by("position").first()
+        or JobStep.objects.filter(job=job, status=StepStatus.FAILED).order_by("-position").first()
     )
     if failed is None:  # cancelled: what it waited for was cancelled with it
         _retry_children(

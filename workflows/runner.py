@@ -203,10 +203,21 @@ class Call:
         return f"{self.key}:{part}"
 
 
+# A NUL or a lone UTF-16 surrogate (not half of a pair), escaped in JSON text:
+# PostgreSQL stores neither.
+UNSTORABLE_ESCAPE = re.compile(
+    r"\\u0000"
+    r"|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
 def _storable(text: str) -> str:
-    """Text from outside (a response, a reply) as PostgreSQL stores it: no NUL, in the
-    text or escaped in JSON (the JSON parsed from it then has none either)."""
-    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+    """Text from outside (a response, a reply) as PostgreSQL stores it: a NUL or a lone
+    surrogate, raw or escaped as JSON, becomes U+FFFD (so JSON parsed from the text has
+    none either)."""
+    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return UNSTORABLE_ESCAPE.sub("\\\\ufffd", text)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

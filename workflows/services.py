@@ -21,12 +21,12 @@ from accounts.models import Organization
 from agents.models import Agent
 from agents.services import agent_create
 from core.errors import ApplicationError, Conflict
-from core.schemas import validation_errors
+from core.schemas import json_problem, validation_errors
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
 from jobs.services import job_create
 from workflows import metrics
-from workflows.definition import check_definition, checksum, child_lists
+from workflows.definition import MAX_JSON_DEPTH, check_definition, checksum, child_lists
 from workflows.models import (
     Event,
     Trigger,
@@ -361,6 +361,8 @@ def schedules_fire(*, now: datetime | None = None, limit: int = 100) -> int:
 def input_errors(version: WorkflowVersion, data: Any) -> dict[str, list[str]]:
     if not isinstance(data, dict):
         return {"input": ["Expected a JSON object."]}
+    if problem := json_problem(data, MAX_JSON_DEPTH):
+        return {"input": [problem]}
     schema = version.definition.get("input_schema")
     if not schema:
         return {}

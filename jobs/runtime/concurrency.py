@@ -113,11 +113,12 @@ def release(job: Job, outcome: RunOutcome) -> None:
         cap = limit_of(job.concurrency_key)
         if not cap:
             return
-        # Queued jobs (woken ones included) will take slots of their own.
-        queued = Job.objects.filter(
-            concurrency_key=job.concurrency_key, status=JobStatus.QUEUED
-        ).count()
-        free = cap - _holding(job.concurrency_key) - queued
+        # Queued jobs (woken ones included) will take slots of their own; where slots are
+        # held through waits, those that had started are among the holders already.
+        queued = Job.objects.filter(concurrency_key=job.concurrency_key, status=JobStatus.QUEUED)
+        if _rule(job.concurrency_key)[1]:
+            queued = queued.filter(started_at__isnull=True)
+        free = cap - _holding(job.concurrency_key) - queued.count()
         if free > 0:
             # Queued, they are no longer parked: the next release picks the ones after.
             for pk in Job.objects.parked(job.concurrency_key).values_list("pk", flat=True)[:free]:

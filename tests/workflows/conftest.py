@@ -30,7 +30,7 @@ class Remote:
                 kind = "application/json"
                 if self.path.startswith("/nul"):  # what PostgreSQL cannot store
                     body, kind = (
-                        (b'{"s": "a\\u0000b"}', kind)
+                        (b'{"s": "a\\u0000b", "t": "x\\ud800y", "e": "\\ud83d\\ude00"}', kind)
                         if "json" in self.path
                         else (
                             b"a\x00b",

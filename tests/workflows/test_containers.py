@@ -4,7 +4,7 @@ and the hard cases other engines' users report, driven in this process."""
 import pytest
 
 from agents.services import agent_create
-from checkpoints.services import checkpoint_approve
+from checkpoints.services import checkpoint_approve, checkpoint_reject
 from jobs.models import Job, JobStatus
 from jobs.runtime.engine import run_job
 from jobs.services import job_cancel, job_retry
@@ -351,6 +351,30 @@ def test_a_concurrency_limit_is_held_while_a_run_waits(acme):
     assert settle(first.job_id).status == JobStatus.SUCCEEDED
     assert Job.objects.get(pk=second.job_id).status == JobStatus.QUEUED  # woken by the release
     assert settle(second.job_id).status == JobStatus.WAITING
+
+
+def test_a_slot_freed_goes_to_a_parked_run_even_while_another_run_is_woken(acme):
+    """Limit 2: A and C wait, B is parked. A is approved (queued again, still holding its
+    slot), then C ends: its slot must go to B at once, not at the next periodic recheck."""
+    flow = make(
+        acme,
+        {
+            "concurrency": {"limit": 2},
+            "nodes": [{"id": "ok", "type": "approval", "config": {"title": "hold"}}],
+        },
+    )
+    a, c = start(flow), start(flow)
+    settle(a.job_id)
+    settle(c.job_id)
+    b = start(flow)
+    assert run_job(str(b.job_id)) == "parked"
+    person = make_user("p", approver=True)
+    checkpoint_approve(checkpoint=pending(a.job_id)[0], user=person)
+    assert Job.objects.get(pk=a.job_id).status == JobStatus.QUEUED
+    checkpoint_reject(checkpoint=pending(c.job_id)[0], user=person, reason="no")
+    run_job(str(c.job_id))  # C ends rejected and frees its slot
+    assert Job.objects.get(pk=c.job_id).status == JobStatus.REJECTED
+    assert Job.objects.get(pk=b.job_id).status == JobStatus.QUEUED  # woken, not parked
 
 
 def test_a_concurrency_key_limits_per_key(acme):

@@ -100,7 +100,7 @@ def deep(levels: int) -> dict[str, Any]:
             "nest at most",
         ),
         ({"nodes": [node("a", skip_if="while(true)")]}, "nodes.0.skip_if", "does not compile"),
-        ({"nodes": [node("a")], "variables": deep(70)}, "definition", "nested deeper than 64"),
+        ({"nodes": [node("a")], "variables": deep(130)}, "definition", "nested deeper than 128"),
         (
             {"nodes": [node("a", "agent", config={"agent": "x\u0000", "task": "t"})]},
             "definition",

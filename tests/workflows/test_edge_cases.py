@@ -432,4 +432,60 @@ def test_a_response_with_a_nul_character_is_stored(acme, remote):
     job = settle(start(make(acme, {"nodes": nodes})).job_id)
     assert job.status == JobStatus.SUCCEEDED, job.error_message
     assert job.steps.get(key="text").output["output"]["text"] == "a\ufffdb"
-    assert job.steps.get(key="json").output["output"]["json"] == {"s": "a\ufffdb"}
+    assert job.steps.get(key="json").output["output"]["json"] == {
+        "s": "a\ufffdb",
+        "t": "x\ufffdy",  # a lone surrogate
+        "e": "\U0001f600",  # a pair is kept
+    }
+
+
+def test_a_run_retried_after_a_cancel_during_on_failure_reruns_the_failed_node(acme, remote):
+    remote.failures_left = 2  # the node's first call, and on_failure's first
+    flow = make(
+        acme,
+        {
+            "nodes": [{"id": "x", "type": "http", "config": {"url": remote.url + "/flaky-x"}}],
+            "on_failure": [
+                {
+                    "id": "h",
+                    "type": "http",
+                    "retry": {"attempts": 3, "backoff": 0},
+                    "config": {"url": remote.url + "/flaky-h"},
+                }
+            ],
+        },
+    )
+    run = start(flow)
+    assert settle(run.job_id).status == JobStatus.RETRYING  # h waits for its next attempt
+    job_cancel(job=Job.objects.get(pk=run.job_id), user=None)
+    job_retry(job=Job.objects.get(pk=run.job_id))
+    assert settle(run.job_id).status == JobStatus.SUCCEEDED
+    assert remote.calls == ["/flaky-x", "/flaky-h", "/flaky-x"]
+
+
+def test_a_ref_loop_is_refused_and_data_deeper_than_a_recursive_schema_is_a_400(acme):
+    loop = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
+    nodes = [{"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}]
+    errors = definition_errors(organization=acme, definition={"input_schema": loop, "nodes": nodes})
+    assert errors == {"input_schema": ["its $ref chain loops back on itself"]}
+    tree_schema = {"type": "object", "properties": {"v": {"$ref": "#"}}}
+    flow = make(acme, {"input_schema": tree_schema, "nodes": nodes})
+    deep: dict[str, Any] = {}
+    for _ in range(100):
+        deep = {"v": deep}
+    assert workflow_run_start(workflow=flow, input=deep).job_id  # 100 levels: fine
+    for _ in range(400):
+        deep = {"v": deep}
+    with pytest.raises(JobError) as refused:
+        workflow_run_start(workflow=flow, input=deep)
+    assert refused.value.fields == {"input": ["nested deeper than 128 levels"]}
+    with pytest.raises(JobError, match="invalid input"):
+        workflow_run_start(workflow=flow, input={"s": "a\x00b"})
+
+
+def test_containers_nest_16_deep(acme):
+    inner: dict[str, Any] = {"id": "t", "type": "transform", "config": {"set": {"x": "1"}}}
+    for level in range(15):
+        case = {"when": "true", "nodes": [inner]}
+        inner = {"id": f"b{level}", "type": "branch", "config": {"cases": [case]}}
+    assert definition_errors(organization=acme, definition={"nodes": [inner]}) == {}

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services import default_organization
+from accounts.cli import command_organization
 from core.cli import find_user, fmt_time, parse_json, shorten, table, to_json
 from core.errors import ApplicationError
 from workflows.events import event_send
@@ -39,10 +39,8 @@ class Command(BaseCommand):
         listing.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            organization = default_organization(options["org"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        user = find_user(options.get("as_user"))
+        organization = command_organization(options["org"], user)
         if options["action"] == "send":
             try:
                 event, created = event_send(
@@ -51,7 +49,7 @@ class Command(BaseCommand):
                     data=parse_json(options["data"], "--data"),
                     idempotency_key=options["key"],
                     source=options["source"],
-                    created_by=find_user(options["as_user"]),
+                    created_by=user,
                 )
             except ApplicationError as exc:
                 raise CommandError(str(exc)) from None
