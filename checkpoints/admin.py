@@ -34,10 +34,29 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
+class JobTypeFilter(admin.SimpleListFilter):
+    """The job types of the checkpoints the user may see, not of every organization's."""
+
+    title = "job type"
+    parameter_name = "job__job_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        types = (
+            visible_to(Checkpoint.objects.all(), request.user)
+            .order_by("job__job_type")
+            .values_list("job__job_type", flat=True)
+            .distinct()
+        )
+        return [(t, t) for t in types]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(job__job_type=self.value()) if self.value() else queryset
+
+
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "kind", "status", "job_type", "opened_at", "decided_at")
-    list_filter = ("status", "kind", "job__job_type", "opened_at")
+    list_filter = ("status", "kind", JobTypeFilter, "opened_at")
     search_fields = ("title", "key", "description", "job__id")
     readonly_fields = [f.name for f in Checkpoint._meta.fields]
     inlines = [DecisionInline]

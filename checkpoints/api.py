@@ -31,6 +31,9 @@ class CheckpointFilter(django_filters.FilterSet):
     # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
     status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices, distinct=False)
     kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)
+    # By id, not a choice among all jobs: another organization's job and an unknown one
+    # both simply match nothing.
+    job = django_filters.UUIDFilter(field_name="job_id")
     job_type = django_filters.CharFilter(field_name="job__job_type")
     opened_after = UTCDateTimeFilter(field_name="opened_at", lookup_expr="gte")
     opened_before = UTCDateTimeFilter(field_name="opened_at", lookup_expr="lt")

@@ -12,6 +12,9 @@ from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
 REF_KEYS = ("$ref", "$dynamicRef")
+# How deep objects and lists may nest in what is stored (a job's input, a workflow's
+# definition, an event): 16 nested workflow containers take about 100 levels.
+MAX_JSON_DEPTH = 128
 
 
 def _refuse(uri: str) -> Any:

@@ -1,5 +1,6 @@
 """/api/v1/jobs/: thin views over the job services, scoped to the caller's organization."""
 
+import uuid
 from typing import Any
 
 import django_filters
@@ -16,6 +17,7 @@ from accounts.permissions import HasCapability, request_user
 from accounts.roles import Capability, organization_of
 from core.filters import UTCDateTimeFilter
 from jobs import workers
+from jobs.follow import event_number
 from jobs.models import Job, JobStatus
 from jobs.selectors import job_events, job_steps, jobs_of
 from jobs.serializers import (
@@ -133,10 +135,10 @@ class JobViewSet(
     )
     @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request: Request, pk: str | None = None) -> Response:
-        after = request.query_params.get("after", "0")
-        if not after.isdigit():
+        after = event_number(request.query_params.get("after", "0"))
+        if after is None:
             raise ValidationError({"after": ["A non-negative integer is required."]})
-        events = job_events(self.get_object().pk, after=int(after))
+        events = job_events(self.get_object().pk, after=after)
         return Response(JobEventSerializer(events, many=True).data)
 
 
@@ -176,7 +178,8 @@ class WorkerViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=WorkerSerializer(many=True))
     def list(self, request: Request) -> Response:
-        return Response(WorkerSerializer(workers.workers_status(), many=True).data)
+        shown = [self._scoped(status) for status in workers.workers_status()]
+        return Response(WorkerSerializer(shown, many=True).data)
 
     @extend_schema(responses=WorkerSerializer)
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
@@ -210,4 +213,26 @@ class WorkerViewSet(viewsets.ViewSet):
         return self._call(fn, name, serializer.validated_data["n"])
 
     def _call(self, fn: Any, name: str | None, *args: Any) -> dict[str, Any]:
-        return fn(name or "", *args)
+        return self._scoped(fn(name or "", *args))
+
+    def _scoped(self, status: dict[str, Any]) -> dict[str, Any]:
+        """A worker's running jobs, as far as the caller may know of them: their own
+        organization's (a superuser's: all)."""
+        user = request_user(self.request)
+        if user.is_superuser:
+            return status
+        mine = {
+            str(pk)
+            for pk in jobs_of(organization_of(user))
+            .filter(pk__in=[j for j in status["active_jobs"] if _is_uuid(j)])
+            .values_list("pk", flat=True)
+        }
+        return {**status, "active_jobs": [j for j in status["active_jobs"] if j in mine]}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

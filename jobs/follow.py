@@ -39,6 +39,18 @@ def ended(job: Job) -> bool:
     return job.status in TERMINAL_STATUSES
 
 
+MAX_EVENT_NUMBER = 2**63 - 1  # a bigint, as event numbers are stored
+
+
+def event_number(raw: str) -> int | None:
+    """A client's event number (`?after=`, Last-Event-ID): ASCII digits only (`str.isdigit`
+    also takes `²`, which `int` refuses), at most a bigint; None if it is not one."""
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_EVENT_NUMBER else None
+
+
 def paused_or_ended(job: Job) -> bool:
     """Ended, or waiting for something outside the job (a person, another job, a free
     slot). A job's own timer (`ctx.sleep`, a retry back-off) ends by itself."""

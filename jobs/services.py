@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from accounts.models import Organization
 from accounts.services import default_organization
 from core import logs, metrics
+from core.schemas import MAX_JSON_DEPTH, json_problem
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
 from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import JobConflict, JobError
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 def _validate(spec: HandlerSpec, input: Any, priority: int, max_attempts: int | None) -> None:
     if not isinstance(input, dict):
         raise JobError("input must be a JSON object", {"input": ["Expected a JSON object."]})
+    # Stored as it is, and shown in the admin: as deep as any stored document, no NUL.
+    if problem := json_problem(input, MAX_JSON_DEPTH):
+        raise JobError(f"invalid input: {problem}", {"input": [problem]})
     if spec.input_schema is not None:
         problems = [
             f"{'.'.join(map(str, e.absolute_path)) or 'input'}: {e.message}"

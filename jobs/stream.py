@@ -20,7 +20,7 @@ from django.http.response import HttpResponseBase
 
 from accounts.roles import Capability, can, organization_of
 from accounts.services import token_authenticate
-from jobs.follow import SETTLE_SECONDS, EventCursor, ended, job_state
+from jobs.follow import SETTLE_SECONDS, EventCursor, ended, event_number, job_state
 from jobs.models import Job, JobEvent
 from jobs.runtime.events import channel_name
 from jobs.selectors import EVENTS_PAGE, job_events
@@ -151,11 +151,11 @@ async def job_stream(request: HttpRequest, job_id: str) -> HttpResponseBase:
     authorized = await _authorize(request, job_id)
     if isinstance(authorized, JsonResponse):
         return authorized
-    raw_after = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
-    if not raw_after.isdigit():
+    after = event_number(request.headers.get("Last-Event-ID") or request.GET.get("after") or "0")
+    if after is None:
         return _error(400, "invalid", "Last-Event-ID / after must be a non-negative integer.")
     response = StreamingHttpResponse(
-        _events(str(authorized.pk), int(raw_after)), content_type="text/event-stream"
+        _events(str(authorized.pk), after), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream

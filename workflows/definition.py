@@ -27,7 +27,7 @@ from croniter import CroniterError, croniter
 from jsonschema import Draft202012Validator
 
 from agents.services import config_errors
-from core.schemas import json_problem, schema_problems
+from core.schemas import MAX_JSON_DEPTH, json_problem, schema_problems
 from workflows.expressions import (
     CONTEXT_NAMES,
     ExpressionError,
@@ -37,7 +37,6 @@ from workflows.expressions import (
 )
 
 MAX_DEFINITION_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 128  # of objects and lists anywhere (16 containers take about 100)
 MAX_SECONDS = 31 * 86400  # timeouts, expiries, sleeps
 MAX_NODES = 2000
 MAX_DEPTH = 16

@@ -26,10 +26,9 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from core.errors import ApplicationError
-from core.schemas import json_problem
+from core.schemas import MAX_JSON_DEPTH, json_problem
 from jobs.models import Job, JobStep
 from jobs.runtime import Pending, Resolved, wake_job
-from workflows.definition import MAX_JSON_DEPTH
 from workflows.expressions import ExpressionError, condition
 from workflows.models import Event, EventWait, Trigger, TriggerRule
 from workflows.services import workflow_run_start

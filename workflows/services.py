@@ -21,12 +21,12 @@ from accounts.models import Organization
 from agents.models import Agent
 from agents.services import agent_create
 from core.errors import ApplicationError, Conflict
-from core.schemas import json_problem, validation_errors
+from core.schemas import MAX_JSON_DEPTH, json_problem, validation_errors
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
 from jobs.services import job_create
 from workflows import metrics
-from workflows.definition import MAX_JSON_DEPTH, check_definition, checksum, child_lists
+from workflows.definition import check_definition, checksum, child_lists
 from workflows.models import (
     Event,
     Trigger,

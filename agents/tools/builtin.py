@@ -9,6 +9,7 @@ from agents.tools.base import Tool, ToolInvocation, register_tool
 from jobs.runtime import (
     ChildJobWaiter,
     FileSpec,
+    JobError,
     NonRetryableError,
     UnsafePath,
     job_workspace,
@@ -74,20 +75,27 @@ def _run_job(call: ToolInvocation) -> dict[str, Any]:
     ctx, job = call.ctx, call.ctx.job
     if too_deep := child_depth_error(job):  # told to the model, which may do without
         raise ToolFailed(too_deep)
-    child_id = ctx.step(
-        f"{call.key}:start",
-        lambda: str(
-            job_create(
+
+    def start() -> dict[str, Any]:
+        try:
+            child = job_create(
                 job_type=call.arguments["job_type"],
                 input=call.arguments.get("input", {}),
                 parent=job,
                 organization=job.organization,
                 created_by=job.created_by,
                 idempotency_key=f"child:{job.pk}:{call.key}",
-            ).pk
-        ),
-    )
-    result: dict[str, Any] = ctx.wait(f"{call.key}:wait", ChildJobWaiter(job_id=child_id))
+            )
+        except JobError as exc:  # an unknown type, a refused input: the model is told
+            return {"error": str(exc), "fields": exc.fields}
+        return {"job_id": str(child.pk)}
+
+    started = ctx.step(f"{call.key}:start", start)
+    if isinstance(started, str):  # recorded by an earlier release: the child's id
+        started = {"job_id": started}
+    if "error" in started:
+        raise ToolFailed(started["error"])
+    result: dict[str, Any] = ctx.wait(f"{call.key}:wait", ChildJobWaiter(job_id=started["job_id"]))
     return result
 
 

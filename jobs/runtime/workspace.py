@@ -28,6 +28,10 @@ def job_workspace(job_id: str) -> Path:
     return Path(settings.COUNTERSIGN_WORKSPACE_ROOT) / str(job_id)
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+PATH_MAX = 1024  # bytes in a path inside a workspace, well within the system's 4096
+
+
 def safe_path(workspace: Path, relative: str) -> Path:
     """Resolve `relative` inside `workspace`, or raise UnsafePath saying why."""
     if not isinstance(relative, str) or not relative.strip():
@@ -41,6 +45,16 @@ def safe_path(workspace: Path, relative: str) -> Path:
         raise UnsafePath(f"path {relative!r} is absolute; paths must be relative to the workspace")
     if ".." in pure.parts:
         raise UnsafePath(f"path {relative!r} contains '..'")
+    # What the write would fail on later (ENAMETOOLONG, an unencodable name): refused
+    # now, when a person approves the file, not when the job writes it.
+    try:
+        encoded = [part.encode() for part in pure.parts]
+    except UnicodeEncodeError:
+        raise UnsafePath(f"path {relative!r} is not valid UTF-8") from None
+    if any(len(part) > NAME_MAX for part in encoded):
+        raise UnsafePath(f"a name in path {relative[:80]!r}… is longer than {NAME_MAX} bytes")
+    if sum(len(part) + 1 for part in encoded) > PATH_MAX:
+        raise UnsafePath(f"path {relative[:80]!r}… is longer than {PATH_MAX} bytes")
     root = workspace.resolve()
     target = (root / Path(*pure.parts)).resolve()
     if target == root or root not in target.parents:

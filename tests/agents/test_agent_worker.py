@@ -166,7 +166,11 @@ def test_a_capped_agent_runs_one_job_at_a_time_on_four_slots(acme, llm_server, m
     assert JobEvent.objects.filter(
         job__in=jobs, kind="job.waiting", data__reason="concurrency"
     ).exists()
-    assert Agent.objects.get(pk=agent.pk).status == AgentStatus.IDLE
+    # The last run's end is written before its slot is released (which sets the status).
+    wait_for(
+        lambda: Agent.objects.get(pk=agent.pk).status == AgentStatus.IDLE,
+        message="the agent to be idle again",
+    )
 
 
 def test_run_job_starts_a_child_and_resumes_when_it_ends(acme):

@@ -82,3 +82,16 @@ def test_a_stream_needs_a_member_of_the_jobs_organization(asgi_server, transacti
     assert conn.getresponse().status == 401
     outsider = member_token("gus", globex, Role.ADMIN)
     assert open_stream(asgi_server, str(job.pk), outsider).status == 404
+
+
+def test_a_last_event_id_that_is_not_plain_digits_is_a_400(asgi_server, transactional_db):
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    token = member_token("vic", acme, Role.VIEWER)
+    job = job_create(job_type="simple-task", organization=acme)
+    for bad in ("²", "99999999999999999999"):  # str.isdigit() takes both; int() one
+        conn = http.client.HTTPConnection("127.0.0.1", asgi_server, timeout=30)
+        headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": bad}
+        conn.request("GET", f"/api/v1/jobs/{job.pk}/stream/", headers=headers)
+        response = conn.getresponse()
+        assert response.status == 400, (bad, response.status)
+        conn.close()

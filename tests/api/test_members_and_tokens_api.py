@@ -113,10 +113,13 @@ def test_an_admin_adds_a_member_who_can_then_use_the_admin_site(admin, acme):
     assert not nina.has_perm("jobs.change_job")
 
 
-def test_adding_a_member_is_validated(admin):
+def test_adding_a_member_is_validated(admin, outsider):
     taken = admin.post("/api/v1/members/", {"username": "ADA", "role": "viewer"}, format="json")
     assert taken.status_code == 400
     assert taken.json()["error"]["fields"]["username"] == ["This username is taken."]
+    # a name taken in another organization: the same answer, and nothing more
+    elsewhere = admin.post("/api/v1/members/", {"username": "GUS", "role": "viewer"}, format="json")
+    assert elsewhere.status_code == 400 and elsewhere.json()["error"] == taken.json()["error"]
     weak = admin.post(
         "/api/v1/members/", {"username": "nina", "role": "viewer", "password": "123"}, format="json"
     )

@@ -92,3 +92,30 @@ def test_superusers_grow_and_shrink_a_worker_pool(worker):
             message="the pool to shrink",
         )
     wait_for(lambda: admin.get(url).json()["concurrency"] == 1, message="a pool of 1")
+
+
+def test_running_jobs_are_shown_only_to_their_organization(worker, tmp_path):
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    globex = Organization.objects.create(name="Globex", slug="globex")
+    release = tmp_path / "release"
+    job = job_create(
+        job_type="test-counting",
+        input={"log": str(tmp_path / "log"), "release": str(release)},
+        organization=globex,
+    )
+    try:
+        wait_status(job.pk, JobStatus.RUNNING)
+
+        def running_seen_by(client: APIClient) -> tuple[int, list[str]]:
+            listed = client.get("/api/v1/workers/").json()
+            ours = next(w for w in listed if w["name"].startswith(f"test-{QUEUE}@"))
+            return ours["active"], ours["active_jobs"]
+
+        theirs = client_as("gil", globex, Role.VIEWER)
+        wait_for(lambda: running_seen_by(theirs)[1] == [str(job.pk)], message="the job listed")
+        assert running_seen_by(client_as("vic", acme, Role.VIEWER)) == (1, [])
+        root = client_as("root", acme, Role.ADMIN, superuser=True)
+        assert running_seen_by(root)[1] == [str(job.pk)]
+    finally:
+        release.touch()
+    wait_status(job.pk, JobStatus.SUCCEEDED)

@@ -28,6 +28,10 @@ def workspace(tmp_path: Path) -> Path:
         ("   ", "non-empty"),
         ("bad\x00name", "NUL"),
         (".", "outside"),
+        ("a" * 256 + ".py", "longer than 255 bytes"),
+        ("é" * 128, "longer than 255 bytes"),  # 256 bytes in UTF-8
+        ("/".join(["d" * 200] * 6), "longer than 1024 bytes"),
+        ("bad\udc80name", "UTF-8"),
     ],
 )
 def test_unsafe_paths_are_refused_with_a_reason(workspace: Path, path: str, why: str):
