@@ -2,6 +2,8 @@
 COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS, no redirects (one could leave the allow-list), a
 timeout and a size cap. A refusal or a network failure is an `HttpFailed`."""
 
+import http.client
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,6 +42,37 @@ def host_allowed(host: str) -> bool:
     return False
 
 
+# In the authority part of a URL, what lets parsers disagree on the host: userinfo ("@"),
+# a backslash, percent-escapes, whitespace and control characters.
+_AMBIGUOUS = re.compile(r"[@\\%\s\x00-\x1f\x7f]")
+
+
+def checked_url(url: str) -> str:
+    """`url` rebuilt from its parsed scheme, host, port, path and query, so the host
+    checked against the allow-list is the host the request reaches; HttpFailed if it
+    is not an http(s) URL to an allowed host, or its authority could be read two ways."""
+    if not isinstance(url, str) or any(ord(c) <= 32 or c == "\x7f" for c in url):
+        raise HttpFailed("a URL may not hold spaces or control characters (escape them)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise HttpFailed(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpFailed(f"only http(s) URLs with a host are allowed, not {url!r}")
+    if _AMBIGUOUS.search(parts.netloc):
+        raise HttpFailed(
+            f"the host part of {url!r} may not hold userinfo (@), a backslash, %-escapes or spaces"
+        )
+    host = parts.hostname
+    if not host_allowed(host):
+        raise HttpFailed(f"host {host!r} is not in COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS")
+    authority = f"[{host}]" if ":" in host else host
+    if port is not None:
+        authority += f":{port}"
+    return urllib.parse.urlunsplit((parts.scheme, authority, parts.path, parts.query, ""))
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a redirect could leave the allow-list: report it instead
@@ -55,13 +88,9 @@ def http_call(
     limit: int = BODY_LIMIT,
 ) -> HttpResponse:
     """One request to an allowed host; any status is a response (the caller decides)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HttpFailed(f"only http(s) URLs with a host are allowed, not {url!r}")
-    if not host_allowed(parts.hostname):
-        raise HttpFailed(f"host {parts.hostname!r} is not in COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS")
+    checked = checked_url(url)
     request = urllib.request.Request(
-        url,
+        checked,
         method=method,
         data=body,
         headers={"User-Agent": "Countersign-Agent/1", **(headers or {})},
@@ -73,7 +102,7 @@ def http_call(
             status, raw_headers, raw = response.status, response.headers, response.read(limit + 1)
     except urllib.error.HTTPError as exc:
         status, raw_headers, raw = exc.code, exc.headers, exc.read(limit + 1)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise HttpFailed(f"request failed: {exc}") from exc
     return HttpResponse(
         status=status, headers=_headers(raw_headers), body=raw[:limit], truncated=len(raw) > limit

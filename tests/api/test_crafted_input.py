@@ -1,6 +1,7 @@
 """Crafted input is a 4xx with the shared error shape and writes nothing; facts about
 other organizations do not leak through filters, worker status or the admin."""
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from rest_framework.test import APIClient
 from accounts.models import Membership, Organization, Role
 from agents.services import agent_create
 from checkpoints.models import Checkpoint
+from checkpoints.services import checkpoint_approve
 from core.parsers import MAX_BODY_DEPTH, nesting_depth
 from jobs.follow import event_number
 from jobs.models import Job, JobStatus
@@ -157,3 +159,32 @@ def test_a_child_job_refused_is_told_to_the_model_not_fatal(acme, job_type, word
     job.refresh_from_db()
     assert words in job.result["answer"]
     assert not job.children.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:18999\\@api.example.com/",
+        "http://127.0.0.1%23@api.example.com:18999/",
+        "http://user@api.example.com/",
+        "http://api.example.com:99999/",
+        "http://api.example.com/a b",
+    ],
+)
+def test_a_url_whose_host_could_be_read_two_ways_is_a_tool_error(acme, settings, url):
+    """The allow-list checks the host the request reaches; a refusal is told to the model."""
+    settings.COUNTERSIGN_HTTP_TOOL_ALLOWED_HOSTS = ["api.example.com"]
+    agent = agent_create(organization=acme, created_by=None, name="web", tools=["http_request"])
+    job = job_create(
+        job_type="agent-task",
+        organization=acme,
+        input={"agent_id": agent.pk, "task": "/tool http_request " + json.dumps({"url": url})},
+    )
+    assert run_job(str(job.pk)) == JobStatus.WAITING  # a person approves the request first
+    checkpoint_approve(
+        checkpoint=Checkpoint.objects.get(job=job), user=make_user("ann", approver=True)
+    )
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    answer = job.result["answer"]
+    assert any(words in answer for words in ("host part", "not a valid URL", "spaces"))

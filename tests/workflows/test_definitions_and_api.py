@@ -102,11 +102,6 @@ def deep(levels: int) -> dict[str, Any]:
         ({"nodes": [node("a", skip_if="while(true)")]}, "nodes.0.skip_if", "does not compile"),
         ({"nodes": [node("a")], "variables": deep(130)}, "definition", "nested deeper than 128"),
         (
-            {"nodes": [node("a", "agent", config={"agent": "x\u0000", "task": "t"})]},
-            "definition",
-            "NUL",
-        ),
-        (
             {"nodes": [node("w", "wait_for_event", config={"event": "e", "timeout": 1e300})]},
             "nodes.0.config.timeout",
             "maximum",

@@ -489,3 +489,11 @@ def test_containers_nest_16_deep(acme):
         case = {"when": "true", "nodes": [inner]}
         inner = {"id": f"b{level}", "type": "branch", "config": {"cases": [case]}}
     assert definition_errors(organization=acme, definition={"nodes": [inner]}) == {}
+
+
+def test_a_nul_in_a_definition_is_refused_by_every_way_in(acme):
+    """The API's parser refuses it first (tests/api/test_crafted_input.py); the command
+    line and the admin reach the definition check."""
+    nodes = [{"id": "a", "type": "agent", "config": {"agent": "x\x00", "task": "t"}}]
+    errors = definition_errors(organization=acme, definition={"nodes": nodes})
+    assert errors == {"definition": ["a NUL character (\\u0000) in a string"]}
