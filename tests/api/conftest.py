@@ -1,4 +1,5 @@
-"""A real uvicorn process serving the project (ASGI), for the API tests that need one."""
+"""The API tests' clients (an operator and an approver of `acme`), and a real uvicorn
+process serving the project (ASGI) for the tests that need one."""
 
 import http.client
 import os
@@ -10,9 +11,22 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from rest_framework.test import APIClient
 
+from accounts.models import Organization, Role
 from jobs.processes import WorkerProcess, poll_until
 from tests.conftest import RUNTIME_ENV, database_url
+from tests.factories import client_for
+
+
+@pytest.fixture
+def operator(acme: Organization) -> APIClient:
+    return client_for("oscar", acme, Role.OPERATOR)
+
+
+@pytest.fixture
+def approver(acme: Organization) -> APIClient:
+    return client_for("april", acme, Role.APPROVER)
 
 
 def free_port() -> int:

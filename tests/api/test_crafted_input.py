@@ -17,19 +17,9 @@ from jobs.follow import event_number
 from jobs.models import Job, JobStatus
 from jobs.runtime.engine import run_job
 from jobs.services import job_create
-from tests.factories import client_for, make_user
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
-
-
-@pytest.fixture
-def operator(acme) -> APIClient:
-    return client_for("oscar", acme, Role.OPERATOR)
-
-
-@pytest.fixture
-def approver(acme) -> APIClient:
-    return client_for("april", acme, Role.APPROVER)
 
 
 def nested(levels: int) -> str:

@@ -13,16 +13,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
 
 @pytest.fixture
-def operator(acme) -> APIClient:
-    return client_for("oscar", acme, Role.OPERATOR)
-
-
-@pytest.fixture
-def approver(acme) -> APIClient:
-    return client_for("april", acme, Role.APPROVER)
-
-
-@pytest.fixture
 def viewer(acme) -> APIClient:
     return client_for("vera", acme, Role.VIEWER)
 

@@ -27,11 +27,6 @@ def records(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-@pytest.fixture
-def operator(acme) -> APIClient:
-    return client_for("oscar", acme, Role.OPERATOR)
-
-
 def create(client: APIClient, header: str | None = None, **body) -> dict:
     headers = {"HTTP_X_REQUEST_ID": header} if header is not None else {}
     response = client.post("/api/v1/jobs/", body, format="json", **headers)
