@@ -175,7 +175,9 @@ def test_two_beats_at_once_start_each_slot_once(acme):
     same moment: the rule's lock and the slot's idempotency key give one run per slot."""
     flow = scheduled(acme, cron="* * * * *", zone="UTC")
     rule = TriggerRule.objects.get(workflow=flow)
-    base = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    # Slots far ahead: a session worker's real beat (sweeping with the real time) must
+    # not find them due and fire them first.
+    base = datetime(2100, 1, 1, 9, 0, tzinfo=UTC)
     for minute in range(20):
         slot = base + timedelta(minutes=minute)
         TriggerRule.objects.filter(pk=rule.pk).update(next_fire_at=slot)
