@@ -162,3 +162,68 @@ def test_runworker_dry_run_prints_the_celery_command_line(cli, settings, tmp_pat
     assert argv[argv.index("--concurrency") + 1] == "4"
     assert argv[argv.index("--schedule") + 1] == str(tmp_path / "celerybeat-schedule")
     assert "celery -A config worker" in cli("runworker", "--dry-run")
+
+
+def test_a_stack_process_that_dies_is_started_again(tmp_path):
+    """A real runstack on a database of its own: its worker, SIGKILLed, is started
+    again, and the stack still stops cleanly when asked."""
+    import os
+    import queue as queues
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import uuid
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'stack.sqlite3'}",
+        "COUNTERSIGN_DATA_DIR": str(tmp_path / "data"),
+        "CELERY_BROKER_URL": LIVE_REDIS,
+        "COUNTERSIGN_QUEUE": f"runstack-test-{uuid.uuid4().hex[:8]}",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True, timeout=300
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stack = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "runstack",
+            "--port",
+            str(port),
+            "--json",
+            "--concurrency",
+            "1",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queues.Queue[str] = queues.Queue()
+    assert stack.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in stack.stdout], daemon=True).start()
+
+    def line_with(words: str, timeout: float = 60.0) -> str:
+        while True:
+            line = lines.get(timeout=timeout)  # queue.Empty fails the test
+            if words in line:
+                return line
+
+    try:
+        started = json.loads(line_with('"processes"'))
+        worker = started["processes"]["worker"]
+        os.kill(worker, signal.SIGKILL)
+        assert "starting it again" in line_with("worker exited with code")
+        assert stack.poll() is None
+    finally:
+        stack.send_signal(signal.SIGINT)
+        code = stack.wait(timeout=60)
+    assert code == 0

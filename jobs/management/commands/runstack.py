@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 FILESYSTEM_URL = "filesystem://"
 STOP_GRACE_SECONDS = 15.0
 REDIS_START_SECONDS = 10.0
+# A web, worker or beat process that dies is started again, unless it keeps dying:
+# more than RESTARTS_ALLOWED restarts within RESTART_WINDOW_SECONDS stop the stack.
+RESTARTS_ALLOWED = 5
+RESTART_WINDOW_SECONDS = 60.0
 
 
 # --- choosing the broker ------------------------------------------------------------------
@@ -208,6 +212,8 @@ class Stack:
         self.write = write
         self.env = dict(env)
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.argv: dict[str, list[str]] = {}
+        self.restarts: list[float] = []
         self.pgid = 0
         self.stop_requested = threading.Event()
         self._lock = threading.Lock()
@@ -225,6 +231,7 @@ class Stack:
         if not self.pgid:
             self.pgid = process.pid
         self.children.append((name, process))
+        self.argv[name] = argv
         assert process.stdout is not None
         threading.Thread(
             target=self._pump, args=(name, process.stdout), daemon=True, name=f"runstack-{name}"
@@ -245,18 +252,37 @@ class Stack:
         self.stop_requested.set()
 
     def supervise(self) -> int:
-        """Wait for a stop signal or for any child to exit; then stop all. Returns
-        the exit code: 0 when asked to stop, else the code of the child that quit."""
+        """Until a stop signal: start again a web, worker or beat process that exited
+        (a worker whose pool process died while starting exits, for one); stop all if
+        the broker exits or a process keeps dying. Returns the exit code: 0 when asked
+        to stop, else the code of the child that quit for good."""
         while not self.stop_requested.wait(0.5):
-            for name, process in self.children:
+            for index, (name, process) in enumerate(list(self.children)):
                 code = process.poll()
-                if code is not None:
+                if code is None:
+                    continue
+                if name == "redis" or not self._may_restart():
                     self.say(f"runstack | {name} exited with code {code}; stopping the stack")
                     self.stop()
                     return code if code > 0 else 1
+                self.say(f"runstack | {name} exited with code {code}; starting it again")
+                self.children.pop(index)
+                try:
+                    self.start(name, self.argv[name])
+                except OSError as exc:  # its process group is gone, say
+                    self.say(f"runstack | could not start {name} again ({exc}); stopping")
+                    self.stop()
+                    return code if code > 0 else 1
+                break  # the list changed: look again on the next tick
         self.say("runstack | stopping")
         self.stop()
         return 0
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_SECONDS]
+        self.restarts.append(now)
+        return len(self.restarts) <= RESTARTS_ALLOWED
 
     def stop(self) -> None:
         apps = [(n, p) for n, p in self.children if n != "redis"]
