@@ -138,19 +138,10 @@ class Scope:
     error: dict[str, Any] | None = None
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "input": self.input,
-            "vars": self.vars,
-            "steps": self.steps,
-            "event": self.event,
-            "run": self.run,
-            "item": self.item,
-            "index": self.index,
-            "error": self.error,
-            **extra,
-        }
+        return {**self.snapshot(), "error": self.error, **extra}
 
     def snapshot(self) -> dict[str, Any]:
+        """What a branch starts from (an error is only ever its own)."""
         return {
             "input": self.input,
             "vars": self.vars,
