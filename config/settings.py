@@ -164,12 +164,12 @@ STATIC_ROOT = Path(
 )
 
 REST_FRAMEWORK = {
-    # JSON nested too deep, or holding a NUL, is a 400 (core/parsers.py).
-    "DEFAULT_PARSER_CLASSES": [
-        "core.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Bodies are JSON only: job input, edited payloads and definitions are structures that
+    # form encodings cannot carry, and a schema offering them makes generated clients send
+    # multipart. The browsable API still posts through its raw-data (JSON) form. JSON nested
+    # too deep, or holding a NUL, is a 400 (core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.SafeJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
