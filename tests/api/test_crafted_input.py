@@ -173,3 +173,13 @@ def test_a_url_whose_host_could_be_read_two_ways_is_a_tool_error(acme, settings,
     job.refresh_from_db()
     answer = job.result["answer"]
     assert any(words in answer for words in ("host part", "not a valid URL", "spaces"))
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=b"]
+)
+def test_a_body_that_is_not_json_is_a_415_and_writes_nothing(operator, content_type):
+    response = operator.generic("POST", "/api/v1/jobs/", "job_type=simple-task", content_type)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert not Job.objects.exists()
