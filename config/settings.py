@@ -121,8 +121,9 @@ DATABASES = {
             "Seconds a worker keeps a database connection open (always 0 on SQLite, and in the "
             "web process under ASGI).",
         ),
-        # No per-use health query: tasks close broken connections (jobs.tasks).
-        conn_health_checks=False,
+        # A connection kept across tasks is pinged before its first use in each one, so
+        # one broken by a database restart or a killed backend is replaced, not failed on.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
