@@ -127,9 +127,16 @@ class Verdict(models.TextChoices):
 
 
 class CheckpointDecision(models.Model):
-    """One person's (or the clock's) decision. Immutable: the audit trail."""
+    """One person's (or the clock's) decision. Immutable: the audit trail.
 
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="decisions")
+    It outlives its job: when retention deletes the job, the decision is first given
+    what it was about (the fields below `created_at`) and its checkpoint link becomes
+    null (checkpoints/retention.py); it goes at COUNTERSIGN_DECISION_RETENTION_DAYS.
+    """
+
+    checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -142,9 +149,26 @@ class CheckpointDecision(models.Model):
     # The edited payload (approval) or the supplied data (input); null if none.
     payload = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Written when its job is deleted; until then the checkpoint says it. Database
+    # defaults, so the previous release's code can still insert rows during a rollout.
+    job_ref = models.UUIDField(null=True, blank=True)
+    job_type = models.CharField(max_length=100, blank=True, default="", db_default="")
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    checkpoint_key = models.CharField(max_length=200, blank=True, default="", db_default="")
+    checkpoint_title = models.CharField(max_length=300, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["created_at", "pk"]
+        indexes = [
+            # the retention pass's look for outlived decisions past their age
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(checkpoint__isnull=True),
+                name="decision_detached_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.user or 'timeout'}"

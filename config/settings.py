@@ -212,7 +212,12 @@ CELERY_BROKER_URL = env_str(
 )
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
-CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+CELERY_RESULT_EXPIRES = env_int(
+    "CELERY_RESULT_EXPIRES",
+    7 * 24 * 3600,
+    "Seconds a Celery task result (django_celery_results) is kept; the retention pass deletes "
+    "older ones (0: kept forever).",
+)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -298,6 +303,14 @@ _SCHEDULE_INTERVAL = env_float(
     "Seconds between looks for due workflow schedules (celery beat); a schedule fires at "
     "most this late.",
 )
+_RETENTION_INTERVAL = env_float(
+    "COUNTERSIGN_RETENTION_INTERVAL",
+    60.0,
+    "Seconds between retention passes (celery beat), each deleting at most one batch of each "
+    "kind (see COUNTERSIGN_RETENTION_DAYS).",
+)
+# Retention is background work: behind every job on the broker.
+_BACKGROUND = 0 if CELERY_BROKER_URL.startswith(("amqp", "pyamqp")) else 9
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "agents.reconcile",
@@ -314,6 +327,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": _EXPIRE_INTERVAL,
         "options": {"priority": _URGENT, "expires": max(_EXPIRE_INTERVAL * 2, 1.0)},
     },
+    "prune": {
+        "task": "jobs.prune",
+        "schedule": _RETENTION_INTERVAL,
+        "options": {"priority": _BACKGROUND, "expires": max(_RETENTION_INTERVAL * 2, 1.0)},
+    },
 }
 
 section("Storage")
@@ -325,6 +343,26 @@ COUNTERSIGN_WORKSPACE_ROOT = Path(
         "and workers.",
         shown="<COUNTERSIGN_DATA_DIR>/workspaces",
     )
+)
+section("Retention")
+COUNTERSIGN_RETENTION_DAYS = env_int(
+    "COUNTERSIGN_RETENTION_DAYS",
+    0,
+    "Finished jobs are deleted this many days after they finished, with their steps, events, "
+    "checkpoints, child jobs and workspaces (0: kept forever). See docs/operations.md, "
+    "Retention.",
+)
+COUNTERSIGN_DECISION_RETENTION_DAYS = env_int(
+    "COUNTERSIGN_DECISION_RETENTION_DAYS",
+    0,
+    "Checkpoint decisions (the audit trail) outlive their deleted job until they are this many "
+    "days old (0: kept forever).",
+)
+COUNTERSIGN_RETENTION_BATCH = env_int(
+    "COUNTERSIGN_RETENTION_BATCH",
+    500,
+    "Most jobs deleted in one transaction (whole job trees; a larger tree goes alone), and most "
+    "decisions or task results; a beat pass deletes one batch of each.",
 )
 section("Runtime")
 COUNTERSIGN_LEASE_SECONDS = env_float(

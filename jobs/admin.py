@@ -133,7 +133,7 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # deleting a job would cascade to its checkpoint decisions (the audit)
+        return False  # jobs go through retention, which keeps their decisions (the audit)
 
     @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

@@ -174,6 +174,12 @@ class Job(models.Model):
                 name="job_concurrency_idx",
                 condition=~Q(concurrency_key=""),
             ),
+            # retention: finished top-level jobs, oldest first (jobs/retention.py)
+            models.Index(
+                fields=["finished_at", "id"],
+                name="job_root_finished_idx",
+                condition=Q(parent__isnull=True, finished_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,16 @@
 """Thin Celery tasks: ids in, the runtime does the work. Their names are the ones they
 had before the runtime moved here: messages already on the broker must still run."""
 
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun
+from django.conf import settings
 from django.db import close_old_connections
 
 import jobs.heartbeat  # noqa: F401  (workers report they are up)
+from jobs.retention import retention_prune
 from jobs.runtime import engine, reconciler
 from jobs.runtime.queue import RECONCILE_TASK, RUN_JOB_TASK
 
@@ -28,3 +31,14 @@ def run_job(job_id: str) -> str:
 @shared_task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile() -> int:
     return reconciler.reconcile()
+
+
+@shared_task(name="jobs.prune", ignore_result=True)
+def prune() -> None:
+    """One bounded retention pass: a batch of each kind (COUNTERSIGN_RETENTION_*)."""
+    days = settings.COUNTERSIGN_RETENTION_DAYS
+    retention_prune(
+        older_than=timedelta(days=days) if days > 0 else None,
+        batch_size=settings.COUNTERSIGN_RETENTION_BATCH,
+        max_batches=1,
+    )
