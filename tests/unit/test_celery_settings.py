@@ -25,10 +25,16 @@ def test_redis_transport_options_are_explicit():
     assert options["queue_order_strategy"] == "priority"
 
 
-def test_beat_runs_the_reconciler_expiry_and_schedules():
+def test_beat_runs_the_reconciler_expiry_schedules_and_retention():
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert tasks == {"agents.reconcile", "checkpoints.expire_due", "workflows.fire_schedules"}
+    assert tasks == {
+        "agents.reconcile",
+        "checkpoints.expire_due",
+        "workflows.fire_schedules",
+        "jobs.prune",
+    }
     assert set(tasks) <= set(app.tasks.keys())
+    assert app.conf.result_expires == settings.CELERY_RESULT_EXPIRES > 0
 
 
 def test_run_task_options():
