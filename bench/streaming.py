@@ -6,9 +6,11 @@ many SSE streams one web process holds.
    every --chunk-delay seconds. A client follows each job at /api/v1/jobs/ID/stream/
    on uvicorn. For every `llm.delta` event: the time from the first of its chunks
    reaching the worker (`at`) to the event reaching the client.
-2. Concurrent streams. N clients open streams on one uvicorn process (jobs that stay
-   waiting); then one event per job is published and the time until every stream
-   has it is measured, with the process's memory.
+2. Concurrent streams. N clients open streams on a fresh uvicorn process (jobs that stay
+   waiting). Its memory is read with none open and with the N idle (per idle stream:
+   the difference over N), and how many Redis connections hold subscriptions. Then
+   one event per job is published at once (one pipelined round trip) and the time
+   until every stream has it is measured; three bursts, the middle one reported.
 
 Run: `make bench-streaming`, or `python bench/streaming.py --help`.
 """
@@ -26,6 +28,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -129,20 +132,33 @@ async def wait_for_event(reader: asyncio.StreamReader, marker: bytes) -> float:
             return time.perf_counter()
 
 
-async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, float]:
+async def subscriber_connections(client: object) -> int:
+    """Connections of this Redis that hold a channel subscription (CLIENT LIST `sub=`)."""
+    listing = await client.client_list()  # type: ignore[attr-defined]
+    return sum(1 for c in listing if int(c.get("sub", 0)) > 0)
+
+
+async def hold_streams(
+    port: int, token: str, job_ids: list[str], web_pid: int, bursts: int
+) -> dict[str, Any]:
+    """Open a stream per job, wait until every one is subscribed and the process has
+    settled, read its memory, then publish one event per job at once (one pipelined
+    round trip) and time its delivery to every stream; `bursts` times, the middle one
+    reported."""
     import redis.asyncio as aioredis
     from django.conf import settings
 
     from jobs.runtime.events import channel_name
 
+    client = aioredis.Redis.from_url(settings.COUNTERSIGN_EVENTS_REDIS_URL)
+    connections_before = await subscriber_connections(client)
+    rss_none = rss_mb(web_pid)
+    opened_at = time.perf_counter()
     opened = await asyncio.gather(
         *(open_stream(port, token, j) for j in job_ids), return_exceptions=True
     )
     streams = [s for s in opened if not isinstance(s, BaseException)]
     failures = len(opened) - len(streams)
-    marker = f"bench-{uuid.uuid4().hex[:6]}".encode()
-    waiting = [asyncio.create_task(wait_for_event(reader, marker)) for reader, _ in streams]
-    client = aioredis.Redis.from_url(settings.COUNTERSIGN_EVENTS_REDIS_URL)
     channels = [channel_name(job_id) for job_id in job_ids]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # every stream subscribed, so none can miss it
@@ -150,16 +166,38 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
         if all(count >= 1 for _, count in counts):
             break
         await asyncio.sleep(0.1)
-    started = time.perf_counter()
-    message = json.dumps(
-        {"seq": 10**6, "kind": "bench.ping", "data": {"m": marker.decode()}, "created_at": ""}
-    )
-    for job_id, _ in zip(job_ids, opened, strict=True):
-        await client.publish(channel_name(job_id), message)
-    finished, late = await asyncio.wait(waiting, timeout=60)
-    for task in late:
-        task.cancel()
-    delivered = [t.result() - started for t in finished if t.exception() is None]
+    open_s = time.perf_counter() - opened_at
+    await asyncio.sleep(2)  # the streams' first reads done; the process idle
+    rss_idle = rss_mb(web_pid)
+    connections = await subscriber_connections(client) - connections_before
+    rounds = []
+    for burst in range(bursts):
+        marker = f"bench-{uuid.uuid4().hex[:6]}".encode()
+        waiting = [asyncio.create_task(wait_for_event(reader, marker)) for reader, _ in streams]
+        # The jobs have no events: each stream expects number 1 next, then 2, ...
+        message = json.dumps(
+            {
+                "seq": burst + 1,
+                "kind": "bench.ping",
+                "data": {"m": marker.decode()},
+                "created_at": "",
+            }
+        )
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.publish(channel_name(job_id), message)
+        started = time.perf_counter()
+        await pipe.execute()
+        published = time.perf_counter() - started
+        finished, late = await asyncio.wait(waiting, timeout=60)
+        for task in late:
+            task.cancel()
+        delivered = [t.result() - started for t in finished if t.exception() is None]
+        rounds.append((max(delivered, default=0) * 1000, delivered, published * 1000))
+        await asyncio.sleep(1)
+    # The middle burst by the time to reach every stream.
+    all_ms, delivered, publish_ms = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+    rss_after = rss_mb(web_pid)
     for _, writer in streams:
         writer.close()
     await client.aclose()
@@ -167,11 +205,32 @@ async def hold_streams(port: int, token: str, job_ids: list[str]) -> dict[str, f
     return {
         "opened": len(streams),
         "failed": failures,
+        "open_s": open_s,
+        "connections": connections,
         "delivered": len(delivered),
+        "publish_ms": publish_ms,
+        "bursts": [r[0] for r in rounds],
         "p50": p50,
         "p99": p99,
-        "all": max(delivered, default=0) * 1000,
+        "all": all_ms,
+        "rss_none": rss_none,
+        "rss_idle": rss_idle,
+        "rss": rss_after,
+        "per_stream_kb": (rss_idle - rss_none) * 1024 / max(len(streams), 1),
     }
+
+
+def warm_up(port: int, token: str, job_id: str) -> None:
+    """One stream opened and closed, so the process has imported and set up what a
+    stream uses before its memory is read as "no stream"."""
+
+    async def once() -> None:
+        reader, writer = await open_stream(port, token, job_id)
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    asyncio.run(once())
+    time.sleep(0.5)
 
 
 def rss_mb(pid: int) -> float:
@@ -193,10 +252,11 @@ def child_pids(pid: int) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="streamed replies (part 1)")
+    parser.add_argument("--runs", type=int, default=5, help="streamed replies (part 1; 0 skips it)")
     parser.add_argument("--chunks", type=int, default=200, help="chunks per reply")
     parser.add_argument("--chunk-delay", type=float, default=0.01, help="seconds between chunks")
     parser.add_argument("--streams", default="250,500,1000", help="stream counts (part 2)")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts per stream count")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -219,30 +279,40 @@ def main() -> None:
         organization=acme, created_by=user, name="streamer", provider="openai", model="gpt-4o-mini"
     )
     llm = LLMServer().start()
-    env = dict(os.environ, OPENAI_BASE_URL=llm.openai_base_url, OPENAI_API_KEY="sk-bench")
+    # The worker logs at INFO: WorkerProcess waits for its "ready." line.
+    env = dict(
+        os.environ,
+        OPENAI_BASE_URL=llm.openai_base_url,
+        OPENAI_API_KEY="sk-bench",
+        LOG_LEVEL="INFO",
+    )
     log = Path("/tmp") / f"{QUEUE}.log"
     worker = WorkerProcess(log_path=log, env=env, queues=[QUEUE], hostname=f"bench-{QUEUE}@%h")
     port = free_port()
     web = start_server(port, workers=1)
+    latencies: list[tuple[float, float]] = []
+    chunks = 0
+    rows = []
     try:
-        worker.wait_ready()
-        latencies, chunks = chunk_latency(
-            port, token, agent, llm, args.runs, args.chunks, args.chunk_delay
-        )
-        p50, p99 = percentiles([chunk for chunk, _ in latencies])
-        e50, e99 = percentiles([event for _, event in latencies])
+        if args.runs:
+            worker.wait_ready()
+            latencies, chunks = chunk_latency(
+                port, token, agent, llm, args.runs, args.chunks, args.chunk_delay
+            )
+        stop(web)
         print(
             f"Countersign streaming benchmark: {os.cpu_count()} cores, one uvicorn "
             f"process, one worker, coalescing every "
             f"{os.environ.get('COUNTERSIGN_STREAM_COALESCE_SECONDS', '0.05')} s"
         )
-        print(
-            f"chunk -> SSE client: {chunks} chunks in {len(latencies)} events; "
-            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (event emitted -> client: p50 "
-            f"{e50:.1f} ms, p99 {e99:.1f} ms)"
-        )
-        rows = []
-        idle_mb = rss_mb(web.pid)
+        if latencies:
+            p50, p99 = percentiles([chunk for chunk, _ in latencies])
+            e50, e99 = percentiles([event for _, event in latencies])
+            print(
+                f"chunk -> SSE client: {chunks} chunks in {len(latencies)} events; "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (event emitted -> client: p50 "
+                f"{e50:.1f} ms, p99 {e99:.1f} ms)"
+            )
         for count in (int(n) for n in args.streams.split(",")):
             jobs = Job.objects.bulk_create(
                 Job(
@@ -251,48 +321,62 @@ def main() -> None:
                     status=JobStatus.WAITING,
                     wait_reason="checkpoint",
                 )
-                for _ in range(count)
+                for _ in range(count + 1)
             )
-            opened_at = time.perf_counter()
-            result = asyncio.run(hold_streams(port, token, [str(j.pk) for j in jobs]))
-            result["open_s"] = time.perf_counter() - opened_at
-            result["rss"] = rss_mb(web.pid)
+            # A fresh web process for each count, so its memory is that count's alone.
+            web = start_server(port, workers=1)
+            warm_up(port, token, str(jobs[-1].pk))
+            result = asyncio.run(
+                hold_streams(port, token, [str(j.pk) for j in jobs[:-1]], web.pid, args.bursts)
+            )
+            stop(web)
             rows.append((count, result))
             print(
-                f"{count} streams: {result['opened']} open ({result['failed']} failed), "
-                f"{result['delivered']} got the event, in {result['all']:.0f} ms "
-                f"(p50 {result['p50']:.0f}, "
-                f"p99 {result['p99']:.0f}), web RSS {result['rss']:.0f} MB "
-                f"(idle {idle_mb:.0f} MB)"
+                f"{count} streams: {result['opened']} open ({result['failed']} failed) in "
+                f"{result['open_s']:.1f} s on {result['connections']} Redis subscriber "
+                f"connection(s); {result['delivered']} got the event, all in "
+                f"{result['all']:.0f} ms (p50 {result['p50']:.0f}, p99 {result['p99']:.0f}; "
+                f"bursts {', '.join(f'{b:.0f}' for b in result['bursts'])} ms; publishing "
+                f"{result['publish_ms']:.0f} ms); web RSS {result['rss_none']:.0f} MB with "
+                f"none, {result['rss_idle']:.0f} MB idle with {count} "
+                f"({result['per_stream_kb']:.0f} KB per stream), {result['rss']:.0f} MB after"
             )
     finally:
-        web.terminate()
-        try:
-            web.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            web.kill()
+        stop(web)
         worker.stop()
         llm.stop()
         from core.metrics.recorder import forget_all
 
         forget_all()  # the benchmark's own metrics keys
     print("\n<!-- bench:streaming -->")
-    print("| Measure | Result |\n|---|---|")
-    print(
-        f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "
-        f"apart, {len(latencies)} events) | p50 {p50:.1f} ms, p99 {p99:.1f} ms |"
-    )
-    print(
-        f"| Event emitted by the worker → SSE client (without the coalescing wait) | "
-        f"p50 {e50:.1f} ms, p99 {e99:.1f} ms |"
-    )
+    print("| Measure | Result | Web process memory (RSS) |\n|---|---|---|")
+    if latencies:
+        print(
+            f"| Chunk → SSE client latency ({chunks} chunks, {args.chunk_delay * 1000:.0f} ms "
+            f"apart, {len(latencies)} events) | p50 {p50:.1f} ms, p99 {p99:.1f} ms | |"
+        )
+        print(
+            f"| Event emitted by the worker → SSE client (without the coalescing wait) | "
+            f"p50 {e50:.1f} ms, p99 {e99:.1f} ms | |"
+        )
     for count, r in rows:
         print(
-            f"| {count} concurrent streams on one process | {r['opened']} held, "
-            f"{r['failed']} refused; {r['delivered']} got the event, all in "
-            f"{r['all']:.0f} ms (p50 "
-            f"{r['p50']:.0f}, p99 {r['p99']:.0f}); RSS {r['rss']:.0f} MB |"
+            f"| {count} concurrent streams on one process | {r['opened']} held "
+            f"({r['failed']} refused) on {r['connections']} Redis connection(s); an event "
+            f"to each: all delivered in {r['all']:.0f} ms (p50 {r['p50']:.0f}, "
+            f"p99 {r['p99']:.0f}) | {r['rss_none']:.0f} MB with none, {r['rss_idle']:.0f} MB "
+            f"with {count} idle: {r['per_stream_kb']:.0f} KB per stream |"
         )
+
+
+def stop(web: subprocess.Popen[bytes]) -> None:
+    if web.poll() is None:
+        web.terminate()
+        try:
+            web.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait()
 
 
 if __name__ == "__main__":
