@@ -9,6 +9,10 @@ status when a closing event arrives (and now and then, for a missed publication)
 once the status says stop, read the rows until the status's closing event is there
 and no gap is left (a run writes its final status just before its last events) or
 SETTLE_SECONDS pass.
+
+The SSE stream takes its live events from its process's one Redis subscriber
+(core/pubsub.py) and reads the rows whenever that says events were lost; `follow` here,
+one follower per process, keeps a subscription of its own.
 """
 
 import contextlib
