@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: venv run test lint bench bench-api bench-streaming bench-workflows services lock clean
+.PHONY: venv run test lint bench bench-api bench-streaming bench-workflows bench-recovery services lock clean
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-workflows: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	CELERY_BROKER_URL=$(or $(CELERY_BROKER_URL),$(TEST_REDIS_URL)) \
 	$(PY) bench/workflows.py
+
+## Its own PostgreSQL cluster and Redis server, restarted under load.
+bench-recovery: venv services
+	$(PY) bench/recovery.py
 
 ## Re-pin dependencies after editing pyproject.toml.
 lock: venv

@@ -35,6 +35,11 @@ def noop_n(ctx: JobContext) -> None:
         ctx.step(f"s{i}", _noop)
 
 
+@handler("bench-hold", description="Benchmark: one step that sleeps input.seconds")
+def hold(ctx: JobContext) -> None:
+    ctx.step("hold", lambda: time.sleep(float(ctx.input["seconds"])))
+
+
 @handler("bench-approval", description="Benchmark: a checkpoint, then one timestamp step")
 def approval(ctx: JobContext) -> float:
     ctx.checkpoint("go", title="go", payload={})

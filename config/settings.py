@@ -410,6 +410,12 @@ COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float(
 )
 COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool(
     "COUNTERSIGN_ALLOW_SELF_APPROVAL",
+COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS = env_float(
+    "COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS",
+    2.0,
+    "The grace of queued jobs while the broker's queue is empty: their messages were taken "
+    "or lost (a broker restarted empty), so they are sent again this soon.",
+)
     False,
     "Let a job's creator approve its own checkpoints (the four-eyes rule off everywhere; an "
     "organization may turn it off for itself).",

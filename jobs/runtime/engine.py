@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import logs, metrics, sentry
@@ -34,6 +34,7 @@ from jobs.runtime.errors import (
     LeaseLost,
     NonRetryableError,
     RetryStep,
+    RunInterrupted,
     Suspend,
     UnknownJobType,
     WorkerLost,
@@ -291,8 +292,16 @@ def _error_fields(error: BaseException) -> dict[str, str]:
     }
 
 
-def run_job(job_id: str) -> RunOutcome:
-    """Run the job if it is ours to run, and say how the run ended."""
+# What a lost database connection raises: psycopg's errors for a closed connection,
+# a server shutting down or a terminated backend.
+DATABASE_GONE = (OperationalError, InterfaceError)
+
+
+def run_job(job_id: str, *, interrupted: str = "") -> RunOutcome:
+    """Run the job if it is ours to run, and say how the run ended.
+
+    Raises RunInterrupted if the database went away; `interrupted` is then the lease
+    the interrupted run left behind, dropped here before the job is claimed again."""
     # Every line of the run names the job; nothing bound by an earlier run (or by a
     # request running it in-process) shows through, and all of it is reset after.
     with (
@@ -300,7 +309,12 @@ def run_job(job_id: str) -> RunOutcome:
         metrics.batched(),
     ):
         owner = leases.new_owner()
-        claimed = leases.claim(job_id, owner)
+        try:
+            if interrupted:
+                leases.drop(job_id, interrupted)
+            claimed = leases.claim(job_id, owner)
+        except DATABASE_GONE as exc:
+            raise RunInterrupted(interrupted) from exc
         if claimed is None:
             logger.debug("job not runnable or leased elsewhere; message dropped")
             return RunOutcome.SKIPPED
@@ -311,6 +325,9 @@ def run_job(job_id: str) -> RunOutcome:
         try:
             outcome = _run(Run(claimed, owner))
             return outcome
+        except DATABASE_GONE as exc:
+            outcome = RunOutcome.LEASE_LOST  # nothing to release: the next try goes on
+            raise RunInterrupted(owner) from exc
         finally:
             if outcome.held_slot or _orphaned(job, outcome):
                 try:

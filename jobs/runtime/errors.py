@@ -33,6 +33,16 @@ class LeaseLost(BaseException):  # noqa: N818 - control flow
     """Internal: another run owns the job now; this run must stop without writing."""
 
 
+class RunInterrupted(Exception):  # noqa: N818 - the run's state, not the job's
+    """The database went away under the run (a restart, a killed backend). Nothing after
+    its last commit happened; `owner` is the lease it may have left behind ("" if none),
+    for the next try to drop instead of waiting for it to expire."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
 class NonRetryableError(Exception):
     """Raise (or subclass) to fail a job at once, without retries."""
 

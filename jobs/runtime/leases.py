@@ -125,6 +125,14 @@ def _statement(vendor: str) -> tuple[str, dict[str, Any]]:
     return sql, constants
 
 
+def drop(job_id: str, owner: str) -> None:
+    """End a lease its run cannot use any more (the database went away under it), so
+    the next claim takes the job over at once instead of after the lease's expiry."""
+    Job.objects.filter(pk=job_id, lease_owner=owner, status=JobStatus.RUNNING).update(
+        lease_expires_at=timezone.now() - timedelta(microseconds=1)
+    )
+
+
 def renew(job_id: str, owner: str, expires: datetime) -> tuple[bool, bool]:
     """Extend the lease to `expires`. Returns (still ours, cancel requested)."""
     renewed = Job.objects.filter(pk=job_id, lease_owner=owner).update(lease_expires_at=expires)

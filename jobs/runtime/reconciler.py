@@ -27,20 +27,32 @@ def broker_backlog() -> int | None:
                 queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
             )
             return int(declared.message_count)
-    except Exception as exc:  # an unreachable broker: assume the worst, re-send
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc):  # (404) on Redis and RabbitMQ alike
+            return 0  # no such queue: Redis drops a list once it is empty
         logger.debug("could not read the broker's queue depth: %s", exc)
-        return None
+        return None  # an unreachable broker: the normal grace
+
+
+def queued_grace_seconds(backlog: int | None) -> float:
+    """How long a queued job's message may go unanswered before it is sent again.
+
+    With an empty queue every message is in a worker's hands or lost (a broker restarted
+    empty): with prefetch 1, a worker holds only what it is about to run. So a queued
+    job whose message is older than a short grace is sent again, without waiting the
+    normal grace. A backlog may hold the message still: then only after a long one."""
+    if backlog == 0:
+        return settings.COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS
+    if backlog:
+        return settings.COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS
+    return settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS
 
 
 def reconcile(limit: int | None = None) -> int:
     """Re-enqueue stranded runnable jobs, most urgent and oldest first, in one bounded batch."""
     now = timezone.now()
     grace = now - timedelta(seconds=settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS)
-    # A queued job's message may simply be waiting behind others; with a
-    # backlog, re-sending it every pass would only grow the backlog.
-    queued_grace = grace
-    if broker_backlog():
-        queued_grace = now - timedelta(seconds=settings.COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS)
+    queued_grace = now - timedelta(seconds=queued_grace_seconds(broker_backlog()))
     batch = list(
         Job.objects.stranded(now=now, grace=grace, queued_grace=queued_grace)
         .order_by("-priority", "created_at")

@@ -82,3 +82,15 @@ def test_abandoned_runs_and_due_timers_are_re_sent_whatever_the_backlog(backlog_
         last_enqueued_at=past,
     )
     assert reconcile() == 2
+
+
+def test_with_an_empty_queue_queued_jobs_get_the_short_grace(settings):
+    # A broker restarted empty: the queue is gone, so messages older than the idle
+    # grace were taken or lost, and are sent again well before the normal grace.
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-empty"
+    settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS = 600
+    settings.COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS = 2
+    stranded_job(age_seconds=1)
+    assert reconcile() == 0
+    stranded_job(age_seconds=3)
+    assert reconcile() == 1
