@@ -41,4 +41,6 @@ USER countersign
 RUN SECRET_KEY=collectstatic-only DEBUG=0 python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+# The API on threads, event streams on the event loop (config/asgi.py); see docker-compose.yml.
+CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
+     "--http", "httptools", "--loop", "uvloop"]

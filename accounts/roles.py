@@ -41,6 +41,13 @@ def membership_of(user: AbstractBaseUser | AnonymousUser | None) -> Membership |
 _UNSET = object()
 
 
+def remember_membership(
+    user: AbstractBaseUser | AnonymousUser, membership: Membership | None
+) -> None:
+    """Give `membership_of` the user's membership (or None), read along with the user."""
+    user._countersign_membership = membership  # type: ignore[union-attr]
+
+
 def organization_of(user: AbstractBaseUser | AnonymousUser | None) -> Organization | None:
     membership = membership_of(user)
     return membership.organization if membership else None

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, Membership, Organization, Role
+from accounts.roles import remember_membership
 from core.errors import ApplicationError
 
 TOKEN_PREFIX = "cs_"
@@ -46,13 +47,20 @@ def token_authenticate(raw: str) -> User | None:
     comparison never touches the secret itself."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
+    # The user's membership and organization come along: every API request needs them
+    # (roles.membership_of), and this saves it a query.
     token = (
-        ApiToken.objects.select_related("user")
+        ApiToken.objects.select_related("user__membership__organization")
         .filter(digest=_digest(raw), revoked_at__isnull=True)
         .first()
     )
     if token is None or not token.user.is_active:
         return None
+    try:
+        membership: Membership | None = token.user.membership
+    except Membership.DoesNotExist:
+        membership = None
+    remember_membership(token.user, membership)
     now = timezone.now()
     # A write per request would cost more than the request; a minute's precision will do.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:

@@ -1,14 +1,17 @@
 """API benchmark: requests per second and p50/p99 latency on loopback.
 
-Three scenarios against a real uvicorn server (2 worker processes) on a fresh
-PostgreSQL database holding 100 000 checkpoints:
+Three scenarios against the web server as production runs it (uvicorn serving
+config.asgi with 2 worker processes, DEBUG off, requests arriving as through the
+TLS proxy) on a fresh PostgreSQL database holding 100 000 checkpoints:
 
 - job create: POST /api/v1/jobs/ (simple-task; messages go to a queue nobody
   consumes, purged at the end);
 - checkpoint list: GET /api/v1/checkpoints/?status=pending (the reviewer's view,
   pending first, paginated by 50);
 - approve: POST /api/v1/checkpoints/ID/approve/, each request a different
-  pending checkpoint.
+  pending checkpoint;
+
+and /healthz, a view that does nothing, for reference.
 
 Load: N client threads, each with its own keep-alive connection, for a fixed
 number of requests (bounded, closed-loop). Run: `make bench-api`, or
@@ -49,7 +52,9 @@ def setup_django() -> str:
         DATABASE_URL=url,
         COUNTERSIGN_QUEUE=QUEUE,
         COUNTERSIGN_METRICS_PREFIX=f"countersign-bench:{QUEUE}:metrics",
-        DEBUG="1",
+        # As in production: DEBUG off (no query log kept per request), so a key is needed.
+        DEBUG="0",
+        SECRET_KEY="bench-api-only",
         LOG_LEVEL="WARNING",
     )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -123,22 +128,10 @@ def free_port() -> int:
 
 
 def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+    from jobs.processes import web_argv  # the command line runstack uses
+
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
+        web_argv(port=port, workers=workers, log_level="warning", access_log=False),
         cwd=ROOT,
         env=os.environ.copy(),
     )
@@ -147,7 +140,7 @@ def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
+            if conn.getresponse().status == 200:  # /healthz is exempt from the HTTPS redirect
                 return server
         except OSError:
             time.sleep(0.1)
@@ -184,7 +177,11 @@ def load(
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "X-Forwarded-Proto": "https",  # what the TLS proxy in front of production says
+    }
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -228,7 +225,8 @@ def main() -> None:
     print(
         f"Countersign API benchmark: {args.checkpoints} checkpoints seeded in "
         f"{time.perf_counter() - seeding:.1f}s; {os.cpu_count()} cores; uvicorn with "
-        f"{args.server_workers} worker process(es); {args.clients} keep-alive clients"
+        f"{args.server_workers} worker process(es) of {os.environ.get('WEB_THREADS', 8)} "
+        f"threads; {args.clients} keep-alive clients"
     )
     port = free_port()
     server = start_server(port, args.server_workers)
@@ -258,6 +256,15 @@ def main() -> None:
                 port,
                 token,
                 lambda i: ("POST", f"/api/v1/checkpoints/{pending_ids[i]}/approve/", b"{}"),
+                args.requests,
+                args.clients,
+                200,
+            ),
+            load(
+                "healthz (a view that does nothing)",
+                port,
+                token,
+                lambda i: ("GET", "/healthz", None),
                 args.requests,
                 args.clients,
                 200,

@@ -5,7 +5,7 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import filters, mixins, viewsets
+from rest_framework import filters, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
@@ -15,10 +15,17 @@ from accounts.permissions import HasCapability
 from accounts.roles import Capability, organization_of
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus
-from checkpoints.selectors import checkpoints_of, job_checkpoints
+from checkpoints.selectors import (
+    checkpoint_rows,
+    checkpoints_of,
+    decidable_checkpoints,
+    job_checkpoints,
+    list_rows,
+)
 from checkpoints.serializers import (
     ApproveSerializer,
     CheckpointSerializer,
+    CheckpointSummarySerializer,
     DecidedSerializer,
     RejectSerializer,
     SubmitSerializer,
@@ -61,7 +68,21 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     ordering_fields = ["opened_at", "decided_at", "status"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
+        if self.action in self.capabilities:  # a decision: the service reads the rest
+            return decidable_checkpoints(organization_of(self.request.user))
         return checkpoints_of(organization_of(self.request.user))
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        return CheckpointSummarySerializer if self.action == "list" else CheckpointSerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Rows read as values and written as they are (checkpoints.selectors.list_rows):
+        # no model instances, no serializer fields per row, no payloads.
+        rows = checkpoint_rows(self.filter_queryset(self.get_queryset()))
+        page = self.paginate_queryset(rows)
+        if page is None:
+            return Response(list_rows(list(rows)))
+        return self.get_paginated_response(list_rows(page))
 
     def filter_queryset(self, queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
         queryset = super().filter_queryset(queryset)
@@ -74,7 +95,9 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return queryset.pending_first()  # type: ignore[attr-defined]
 
     def _decided(self, decision: Any) -> Response:
-        checkpoint = self.get_queryset().get(pk=decision.checkpoint_id)
+        checkpoint = checkpoints_of(organization_of(self.request.user)).get(
+            pk=decision.checkpoint_id
+        )
         return Response(DecidedSerializer({"decision": decision, "checkpoint": checkpoint}).data)
 
     @extend_schema(request=ApproveSerializer, responses={200: DecidedSerializer})

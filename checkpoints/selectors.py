@@ -1,12 +1,19 @@
 """Reads of checkpoints that are more than a filter."""
 
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from accounts.models import Organization
 from accounts.roles import visible_to
-from checkpoints.models import Checkpoint, Verdict
+from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus, Verdict
 from jobs.models import Job
+
+# A checkpoint's decisions with their users, in one query (not one for each).
+_DECISIONS_WITH_USERS = Prefetch("decisions", CheckpointDecision.objects.select_related("user"))
 
 
 def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
@@ -16,12 +23,96 @@ def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
     return (
         Checkpoint.objects.filter(organization=organization)
         .select_related("job")
-        .prefetch_related("decisions__user")
+        .prefetch_related(_DECISIONS_WITH_USERS)
     )
 
 
+def decidable_checkpoints(organization: Organization | None) -> QuerySet[Checkpoint]:
+    """What a member may decide, to find one by id: the decision services lock and read
+    the checkpoint again, so only its id and job's id are read here."""
+    if organization is None:
+        return Checkpoint.objects.none()
+    return Checkpoint.objects.filter(organization=organization).only("pk", "job_id")
+
+
+# The columns of a list row (CheckpointSummarySerializer), read as values, not instances.
+_ROW_COLUMNS = (
+    "id",
+    "job_id",
+    "key",
+    "kind",
+    "title",
+    "description",
+    "status",
+    "required_approvals",
+    "expires_at",
+    "on_timeout",
+    "opened_at",
+    "decided_at",
+)
+
+
+def checkpoint_rows(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Any]:
+    """The rows of the checkpoint list, as dicts: only the listed columns and the job's
+    type (no payloads, no job row), without building model instances. Slice (paginate)
+    it, then give the page to `list_rows`."""
+    # A subquery, not a join: the page's count (which drops unused annotations) stays a
+    # count of checkpoints alone, read from the index.
+    job_type = Subquery(Job.objects.filter(pk=OuterRef("job_id")).values("job_type")[:1])
+    return checkpoints.prefetch_related(None).values(*_ROW_COLUMNS, job_type=job_type)
+
+
+def list_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page of `checkpoint_rows` as CheckpointSummarySerializer has it, decisions (one
+    query for the page) included. Datetimes and ids are left to the JSON renderer,
+    which writes them as the serializer's fields do."""
+    decisions: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    # A pending checkpoint that one approval settles has no decision yet (the first one
+    # settles it), so a page of the usual queue needs no query for them.
+    decided = [
+        row["id"]
+        for row in rows
+        if row["status"] != CheckpointStatus.PENDING or row["required_approvals"] > 1
+    ]
+    if decided:
+        for decision in (
+            CheckpointDecision.objects.filter(checkpoint_id__in=decided)
+            .order_by("created_at", "pk")
+            .values_list("checkpoint_id", "id", "user__username", "verdict", "reason", "created_at")
+        ):
+            checkpoint_id, pk, username, verdict, reason, created_at = decision
+            decisions[checkpoint_id].append(
+                {
+                    "id": pk,
+                    "user": username,
+                    "verdict": verdict,
+                    "reason": reason,
+                    "created_at": created_at,
+                }
+            )
+    return [
+        {
+            "id": row["id"],
+            "job": row["job_id"],
+            "job_type": row["job_type"],
+            "key": row["key"],
+            "kind": row["kind"],
+            "title": row["title"],
+            "description": row["description"],
+            "status": row["status"],
+            "required_approvals": row["required_approvals"],
+            "expires_at": row["expires_at"],
+            "on_timeout": row["on_timeout"],
+            "opened_at": row["opened_at"],
+            "decided_at": row["decided_at"],
+            "decisions": decisions.get(row["id"], []),
+        }
+        for row in rows
+    ]
+
+
 def job_checkpoints(job: Job) -> QuerySet[Checkpoint]:
-    return job.checkpoints.prefetch_related("decisions__user").order_by("opened_at", "pk")
+    return job.checkpoints.prefetch_related(_DECISIONS_WITH_USERS).order_by("opened_at", "pk")
 
 
 def pending_count(user: AbstractBaseUser | AnonymousUser) -> int:

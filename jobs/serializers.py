@@ -2,11 +2,12 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.serializers import FieldsBuiltOnce
 from jobs.models import Job, JobEvent, JobStep
 from jobs.runtime.registry import registered_job_types
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(FieldsBuiltOnce):
     created_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )

@@ -144,6 +144,10 @@ def test_the_stack_runs_web_worker_and_beat():
         "127.0.0.1",
         "--port",
         "8123",
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
     ]
     worker = commands["worker"]
     assert worker[worker.index("--concurrency") + 1] == "3" and "fair" in worker

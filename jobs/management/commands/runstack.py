@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from django.db import DatabaseError
 from kombu.utils.url import maybe_sanitize_url
 
 from core.cli import to_json
-from jobs.processes import beat_argv, worker_argv
+from jobs.processes import beat_argv, web_argv, worker_argv
 
 logger = logging.getLogger(__name__)
 
@@ -162,22 +161,11 @@ def redis_server_argv(path: str, port: int, data_dir: Path) -> list[str]:
 
 
 def app_commands(*, port: int, concurrency: int, schedule_file: str) -> list[tuple[str, list[str]]]:
-    # uvicorn (ASGI), so a job's event stream is served live and holds no thread;
-    # in DEBUG the ASGI app serves the admin's static files itself (config/asgi.py).
+    # The same web server as production (config/asgi.py): the API and the admin on
+    # threads, a job's event stream live on the event loop, holding no thread; in DEBUG
+    # the admin's static files are served too.
     return [
-        (
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-        ),
+        ("web", web_argv(port=port)),
         ("worker", worker_argv(concurrency=concurrency, hostname="runstack@%h")),
         ("beat", beat_argv(schedule_file=schedule_file)),
     ]
