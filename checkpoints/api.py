@@ -85,6 +85,8 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return self.get_paginated_response(list_rows(page))
 
     def filter_queryset(self, queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
+        if self.action != "list":  # one checkpoint by id: the filters are the list's
+            return queryset
         queryset = super().filter_queryset(queryset)
         if self.request.query_params.get("ordering"):
             return queryset

@@ -123,12 +123,17 @@ class HybridApplication:
             await self.asgi(scope, receive, send)
             return
         with tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE) as body:
-            if not await self._read_body(receive, body):
+            size = await self._read_body(receive, body)
+            if size is None:
                 return  # the client left before it finished sending
+            environ = wsgi_environ(scope, body)
+            # A chunked body has no Content-Length, and Django's WSGI request reads only
+            # as many bytes as that says: the whole body is here, so say its size.
+            environ.setdefault("CONTENT_LENGTH", str(size))
             loop = asyncio.get_running_loop()
             call = contextvars.copy_context().run
             response = await loop.run_in_executor(
-                self.executor, call, self._serve, wsgi_environ(scope, body), loop, send
+                self.executor, call, self._serve, environ, loop, send
             )
         if not response.streamed:
             await send(
@@ -147,16 +152,18 @@ class HybridApplication:
         return path[len(root_path) :] if root_path and path.startswith(root_path) else path
 
     @staticmethod
-    async def _read_body(receive: Receive, body: Any) -> bool:
-        """The request's body into `body`, rewound; False if the client disconnected."""
+    async def _read_body(receive: Receive, body: Any) -> int | None:
+        """The request's body into `body`, rewound; its size, or None if the client
+        disconnected first."""
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return False
-            body.write(message.get("body", b""))
+                return None
+            size += body.write(message.get("body", b""))
             if not message.get("more_body", False):
                 body.seek(0)
-                return True
+                return size
 
     def _serve(
         self, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send

@@ -83,6 +83,13 @@ class JobViewSet(
             )
         return jobs_of(organization_of(self.request.user))
 
+    def filter_queryset(self, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        # One job by id (detail, cancel, retry, steps, events): the filters are the
+        # list's, and building them (a form, validated) costs more than the query.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
     @extend_schema(
         request=JobCreateSerializer,
         responses={201: JobSerializer, 200: JobSerializer},

@@ -143,3 +143,12 @@ def test_an_approval_answers_with_the_whole_checkpoint(approver, queue, acme):
     assert body["checkpoint"]["payload"] == plain.payload
     assert body["checkpoint"]["job_type"] == "code-generation"
     assert [d["user"] for d in body["checkpoint"]["decisions"]] == ["april"]
+
+
+def test_query_parameters_filter_lists_not_one_checkpoint(approver, queue):
+    # The list's filters are not built for a detail or a decision (a form per request).
+    plain = queue[0]
+    detail = approver.get(f"/api/v1/checkpoints/{plain.pk}/", {"status": "approved"})
+    assert detail.status_code == 200 and detail.json()["status"] == "pending"
+    listed = approver.get("/api/v1/checkpoints/", {"status": "approved"}).json()["results"]
+    assert plain.pk not in [row["id"] for row in listed]

@@ -149,6 +149,19 @@ def test_a_streaming_response_is_sent_chunk_by_chunk():
     assert len(apps.closed_in) == 1
 
 
+def test_a_chunked_body_without_a_length_is_read_whole():
+    apps = Recorder()
+    app = HybridApplication(asgi=apps.asgi, wsgi=apps.wsgi, threads=1)
+    chunked = http_scope(
+        "/api/v1/jobs/", method="POST", headers=[(b"transfer-encoding", b"chunked")]
+    )
+
+    serve(app, chunked, [b"abc", b"defg"])
+
+    ((environ, _, body),) = apps.wsgi_calls
+    assert environ["CONTENT_LENGTH"] == "7" and body == b"abcdefg"
+
+
 def test_a_client_that_leaves_before_its_body_is_not_served():
     apps = Recorder()
     app = HybridApplication(asgi=apps.asgi, wsgi=apps.wsgi, threads=1)
