@@ -112,6 +112,17 @@ def job_state(job_id: str) -> Job | None:
     return Job.objects.only("status", "wait_reason").filter(pk=job_id).first()
 
 
+def ended_among(job_ids: list[str]) -> set[str]:
+    """Which of these jobs have ended or are gone (deleted), a thousand ids a query."""
+    found: dict[str, str] = {}
+    for start in range(0, len(job_ids), 1000):
+        rows = Job.objects.filter(pk__in=job_ids[start : start + 1000]).values_list("pk", "status")
+        found.update((str(pk), status) for pk, status in rows)
+    return {
+        job_id for job_id in job_ids if job_id not in found or found[job_id] in TERMINAL_STATUSES
+    }
+
+
 def _subscribe(job_id: str) -> Any:
     """A pub/sub subscription to the job's live events, or None when live events are
     off or their Redis cannot be reached (the follower then reads the rows)."""

@@ -33,6 +33,7 @@ from jobs.follow import (
     SETTLE_SECONDS,
     EventCursor,
     ended,
+    ended_among,
     event_number,
     job_state,
 )
@@ -45,8 +46,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 KEEPALIVE_SECONDS = 15.0
-# The end of a job normally arrives as a live job.* event; this re-check of the status
-# only covers a missed publication, so it can be slow.
+# The end of a job normally arrives as a live job.* event; this check of which followed
+# jobs have ended (one read for all the streams of a process) only covers a missed
+# publication, so it can be slow.
 STATUS_CHECK_SECONDS = 10.0
 # How long a new stream waits for its subscription before replaying the rows anyway (it
 # reads them again once subscribed).
@@ -110,9 +112,18 @@ def _state(job_id: str) -> Job | None:
     return job_state(job_id)
 
 
-def _frame(event: dict[str, Any]) -> str:
-    data = json.dumps(event, separators=(",", ":"))
-    return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n"
+@_db_call
+def _ended_among(job_ids: list[str]) -> set[str]:
+    return ended_among(job_ids)
+
+
+def _frame(event: dict[str, Any], data: bytes | None = None) -> bytes:
+    """One SSE frame, as bytes: Django passes bytes on as they are (a str it encodes with
+    the response's charset, parsed from its content type on every chunk). `data`: the
+    event's JSON as published (one line), which need not be encoded again."""
+    if data is None or b"\n" in data or b"\r" in data:
+        data = json.dumps(event, separators=(",", ":")).encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["seq"], event["kind"].encode(), data)
 
 
 async def _catch_up(job_id: str, cursor: EventCursor) -> AsyncIterator[dict[str, Any]]:
@@ -125,22 +136,28 @@ async def _catch_up(job_id: str, cursor: EventCursor) -> AsyncIterator[dict[str,
             return
 
 
-async def _events(job_id: str, after: int) -> AsyncIterator[str]:
+async def _events(job_id: str, after: int) -> AsyncIterator[bytes]:
     """The rules of jobs.follow, asynchronously: an open stream holds no thread, and its
     live events come from the process's one Redis subscriber (core/pubsub.py)."""
     cursor = EventCursor(last=after)
     listener = pubsub.listen(
         settings.COUNTERSIGN_EVENTS_REDIS_URL, channel_name(job_id), limit=BUFFERED_BYTES
     )
+    watch = _EndWatch.of_loop()
+    poked = watch.add(job_id, listener)
     loop = asyncio.get_running_loop()
     try:
         if listener is not None:  # subscribed before the replay: nothing falls between
             await listener.wait_live(SUBSCRIBE_WAIT_SECONDS)
             listener.stale = False
+        replayed_closing = False
         async for event in _catch_up(job_id, cursor):
+            replayed_closing = replayed_closing or event["kind"] in CLOSING_EVENTS
             yield _frame(event)
         now = loop.time()
-        next_check = now + STATUS_CHECK_SECONDS
+        # The status now if the replay holds a closing event (a job that ended before a
+        # client reconnected); else the end watch covers a missed publication of the end.
+        next_check = now if replayed_closing else math.inf
         quiet_since = now
         next_read = now + ROWS_SECONDS if _polling(listener) else math.inf
         while True:
@@ -151,7 +168,8 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                 await listener.wait(wake_at - loop.time())
             now = loop.time()
             sent = False
-            closing = False
+            closing = poked.is_set()
+            poked.clear()
             stale = listener is not None and listener.stale
             if stale or now >= next_read:
                 # Live events were lost (a slow client, Redis dropped) or cannot be
@@ -169,19 +187,20 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                 closing = closing or closes
                 if live is not None:
                     sent = True
-                    yield _frame(live)
+                    yield _frame(live, raw)
             if sent:
                 quiet_since = now
             elif now - quiet_since >= KEEPALIVE_SECONDS:
                 quiet_since = now
-                yield ": keep-alive\n\n"
+                yield b": keep-alive\n\n"
             if closing:
-                next_check = now  # check the status now, not at the next interval
+                next_check = now  # check the status now
             if now >= next_check:
-                next_check = now + STATUS_CHECK_SECONDS
                 if cursor.missing:  # fill the gap from the rows
                     async for event in _catch_up(job_id, cursor):
                         yield _frame(event)
+                # A gap still open: its rows may not be committed yet; look again later.
+                next_check = now + STATUS_CHECK_SECONDS if cursor.missing else math.inf
                 job = await _state(job_id)
                 if job is None or ended(job):
                     settle_by = loop.time() + SETTLE_SECONDS
@@ -192,8 +211,83 @@ async def _events(job_id: str, after: int) -> AsyncIterator[str]:
                             return
                         await asyncio.sleep(0.05)
     finally:
+        watch.remove(job_id, poked)
         if listener is not None:
             listener.close()
+
+
+class _Poke:
+    """Set by the end watch when a stream's job has ended (the stream then reads its
+    status itself); wakes the stream's wait for live events."""
+
+    __slots__ = ("_set", "_listener")
+
+    def __init__(self, listener: pubsub.Listener | None) -> None:
+        self._set = False
+        self._listener = listener
+
+    def set(self) -> None:
+        self._set = True
+        if self._listener is not None:
+            self._listener.wake()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
+
+
+class _EndWatch:
+    """For the streams of one event loop: every STATUS_CHECK_SECONDS, one read of which of
+    their jobs have ended (or are gone), rather than a status read per stream. It finds
+    the end of a job whose closing event was not published live (its publisher backing
+    off); the streams of those jobs are poked and read the status themselves."""
+
+    _watches: dict[asyncio.AbstractEventLoop, "_EndWatch"] = {}
+
+    @classmethod
+    def of_loop(cls) -> "_EndWatch":
+        loop = asyncio.get_running_loop()
+        watch = cls._watches.get(loop)
+        if watch is None:
+            for old in [old for old in cls._watches if old.is_closed()]:
+                del cls._watches[old]  # a finished loop's (tests run several)
+            watch = cls._watches[loop] = cls()
+        return watch
+
+    def __init__(self) -> None:
+        self._pokes: dict[str, set[_Poke]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, job_id: str, listener: pubsub.Listener | None) -> _Poke:
+        poke = _Poke(listener)
+        self._pokes.setdefault(job_id, set()).add(poke)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return poke
+
+    def remove(self, job_id: str, poke: _Poke) -> None:
+        pokes = self._pokes.get(job_id)
+        if pokes is not None:
+            pokes.discard(poke)
+            if not pokes:
+                del self._pokes[job_id]
+
+    async def _run(self) -> None:
+        try:
+            while self._pokes:
+                await asyncio.sleep(STATUS_CHECK_SECONDS)
+                try:
+                    finished = await _ended_among(list(self._pokes))
+                except Exception:  # the database away: the next round tries again
+                    logger.warning("could not read the status of streamed jobs", exc_info=True)
+                    continue
+                for job_id in finished:
+                    for poke in self._pokes.get(job_id, ()):
+                        poke.set()
+        finally:
+            self._task = None
 
 
 def _polling(listener: pubsub.Listener | None) -> bool:

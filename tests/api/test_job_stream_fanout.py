@@ -22,7 +22,7 @@ from django.conf import settings
 
 from accounts.models import Organization, Role
 from core import redis as core_redis
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEvent, JobStatus
 from jobs.processes import poll_until
 from jobs.runtime.events import append_event, channel_name
 from tests.api.test_job_stream import frames, member_token
@@ -266,3 +266,20 @@ def test_a_client_that_does_not_read_holds_up_no_other_stream_and_misses_nothing
     assert slow.seqs() == list(range(1, 463))
     assert slow.frames[-1][1] == "job.succeeded"
     other.close()
+
+
+def test_a_job_whose_end_was_never_published_still_ends_its_streams(
+    web: int, events_redis: RedisServer, acme: Organization, token: str
+):
+    job = waiting_job(acme)
+    stream = Stream(web, job, token).read()
+    wait_for(lambda: numsub(events_redis, job) >= 1, message="subscribed")
+
+    # when the job ends while its publisher skips Redis (backing off)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobEvent.objects.create(job=job, seq=1, kind="job.succeeded", data={})
+
+    # then the periodic check of the process's followed jobs finds it
+    wait_for(lambda: stream.ended or stream.error, timeout=30, message="the stream to end")
+    assert stream.error is None
+    assert stream.frames == [(1, "job.succeeded")]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from core import pubsub
 from tests.redis_server import RedisServer
@@ -201,3 +202,31 @@ def test_no_url_means_no_listener():
         assert pubsub.listen("", "test:anything", limit=LIMIT) is None
 
     asyncio.run(scenario())
+
+
+def test_replies_are_read_whole_however_the_bytes_arrive():
+    replies = (
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nj:42\r\n:1\r\n"
+        b'*3\r\n$7\r\nmessage\r\n$4\r\nj:42\r\n$11\r\n{"a":"\r\n"}x\r\n'
+        b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    )
+    expected = [
+        [b"subscribe", b"j:42", 1],
+        [b"message", b"j:42", b'{"a":"\r\n"}x'],
+        [b"pong", b""],
+    ]
+    for cut in range(len(replies) + 1):  # every split of the bytes into two reads
+        got, buffer = [], b""
+        for chunk in (replies[:cut], replies[cut:]):
+            buffer += chunk
+            position = 0
+            while (parsed := pubsub._parse(buffer, position)) is not None:
+                reply, position = parsed
+                got.append(reply)
+            buffer = buffer[position:]
+        assert got == expected and buffer == b"", cut
+
+
+def test_an_error_reply_is_raised():
+    with pytest.raises(ResponseError, match="NOPERM"):
+        pubsub._parse(b"-NOPERM no rights\r\n", 0)
