@@ -8,11 +8,12 @@ many SSE streams one web process holds.
    reaching the worker (`at`) to the event reaching the client.
 2. Concurrent streams. N clients open streams on a fresh uvicorn process (jobs that stay
    waiting). Its memory is read with none open and with the N idle (per idle stream:
-   the difference over N), and how many Redis connections hold subscriptions. Then
-   one event per job is published at once (1 000 PUBLISH commands packed beforehand,
-   sent in one write) and the time until every stream has it is measured; three
-   bursts, the middle one reported. The clients run on uvloop and only look for the
-   burst's marker in what arrives, so that little of the time is their own.
+   the difference over N), its CPU while they idle for 10 s, and how many Redis
+   connections hold subscriptions. Then one event per job is published at once (N
+   PUBLISH commands packed beforehand, sent in one write) and the time until every
+   stream has it is measured, with the web process's CPU time; five bursts, the middle
+   one reported. The clients run on uvloop and only look for the burst's marker in what
+   arrives, so that little of the time is their own.
 
 Run: `make bench-streaming`, or `python bench/streaming.py --help`.
 """
@@ -41,6 +42,7 @@ from bench.api import free_port, start_server  # noqa: E402
 BENCH_DATABASE = "countersign_bench_streaming"
 QUEUE = f"countersign-bench-stream-{uuid.uuid4().hex[:8]}"
 T = TypeVar("T")
+IDLE_SECONDS = 10.0  # at least one round of the streams' periodic status checks
 
 
 def setup_django() -> None:
@@ -198,6 +200,9 @@ async def hold_streams(
     open_s = time.perf_counter() - opened_at
     await asyncio.sleep(2)  # the streams' first reads done; the process idle
     rss_idle = rss_mb(web_pid)
+    cpu_before, idle_from = cpu_ms(web_pid), time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_cpu = (cpu_ms(web_pid) - cpu_before) / (time.perf_counter() - idle_from) / 10
     connections = await subscriber_connections(client) - connections_before
     publisher = client.connection_pool.make_connection()
     await publisher.connect()
@@ -250,6 +255,7 @@ async def hold_streams(
         "publish_ms": publish_ms,
         "cpu_ms": cpu,
         "load": load,
+        "idle_cpu": idle_cpu,
         "bursts": [r[0] for r in rounds],
         "p50": p50,
         "p99": p99,
@@ -323,7 +329,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200, help="chunks per reply")
     parser.add_argument("--chunk-delay", type=float, default=0.01, help="seconds between chunks")
     parser.add_argument("--streams", default="250,500,1000", help="stream counts (part 2)")
-    parser.add_argument("--bursts", type=int, default=3, help="bursts per stream count")
+    parser.add_argument("--bursts", type=int, default=5, help="bursts per stream count")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -408,6 +414,7 @@ def main() -> None:
                 f"web RSS {result['rss_none']:.0f} MB with "
                 f"none, {result['rss_idle']:.0f} MB idle with {count} "
                 f"({result['per_stream_kb']:.0f} KB per stream), {result['rss']:.0f} MB after; "
+                f"idle, the web process used {result['idle_cpu']:.1f}% of a core; "
                 f"load average {result['load']:.1f}"
             )
     finally:
@@ -435,7 +442,8 @@ def main() -> None:
             f"to each: all delivered in {r['all']:.0f} ms (p50 {r['p50']:.0f}, "
             f"p99 {r['p99']:.0f}; web process CPU {r['cpu_ms']:.0f} ms) | "
             f"{r['rss_none']:.0f} MB with none, {r['rss_idle']:.0f} MB "
-            f"with {count} idle: {r['per_stream_kb']:.0f} KB per stream |"
+            f"with {count} idle: {r['per_stream_kb']:.0f} KB per stream; idle CPU "
+            f"{r['idle_cpu']:.1f}% of a core |"
         )
 
 
