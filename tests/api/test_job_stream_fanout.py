@@ -40,6 +40,13 @@ def events_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def events_redis_up(events_redis: RedisServer) -> Iterator[None]:
+    yield
+    if events_redis.process is None:  # a test that stopped it failed before starting it
+        events_redis.start()
+
+
 @pytest.fixture(scope="module")
 def web(
     django_db_setup: None, events_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
@@ -71,7 +78,11 @@ def web(
         yield port
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a stream a failed test left open
+            server.kill()
+            server.wait()
 
 
 def _healthy(port: int) -> bool:
