@@ -162,6 +162,7 @@ def _breadcrumb(checkpoint: Checkpoint, decision: CheckpointDecision) -> None:
     )
 
 
+@metrics.batched()  # one Redis round trip for the decision's counters
 @transaction.atomic
 def checkpoint_approve(
     *,
@@ -191,7 +192,8 @@ def checkpoint_approve(
             errors = import_string(checkpoint.payload_validator)(checkpoint, payload)
         if errors:
             raise CheckpointValidationError("the edited payload is not valid", errors)
-    if decider.pk in current_approvers(checkpoint):
+    approvers = current_approvers(checkpoint)
+    if decider.pk in approvers:
         raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
     decision = CheckpointDecision.objects.create(
         checkpoint=checkpoint,
@@ -200,7 +202,8 @@ def checkpoint_approve(
         reason=reason or "",
         payload=payload,
     )
-    approvals = len(current_approvers(checkpoint))
+    # The checkpoint is locked, so nobody else approved meanwhile; an edit restarts the count.
+    approvals = 1 if payload is not None else len(approvers) + 1
     if approvals >= checkpoint.required_approvals:
         _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     else:
@@ -224,6 +227,7 @@ def checkpoint_approve(
     return decision
 
 
+@metrics.batched()  # one Redis round trip for the decision's counters
 @transaction.atomic
 def checkpoint_reject(
     *, checkpoint: Checkpoint, user: Actor | None, reason: str
@@ -243,6 +247,7 @@ def checkpoint_reject(
     return decision
 
 
+@metrics.batched()  # one Redis round trip for the decision's counters
 @transaction.atomic
 def checkpoint_submit_input(
     *, checkpoint: Checkpoint, user: Actor | None, data: Any, reason: str | None = None

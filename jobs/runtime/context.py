@@ -58,6 +58,10 @@ class Run(Protocol):
 
     def flush_events(self, older_than: float | None = None) -> None: ...
 
+    def hold_step(self, step: JobStep) -> None: ...
+
+    def flush_step(self) -> None: ...
+
 
 class JobContext:
     """The handler's handle on its job: input, memoized steps, waits, events."""
@@ -140,6 +144,7 @@ class JobContext:
             error="",
             attempt=attempt,
             started=started,
+            hold=True,
         )
         self._step_metrics(StepStatus.SUCCEEDED, started)
         self._run.flush_events(older_than=EVENT_FLUSH_SECONDS)
@@ -231,6 +236,7 @@ class JobContext:
 
     # --- internals -------------------------------------------------------------
     def _enter(self, key: str) -> int:
+        self._run.flush_step()  # the step before this one is recorded before anything else
         if not isinstance(key, str) or not key:
             raise NonRetryableError("a step key must be a non-empty string")
         if key in self._seen:
@@ -265,11 +271,13 @@ class JobContext:
         attempt: int,
         started: Any,
         finished: bool = True,
+        hold: bool = False,
     ) -> None:
-        """Write the step in one round trip (INSERT, or UPDATE of a known row)."""
+        """Write the step in one round trip (INSERT, or UPDATE of a known row); a new
+        finished step's INSERT is held for the run's next write when `hold`."""
         finished_at = timezone.now() if finished else None
         if memo is None:
-            memo = JobStep.objects.create(
+            memo = JobStep(
                 job_id=self.job.pk,
                 key=key,
                 position=position,
@@ -281,6 +289,10 @@ class JobContext:
                 started_at=started,
                 finished_at=finished_at,
             )
+            if hold:
+                self._run.hold_step(memo)
+            else:
+                memo.save(force_insert=True)
             self._steps[key] = memo
             self._by_position[position] = memo
             return

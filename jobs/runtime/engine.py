@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import logs, metrics, sentry
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import concurrency, leases
+from jobs.runtime import concurrency, folded, leases
 from jobs.runtime.context import JobContext, to_json
 from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import (
@@ -104,6 +104,7 @@ class Run:
         self.has_steps = claimed.has_steps
         self._events: list[JobEvent] = []
         self._oldest_event = 0.0
+        self._unsaved_step: JobStep | None = None
 
     # --- heartbeat -------------------------------------------------------------
     @contextmanager
@@ -181,12 +182,28 @@ class Run:
             delay = (wake_at - timezone.now()).total_seconds()
             prompt_on_commit(str(self.job.pk), self.job.priority, delay)
 
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        """Publish live now; write to the database at the next flush."""
+    def hold_step(self, step: JobStep) -> None:
+        """A finished step's record, written with this run's next write: the next
+        durable operation's, or the outcome's (in the same statement on PostgreSQL).
+        Only the handler's own code runs in between, which a replay runs again anyway."""
+        self._unsaved_step = step
+
+    def flush_step(self) -> None:
+        step, self._unsaved_step = self._unsaved_step, None
+        if step is not None:
+            step.save(force_insert=True)
+
+    def _event(self, kind: str, data: dict[str, Any]) -> JobEvent:
+        """The run's next event, numbered."""
         event = JobEvent(
             job_id=self.job.pk, seq=self._seq, kind=kind, data=data, created_at=timezone.now()
         )
         self._seq += 1
+        return event
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Publish live now; write to the database at the next flush."""
+        event = self._event(kind, data)
         publish(event)
         if not self._events:
             self._oldest_event = time.monotonic()
@@ -221,7 +238,7 @@ class Run:
             else {"result": result, "error_type": "", "error_message": "", "error_traceback": ""}
         )
         finished_at = timezone.now()
-        updated = Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(
+        update = dict(
             status=status,
             finished_at=finished_at,
             lease_owner="",
@@ -230,20 +247,43 @@ class Run:
             wake_at=None,
             **fields,
         )
-        if not updated:
+        data: dict[str, str] = {"status": status}
+        if error is not None:
+            data["error"] = f"{type(error).__name__}: {error}"[:500]
+        closing = self._event(f"job.{status}", data)
+        if not self._write_end(update, closing):
             logger.warning(
                 "lease lost before the outcome was written; another run owns it",
                 extra={"job_id": str(self.job.pk)},
             )
             return RunOutcome.LEASE_LOST
-        data: dict[str, str] = {"status": status}
-        if error is not None:
-            data["error"] = f"{type(error).__name__}: {error}"[:500]
-        self.emit(f"job.{status}", data)
-        self.flush_events()
+        publish(closing)
         logger.info("job %s", status)
         job_ended(self.job, status, finished_at)
         return RunOutcome(status)
+
+    def _write_end(self, update: dict[str, Any], closing: JobEvent) -> bool:
+        """The final row, the held step and the events, if the lease is still ours."""
+        if folded.supported():
+            try:
+                ended = folded.end_run(
+                    job_id=self.job.pk,
+                    owner=self.owner,
+                    update=update,
+                    step=self._unsaved_step,
+                    events=[*self._events, closing],
+                )
+            except IntegrityError:  # an event number taken meanwhile: nothing was written
+                pass
+            else:
+                self._events, self._unsaved_step = [], None
+                return ended
+        self.flush_step()
+        if not Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(**update):
+            return False
+        self._events.append(closing)
+        self.flush_events()  # renumbers them if another writer took their numbers
+        return True
 
     def retry_later(
         self,
@@ -264,6 +304,7 @@ class Run:
         )
         if count_attempt:
             fields["attempts"] = self.job.attempts + 1
+        self.flush_step()
         with transaction.atomic():
             updated = Job.objects.filter(
                 pk=self.job.pk, lease_owner=self.owner, cancel_requested=False

@@ -2,11 +2,13 @@
 
 import json
 from contextlib import nullcontext
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from core.redis import best_effort
 from jobs.models import JobEvent
@@ -21,27 +23,51 @@ def next_seq(job_id: str) -> int:
     return (current or 0) + 1
 
 
+# One statement numbers and writes an event: after the job's last one, or at the run's
+# hint. A number taken meanwhile by another writer inserts nothing (no error, so no
+# savepoint is needed inside the caller's transaction) and the next try renumbers.
+_APPEND_SQL = """
+INSERT INTO {event} ({columns})
+SELECT %(job)s, COALESCE(%(seq)s, MAX(seq) + 1, 1), %(kind)s, %(data)s, %(now)s
+FROM {event} WHERE job_id = %(job)s
+ON CONFLICT (job_id, seq) DO NOTHING
+RETURNING id, seq
+"""
+
+
 def append_event(
     job_id: str, kind: str, data: dict[str, Any] | None = None, seq: int | None = None
 ) -> JobEvent:
-    """Append one event. `seq` is a hint from a run that numbers its own events;
-    on a clash with a writer elsewhere it is recomputed."""
-    payload = data or {}
-    for _ in range(5):
-        candidate = seq if seq is not None else next_seq(job_id)
-        try:
-            # Outside a transaction one INSERT is atomic on its own; inside one, a
-            # savepoint keeps a numbering clash from breaking the caller's transaction.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                event = JobEvent.objects.create(
-                    job_id=job_id, seq=candidate, kind=kind, data=payload
-                )
-        except IntegrityError:
+    """Append one event in one round trip. `seq` is a hint from a run that numbers its
+    own events; on a clash with a writer elsewhere it is recomputed."""
+    event = JobEvent(job_id=job_id, kind=kind, data=data or {}, created_at=timezone.now())
+    fields = {name: JobEvent._meta.get_field(name) for name in _EVENT_FIELDS}
+    params = {
+        "job": fields["job"].get_db_prep_save(event.job_id, connection),  # type: ignore[union-attr]
+        "kind": kind,
+        "data": fields["data"].get_db_prep_save(event.data, connection),  # type: ignore[union-attr]
+        "now": fields["created_at"].get_db_prep_save(event.created_at, connection),  # type: ignore[union-attr]
+    }
+    with connection.cursor() as cursor:
+        for _ in range(5):
+            cursor.execute(_statement(), {**params, "seq": seq})
+            row = cursor.fetchone()
+            if row is not None:
+                event.pk, event.seq = row
+                publish(event)
+                return event
             seq = None
-            continue
-        publish(event)
-        return event
     raise RuntimeError(f"could not number an event for job {job_id}")
+
+
+@cache
+def _statement() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(str(JobEvent._meta.get_field(name).column))  # type: ignore[union-attr]
+        for name in _EVENT_FIELDS
+    )
+    return _APPEND_SQL.format(event=quote(JobEvent._meta.db_table), columns=columns)
 
 
 def save_events(events: list[JobEvent]) -> None:
