@@ -189,9 +189,15 @@ class Run:
         self._unsaved_step = step
 
     def flush_step(self) -> None:
+        """Write the held step, if the lease is still ours (LeaseLost if not)."""
         step, self._unsaved_step = self._unsaved_step, None
-        if step is not None:
+        if step is None:
+            return
+        self.check_lease()
+        try:
             step.save(force_insert=True)
+        except IntegrityError as exc:  # another run recorded it: that run owns the job
+            raise LeaseLost() from exc
 
     def _event(self, kind: str, data: dict[str, Any]) -> JobEvent:
         """The run's next event, numbered."""
@@ -222,6 +228,7 @@ class Run:
             return
         if older_than is not None and time.monotonic() - self._oldest_event < older_than:
             return
+        self.flush_step()  # never an event of a step whose record is not written
         events, self._events = self._events, []
         save_events(events)
         self._seq = events[-1].seq + 1  # renumbered if another writer took our numbers
@@ -278,11 +285,15 @@ class Run:
             else:
                 self._events, self._unsaved_step = [], None
                 return ended
-        self.flush_step()
-        if not Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(**update):
-            return False
-        self._events.append(closing)
-        self.flush_events()  # renumbers them if another writer took their numbers
+        with transaction.atomic():  # the status first: only under the lease is anything written
+            if not Job.objects.filter(pk=self.job.pk, lease_owner=self.owner).update(**update):
+                self._unsaved_step = None
+                return False
+            step, self._unsaved_step = self._unsaved_step, None
+            if step is not None:
+                step.save(force_insert=True)
+            self._events.append(closing)
+            self.flush_events()  # renumbers them if another writer took their numbers
         return True
 
     def retry_later(
@@ -304,7 +315,10 @@ class Run:
         )
         if count_attempt:
             fields["attempts"] = self.job.attempts + 1
-        self.flush_step()
+        try:
+            self.flush_step()
+        except LeaseLost:
+            return RunOutcome.LEASE_LOST
         with transaction.atomic():
             updated = Job.objects.filter(
                 pk=self.job.pk, lease_owner=self.owner, cancel_requested=False
@@ -353,28 +367,41 @@ def run_job(job_id: str, *, interrupted: str = "") -> RunOutcome:
         try:
             if interrupted:
                 leases.drop(job_id, interrupted)
-            claimed = leases.claim(job_id, owner)
         except DATABASE_GONE as exc:
-            raise RunInterrupted(interrupted) from exc
+            raise _interrupted(interrupted, exc) from exc
+        try:
+            claimed = leases.claim(job_id, owner)
+        except DATABASE_GONE as exc:  # the claim may have committed before the reply was lost
+            raise _interrupted(owner, exc) from exc
         if claimed is None:
             logger.debug("job not runnable or leased elsewhere; message dropped")
             return RunOutcome.SKIPPED
         job = claimed.job
         logs.update(job_type=job.job_type, request_id=job.request_id)
         metrics.inc("agent_jobs_total", job_type=job.job_type, status=JobStatus.RUNNING)
-        outcome = RunOutcome.FAILED  # if something below escapes
+        outcome: RunOutcome | None = RunOutcome.FAILED  # if something below escapes
         try:
             outcome = _run(Run(claimed, owner))
             return outcome
         except DATABASE_GONE as exc:
-            outcome = RunOutcome.LEASE_LOST  # nothing to release: the next try goes on
-            raise RunInterrupted(owner) from exc
+            gone = _interrupted(owner, exc)
+            outcome = None  # nothing can be released now: the next try goes on with the slot
+            raise gone from exc
         finally:
-            if outcome.held_slot or _orphaned(job, outcome):
+            if outcome is not None and (outcome.held_slot or _orphaned(job, outcome)):
                 try:
                     concurrency.release(job, outcome)
                 except Exception:  # never mask how the run ended; the key's next run fixes it
                     logger.exception("could not release the job's concurrency slot")
+
+
+def _interrupted(owner: str, error: Exception) -> Exception:
+    """RunInterrupted if the connection is gone (a restart, a killed backend, a server
+    down); an error on a live connection (a deadlock, a timeout) is the run's own."""
+    if connection.connection is not None and connection.is_usable():
+        return error
+    connection.close()
+    return RunInterrupted(owner)
 
 
 def _orphaned(job: Job, outcome: RunOutcome) -> bool:

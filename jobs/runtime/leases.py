@@ -126,10 +126,11 @@ def _statement(vendor: str) -> tuple[str, dict[str, Any]]:
 
 
 def drop(job_id: str, owner: str) -> None:
-    """End a lease its run cannot use any more (the database went away under it), so
-    the next claim takes the job over at once instead of after the lease's expiry."""
+    """Give back a lease its run cannot use any more (the database went away under it):
+    queued again, so the next claim goes on at once, and without counting an attempt (the
+    handler did not fail; a takeover after a lease runs out would count one)."""
     Job.objects.filter(pk=job_id, lease_owner=owner, status=JobStatus.RUNNING).update(
-        lease_expires_at=timezone.now() - timedelta(microseconds=1)
+        status=JobStatus.QUEUED, lease_owner="", lease_expires_at=None
     )
 
 

@@ -3,12 +3,13 @@ only if the run still holds the lease; a number taken meanwhile falls back to th
 statement-by-statement path, which renumbers."""
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job, JobEvent, JobStatus, JobStep
 from jobs.runtime import JobContext, append_event, handler
 from jobs.runtime.engine import run_job
+from jobs.runtime.errors import RunInterrupted
 from jobs.services import job_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("local_runtime")]
@@ -54,3 +55,41 @@ def test_an_event_number_taken_meanwhile_is_renumbered():
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
     assert kinds(job) == ["job.queued", "service.note", "job.started", "job.succeeded"]
     assert JobStep.objects.filter(job=job, key="one").exists()
+
+
+KILLED: list[int] = []
+
+
+@handler("test-fold-killed")
+def killed(ctx: JobContext) -> str:
+    def end_my_backend() -> None:
+        if not KILLED:  # once: a killed backend, as a database restart would leave
+            KILLED.append(connection.connection.info.backend_pid)
+            other = connections.create_connection("default")
+            try:
+                other.cursor().execute("SELECT pg_terminate_backend(%s)", [KILLED[0]])
+            finally:
+                other.close()
+            connection.settings_dict["PORT"] = "1"  # and the server stays away for now
+
+    ctx.step("one", end_my_backend)
+    ctx.step("two", lambda: None)  # its first write finds the connection gone
+    return "done"
+
+
+def test_a_run_the_database_drops_is_interrupted_then_goes_on_without_an_attempt():
+    KILLED.clear()
+    job = job_create(job_type="test-fold-killed", input={})
+    Job.objects.filter(pk=job.pk).update(concurrency_key="test:killed")  # as agents' jobs
+    port = connection.settings_dict["PORT"]
+    try:
+        with pytest.raises(RunInterrupted) as interrupted:
+            run_job(str(job.pk))
+    finally:
+        connection.settings_dict["PORT"] = port
+        connection.close()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.lease_owner == interrupted.value.owner
+    assert run_job(str(job.pk), interrupted=interrupted.value.owner) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.attempts == 1 and job.result == "done"
