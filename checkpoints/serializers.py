@@ -22,31 +22,32 @@ class DecisionSummarySerializer(FieldsBuiltOnce):
         fields = ["id", "user", "verdict", "reason", "created_at"]
 
 
+# A list row's fields; a checkpoint's detail has these and its payload and schemas.
+SUMMARY_FIELDS = [
+    "id",
+    "job",
+    "job_type",
+    "key",
+    "kind",
+    "title",
+    "description",
+    "status",
+    "required_approvals",
+    "expires_at",
+    "on_timeout",
+    "opened_at",
+    "decided_at",
+    "decisions",
+]
+
+
 class CheckpointSerializer(FieldsBuiltOnce):
     job_type = serializers.CharField(source="job.job_type", read_only=True)
     decisions = DecisionSerializer(many=True, read_only=True)
 
     class Meta:
         model = Checkpoint
-        fields = [
-            "id",
-            "job",
-            "job_type",
-            "key",
-            "kind",
-            "title",
-            "description",
-            "payload",
-            "payload_schema",
-            "input_schema",
-            "status",
-            "required_approvals",
-            "expires_at",
-            "on_timeout",
-            "opened_at",
-            "decided_at",
-            "decisions",
-        ]
+        fields = [*SUMMARY_FIELDS, "payload", "payload_schema", "input_schema"]
         read_only_fields = fields
 
 
@@ -64,22 +65,7 @@ class CheckpointSummarySerializer(FieldsBuiltOnce):
 
     class Meta:
         model = Checkpoint
-        fields = [
-            "id",
-            "job",
-            "job_type",
-            "key",
-            "kind",
-            "title",
-            "description",
-            "status",
-            "required_approvals",
-            "expires_at",
-            "on_timeout",
-            "opened_at",
-            "decided_at",
-            "decisions",
-        ]
+        fields = SUMMARY_FIELDS
         read_only_fields = fields
 
 
