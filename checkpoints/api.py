@@ -97,10 +97,11 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return queryset.pending_first()  # type: ignore[attr-defined]
 
     def _decided(self, decision: Any) -> Response:
-        checkpoint = checkpoints_of(organization_of(self.request.user)).get(
-            pk=decision.checkpoint_id
+        # The services return the decision on the checkpoint they locked and settled,
+        # its decisions included: nothing to read again.
+        return Response(
+            DecidedSerializer({"decision": decision, "checkpoint": decision.checkpoint}).data
         )
-        return Response(DecidedSerializer({"decision": decision, "checkpoint": checkpoint}).data)
 
     @extend_schema(request=ApproveSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])

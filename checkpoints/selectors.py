@@ -13,7 +13,7 @@ from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus,
 from jobs.models import Job
 
 # A checkpoint's decisions with their users, in one query (not one for each).
-_DECISIONS_WITH_USERS = Prefetch("decisions", CheckpointDecision.objects.select_related("user"))
+DECISIONS_WITH_USERS = Prefetch("decisions", CheckpointDecision.objects.select_related("user"))
 
 
 def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
@@ -27,7 +27,7 @@ def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
         Checkpoint.objects.filter(organization=organization)
         .select_related("job")
         .only(*checkpoint_fields, "job__job_type")
-        .prefetch_related(_DECISIONS_WITH_USERS)
+        .prefetch_related(DECISIONS_WITH_USERS)
     )
 
 
@@ -116,7 +116,7 @@ def list_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def job_checkpoints(job: Job) -> QuerySet[Checkpoint]:
-    return job.checkpoints.prefetch_related(_DECISIONS_WITH_USERS).order_by("opened_at", "pk")
+    return job.checkpoints.prefetch_related(DECISIONS_WITH_USERS).order_by("opened_at", "pk")
 
 
 def pending_count(user: AbstractBaseUser | AnonymousUser) -> int:
@@ -127,10 +127,8 @@ def pending_count(user: AbstractBaseUser | AnonymousUser) -> int:
 def current_approvers(checkpoint: Checkpoint) -> set[int]:
     """Who has approved the payload as it stands: an edit restarts the count,
     so every approval counted is for the same content (the editor's included)."""
-    approvals = list(
-        checkpoint.decisions.filter(verdict=Verdict.APPROVED)
-        .order_by("created_at", "pk")
-        .values_list("user_id", "payload")
-    )
-    last_edit = max((i for i, (_, edited) in enumerate(approvals) if edited is not None), default=0)
-    return {user_id for user_id, _ in approvals[last_edit:] if user_id is not None}
+    # In memory: the decision services read the decisions with the locked checkpoint.
+    approvals = [d for d in checkpoint.decisions.all() if d.verdict == Verdict.APPROVED]
+    approvals.sort(key=lambda d: (d.created_at, d.pk))
+    last_edit = max((i for i, d in enumerate(approvals) if d.payload is not None), default=0)
+    return {d.user_id for d in approvals[last_edit:] if d.user_id is not None}

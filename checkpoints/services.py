@@ -18,7 +18,7 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
-from checkpoints.selectors import current_approvers
+from checkpoints.selectors import DECISIONS_WITH_USERS, current_approvers
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
 from core.schemas import validation_errors
@@ -66,13 +66,24 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
-    checkpoints), so a decision racing a cancel waits instead of deadlocking."""
+    checkpoints), so a decision racing a cancel waits instead of deadlocking. Its
+    decisions come along: nobody adds one while it is locked, and with the one being
+    made (`_record`) they are what the caller shows without reading them again."""
     Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
     return (
         Checkpoint.objects.select_for_update(of=("self",))
         .select_related("job", "job__organization")
+        .prefetch_related(DECISIONS_WITH_USERS)
         .get(pk=checkpoint.pk)
     )
+
+
+def _record(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
+    """Write a decision on a checkpoint `_lock` returned, and add it to the decisions
+    read with it, so `checkpoint.decisions.all()` is the checkpoint's as it now stands."""
+    decision = CheckpointDecision.objects.create(checkpoint=checkpoint, **fields)
+    checkpoint.decisions.all()._result_cache.append(decision)  # type: ignore[union-attr]
+    return decision
 
 
 def _ensure_pending(checkpoint: Checkpoint) -> None:
@@ -195,8 +206,8 @@ def checkpoint_approve(
     approvers = current_approvers(checkpoint)
     if decider.pk in approvers:
         raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
-    decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint,
+    decision = _record(
+        checkpoint,
         user=decider,
         verdict=Verdict.APPROVED,
         reason=reason or "",
@@ -240,9 +251,7 @@ def checkpoint_reject(
         raise CheckpointValidationError(
             "a rejection needs a reason", {"reason": ["This field is required."]}
         )
-    decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip()
-    )
+    decision = _record(checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip())
     _settle(checkpoint, CheckpointStatus.REJECTED, decision)
     return decision
 
@@ -261,8 +270,8 @@ def checkpoint_submit_input(
     errors = schema_errors(checkpoint.input_schema or {}, data)
     if errors:
         raise CheckpointValidationError("the input does not match the checkpoint's schema", errors)
-    decision = CheckpointDecision.objects.create(
-        checkpoint=checkpoint,
+    decision = _record(
+        checkpoint,
         user=decider,
         verdict=Verdict.INPUT,
         reason=reason or "",

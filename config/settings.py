@@ -276,8 +276,17 @@ CELERY_TASK_TIME_LIMIT = env_int(
     "expires).",
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Celery's task events (sent, received, started, succeeded) are for Flower and
+# `celery events`; nothing in Countersign reads them, and each is one more broker
+# publish per message, three of them in the worker before and after every run.
+COUNTERSIGN_CELERY_TASK_EVENTS = env_bool(
+    "COUNTERSIGN_CELERY_TASK_EVENTS",
+    False,
+    "Send Celery's task events, for Flower or `celery events` (each costs a broker publish "
+    "per message sent and three per task run).",
+)
+CELERY_WORKER_SEND_TASK_EVENTS = COUNTERSIGN_CELERY_TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = COUNTERSIGN_CELERY_TASK_EVENTS
 # Redis re-delivers an unacked message after visibility_timeout. Set it
 # explicitly, above the task time limit; the job lease makes a re-delivery harmless.
 BROKER_VISIBILITY_TIMEOUT = env_int(

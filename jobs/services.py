@@ -18,7 +18,7 @@ from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
 from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import JobConflict, JobError
 from jobs.runtime.events import append_event
-from jobs.runtime.queue import enqueue_on_commit
+from jobs.runtime.queue import enqueue_on_commit, prompt_on_commit
 from jobs.runtime.registry import HandlerSpec, JobOptions, get_handler
 from jobs.runtime.signals import job_retried
 from jobs.selectors import job_depth
@@ -109,9 +109,10 @@ def job_create(
                 parent=parent,
                 max_attempts=attempts,
                 request_id=request_id,
+                last_enqueued_at=timezone.now(),  # its message goes out at the commit
             )
             append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
-            enqueue_on_commit(str(job.pk), priority)
+            prompt_on_commit(str(job.pk), priority)
             metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race

@@ -145,6 +145,27 @@ def test_an_approval_answers_with_the_whole_checkpoint(approver, queue, acme):
     assert [d["user"] for d in body["checkpoint"]["decisions"]] == ["april"]
 
 
+def test_a_decision_reads_nothing_after_its_commit(approver, queue):
+    halfway = queue[1]  # ann approved already; april's approval settles it
+
+    with CaptureQueriesContext(connection) as captured:
+        response = approver.post(f"/api/v1/checkpoints/{halfway.pk}/approve/", {}, format="json")
+
+    assert response.status_code == 200, response.json()
+    body = response.json()["checkpoint"]
+    assert body["status"] == "approved" and body["decided_at"] is not None
+    assert [(d["user"], d["verdict"]) for d in body["decisions"]] == [
+        ("ann", "approved"),
+        ("april", "approved"),
+    ]
+    assert body["decisions"][0]["reason"] == "fine by me"
+    sqls = [q["sql"] for q in captured.captured_queries]
+    # the decisions are read once, under the lock, and the answer is built from them
+    assert sum('FROM "checkpoints_checkpointdecision"' in sql for sql in sqls) == 1
+    # (the test's transaction makes the decision's a savepoint)
+    assert sqls[-1].startswith("RELEASE SAVEPOINT"), sqls
+
+
 def test_query_parameters_filter_lists_not_one_checkpoint(approver, queue):
     # The list's filters are not built for a detail or a decision (a form per request).
     plain = queue[0]
