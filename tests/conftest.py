@@ -72,6 +72,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.worker)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start mypy at once if the suite runs it; its test collects the result."""
+    from tests import test_code_quality
+
+    if any(item.nodeid.endswith("test_code_quality[mypy]") for item in session.items):
+        test_code_quality.start("mypy")
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:
     """One test database per checkout and DATABASE_URL, so a CI clone and a working
