@@ -2,11 +2,12 @@
 the API, the admin, the command line and other apps call them alike."""
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -14,10 +15,11 @@ from accounts.models import Organization
 from accounts.services import default_organization
 from core import logs, metrics
 from core.schemas import MAX_JSON_DEPTH, json_problem
-from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobStep, StepStatus
+from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus, JobStep, StepStatus
+from jobs.runtime import folded
 from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import JobConflict, JobError
-from jobs.runtime.events import append_event
+from jobs.runtime.events import append_event, publish, save_events
 from jobs.runtime.queue import enqueue_on_commit, prompt_on_commit
 from jobs.runtime.registry import HandlerSpec, JobOptions, get_handler
 from jobs.runtime.signals import job_retried
@@ -96,30 +98,51 @@ def job_create(
     attempts = max_attempts or (
         spec.retry.max_attempts if spec.retry else settings.COUNTERSIGN_DEFAULT_MAX_ATTEMPTS
     )
+    now = timezone.now()
+    job = Job(
+        job_type=job_type,
+        input=input,
+        priority=priority,
+        created_by=created_by,
+        organization=organization,
+        concurrency_key=options.concurrency_key,
+        idempotency_key=idempotency_key,
+        parent=parent,
+        max_attempts=attempts,
+        request_id=request_id,
+        last_enqueued_at=now,  # its message goes out at the commit
+    )
+    queued = JobEvent(
+        job_id=job.pk,
+        seq=1,  # a new job has no other event yet
+        kind="job.queued",
+        data={"job_type": job_type, "priority": priority},
+        created_at=now,
+    )
     try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                job_type=job_type,
-                input=input,
-                priority=priority,
-                created_by=created_by,
-                organization=organization,
-                concurrency_key=options.concurrency_key,
-                idempotency_key=idempotency_key,
-                parent=parent,
-                max_attempts=attempts,
-                request_id=request_id,
-                last_enqueued_at=timezone.now(),  # its message goes out at the commit
-            )
-            append_event(str(job.pk), "job.queued", {"job_type": job_type, "priority": priority})
-            prompt_on_commit(str(job.pk), priority)
-            metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
+        _save_new(job, queued)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
         raise
+    publish(queued)
+    prompt_on_commit(str(job.pk), priority)
+    metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
     return job
+
+
+def _save_new(job: Job, queued: JobEvent) -> None:
+    """The job and its first event, both or neither. On PostgreSQL one statement, so
+    outside a transaction one round trip; in one, a savepoint keeps a duplicate key
+    from breaking the caller's transaction."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            folded.create_job(job, queued)
+        return
+    with transaction.atomic():
+        job.save(force_insert=True)
+        save_events([queued])
 
 
 @transaction.atomic

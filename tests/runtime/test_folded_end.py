@@ -3,7 +3,7 @@ only if the run still holds the lease; a number taken meanwhile falls back to th
 statement-by-statement path, which renumbers."""
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.services import default_organization
@@ -11,6 +11,8 @@ from jobs.models import Job, JobEvent, JobStatus, JobStep
 from jobs.runtime import JobContext, append_event, handler
 from jobs.runtime.engine import run_job
 from jobs.runtime.errors import RunInterrupted
+from jobs.services import job_create
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("local_runtime")]
 
@@ -102,3 +104,49 @@ def test_a_run_the_database_drops_is_interrupted_then_goes_on_without_an_attempt
     assert run_job(str(job.pk), interrupted=interrupted.value.owner) == JobStatus.SUCCEEDED
     job.refresh_from_db()
     assert job.attempts == 1 and job.result == "done"
+
+
+def test_a_new_job_and_its_first_event_are_one_statement():
+    default_organization()  # made on first use
+    with CaptureQueriesContext(connection) as captured:
+        job = job_create(job_type="test-fold-meddle", input={"meddle": ""})
+    writes = [q["sql"] for q in captured if not q["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("WITH created AS (INSERT"), writes
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.input, stored.last_enqueued_at) == (
+        JobStatus.QUEUED,
+        {"meddle": ""},
+        job.last_enqueued_at,
+    )
+    first = JobEvent.objects.filter(job=job).order_by("seq").first()
+    assert (first.seq, first.kind, first.data) == (
+        1,
+        "job.queued",
+        {"job_type": "test-fold-meddle", "priority": 5},
+    )
+
+
+def test_a_key_taken_meanwhile_returns_that_job_and_spares_the_callers_transaction(
+    monkeypatch,
+):
+    """Two requests with one idempotency key: the other one inserts between this one's
+    look-up and its insert. The duplicate writes nothing (no job, no event), and a
+    surrounding transaction goes on."""
+    creator = make_user("racer")
+    won: list[Job] = []
+    raced = [False]
+    lookup = Job.objects.filter
+
+    def racing_lookup(*args, **kwargs):
+        if kwargs.get("idempotency_key") == "k" and not raced[0]:
+            raced[0] = True
+            won.append(job_create(job_type="simple-task", idempotency_key="k", created_by=creator))
+            return lookup(pk=None)  # this request saw no job with the key
+        return lookup(*args, **kwargs)
+
+    monkeypatch.setattr(Job.objects, "filter", racing_lookup)
+    with transaction.atomic():
+        job = job_create(job_type="simple-task", idempotency_key="k", created_by=creator)
+        assert Job.objects.count() == 1  # the transaction is still usable
+    assert job.pk == won[0].pk
+    assert JobEvent.objects.filter(kind="job.queued").count() == 1
