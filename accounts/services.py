@@ -3,12 +3,15 @@ and the default organization."""
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from accounts.models import ApiToken, Membership, Organization, Role
@@ -16,6 +19,7 @@ from accounts.roles import remember_membership
 from core.errors import ApplicationError
 
 TOKEN_PREFIX = "cs_"
+M = TypeVar("M", bound=Model)
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
@@ -42,16 +46,48 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
     return token
 
 
+# What a token's look-up found, by digest: until when (time.monotonic()) it may be used,
+# and the values of the user's, membership's and organization's columns. Each request
+# gets instances of its own, built from these values.
+_Found = tuple[float, list[Any], list[Any] | None, list[Any] | None]
+_found: dict[str, _Found] = {}
+_FOUND_MAX = 10_000  # distinct tokens remembered at most; past it, start over
+
+
+def forget_tokens() -> None:
+    """Read every token again on its next use, in this process (others within
+    COUNTERSIGN_TOKEN_CACHE_SECONDS): a token, user, membership or organization was
+    saved or deleted (accounts.apps)."""
+    _found.clear()
+
+
 def token_authenticate(raw: str) -> User | None:
     """The active user behind a token, or None. Looked up by digest, so the
-    comparison never touches the secret itself."""
+    comparison never touches the secret itself. What it finds is reused for
+    COUNTERSIGN_TOKEN_CACHE_SECONDS: the look-up costs more than many requests."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
+    digest = _digest(raw)
+    found = _found.get(digest)
+    if found is None or found[0] < time.monotonic():
+        found = _look_up(digest)
+        if found is None:
+            return None
+    user = _instance(User, found[1])
+    membership = None
+    if found[2] is not None and found[3] is not None:
+        membership = _instance(Membership, found[2])
+        membership.organization = _instance(Organization, found[3])
+    remember_membership(user, membership)
+    return user
+
+
+def _look_up(digest: str) -> _Found | None:
     # The user's membership and organization come along: every API request needs them
     # (roles.membership_of), and this saves it a query.
     token = (
         ApiToken.objects.select_related("user__membership__organization")
-        .filter(digest=_digest(raw), revoked_at__isnull=True)
+        .filter(digest=digest, revoked_at__isnull=True)
         .first()
     )
     if token is None or not token.user.is_active:
@@ -60,12 +96,31 @@ def token_authenticate(raw: str) -> User | None:
         membership: Membership | None = token.user.membership
     except Membership.DoesNotExist:
         membership = None
-    remember_membership(token.user, membership)
     now = timezone.now()
     # A write per request would cost more than the request; a minute's precision will do.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    found = (
+        time.monotonic() + settings.COUNTERSIGN_TOKEN_CACHE_SECONDS,
+        _values(token.user),
+        _values(membership) if membership else None,
+        _values(membership.organization) if membership else None,
+    )
+    if settings.COUNTERSIGN_TOKEN_CACHE_SECONDS > 0:
+        if len(_found) >= _FOUND_MAX:
+            _found.clear()
+        _found[digest] = found
+    return found
+
+
+def _values(instance: Model) -> list[Any]:
+    return [getattr(instance, f.attname) for f in instance._meta.concrete_fields]
+
+
+def _instance(model: type[M], values: list[Any]) -> M:
+    """A model instance as if read from the database, from what `_values` kept of one."""
+    names = [f.attname for f in model._meta.concrete_fields]
+    return model.from_db(DEFAULT_DB_ALIAS, names, values)
 
 
 def default_organization(slug: str | None = None) -> Organization:

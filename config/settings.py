@@ -57,6 +57,13 @@ WEB_THREADS = env_int(
     "Threads per web process serving the API, the admin and every other synchronous view; the "
     "job event stream runs on the event loop and holds none (core/serving.py).",
 )
+COUNTERSIGN_TOKEN_CACHE_SECONDS = env_float(
+    "COUNTERSIGN_TOKEN_CACHE_SECONDS",
+    5.0,
+    "Seconds a web process reuses what an API token's look-up found (its user, membership and "
+    "role) before reading it again; a revocation, role change or deactivation made in another "
+    "process takes effect within this time. 0 reads it on every request.",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -176,3 +176,73 @@ def test_removing_a_member_revokes_their_tokens(admin, viewer):
     assert not Membership.objects.filter(pk=vera.pk).exists()
     assert viewer.get("/api/v1/jobs/").status_code == 401
     assert not ApiToken.objects.filter(user__username="vera", revoked_at__isnull=True).exists()
+
+
+# --- the token look-up reused for COUNTERSIGN_TOKEN_CACHE_SECONDS ---------------------
+
+
+def changed_elsewhere(sql: str, *params: object) -> None:
+    """A change made by another process: a statement, which no model signal sees."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def test_a_change_in_this_process_applies_to_the_next_request(viewer):
+    def add(username: str) -> int:
+        body = {"username": username, "role": "viewer"}
+        return viewer.post("/api/v1/members/", body, format="json").status_code
+
+    assert add("newcomer") == 403  # a viewer adds nobody
+    membership = Membership.objects.get(user__username="vera")
+    membership.role = Role.ADMIN
+    membership.save()  # the admin, a shell or a service: read again at once
+    assert add("newcomer") == 201
+
+    ApiToken.objects.get(user__username="vera").delete()
+    assert viewer.get("/api/v1/members/").status_code == 401
+
+
+def test_a_change_elsewhere_applies_within_the_cache_time(viewer, settings):
+    from accounts.models import ApiToken
+    from jobs.processes import poll_until
+
+    settings.COUNTERSIGN_TOKEN_CACHE_SECONDS = 0.5
+    assert viewer.get("/api/v1/tokens/").status_code == 200
+    changed_elsewhere(
+        f"UPDATE {ApiToken._meta.db_table} SET revoked_at = now() WHERE user_id = "
+        f"(SELECT id FROM auth_user WHERE username = %s)",
+        "vera",
+    )
+    assert viewer.get("/api/v1/tokens/").status_code == 200  # still what was found
+    poll_until(
+        lambda: viewer.get("/api/v1/tokens/").status_code == 401,
+        timeout=5,
+        what="the revoked token to be refused",
+    )
+
+
+def test_with_no_cache_time_every_request_reads_the_token(viewer, settings):
+    settings.COUNTERSIGN_TOKEN_CACHE_SECONDS = 0
+    assert viewer.get("/api/v1/tokens/").status_code == 200
+    changed_elsewhere("UPDATE auth_user SET is_active = false WHERE username = %s", "vera")
+    assert viewer.get("/api/v1/tokens/").status_code == 401
+
+
+def test_each_request_gets_a_user_of_its_own():
+    from accounts.models import Membership
+    from accounts.roles import membership_of
+    from accounts.services import token_authenticate, token_issue
+    from tests.factories import make_user
+
+    user = make_user("una")
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    Membership.objects.create(user=user, organization=acme, role=Role.OPERATOR)
+    raw = token_issue(user=user, name="t")[1]
+    first, second = token_authenticate(raw), token_authenticate(raw)
+    assert first is not None and second is not None and first is not second
+    first.first_name = "changed by a request"
+    assert second.first_name == "" and token_authenticate(raw).first_name == ""
+    assert membership_of(second).organization.slug == "acme"
+    assert membership_of(second).role == Role.OPERATOR
