@@ -181,7 +181,7 @@ def test_removing_a_member_revokes_their_tokens(admin, viewer):
 # --- the token look-up reused for COUNTERSIGN_TOKEN_CACHE_SECONDS ---------------------
 
 
-def changed_elsewhere(sql: str, *params: object) -> None:
+def changed_elsewhere(sql: str, *params: str) -> None:
     """A change made by another process: a statement, which no model signal sees."""
     from django.db import connection
 
