@@ -73,9 +73,14 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     return (
         Checkpoint.objects.select_for_update(of=("self",))
         .select_related("job", "job__organization")
+        # Of the job, what the rules and the answer use: not its input, result or error.
+        .only(*_CHECKPOINT_FIELDS, "job__job_type", "job__created_by", "job__organization")
         .prefetch_related(DECISIONS_WITH_USERS)
         .get(pk=checkpoint.pk)
     )
+
+
+_CHECKPOINT_FIELDS = [field.name for field in Checkpoint._meta.concrete_fields]
 
 
 def _record(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
