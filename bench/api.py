@@ -133,12 +133,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, workers: int, checkout: Path = ROOT) -> subprocess.Popen[bytes]:
+    """The web process of `checkout` (this one by default), as runstack starts it."""
     from jobs.processes import web_argv  # the command line runstack uses
 
     server = subprocess.Popen(
         web_argv(port=port, workers=workers, log_level="warning", access_log=False),
-        cwd=ROOT,
+        cwd=checkout,
         env=os.environ.copy(),
     )
     deadline = time.monotonic() + 60
