@@ -48,16 +48,27 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
 
 # What a token's look-up found, by digest: until when (time.monotonic()) it may be used,
 # and the values of the user's, membership's and organization's columns. Each request
-# gets instances of its own, built from these values.
+# gets instances of its own, built from these values: up to a few seconds old, so they
+# are for reading (a `save()` of the whole user would write old values back).
 _Found = tuple[float, list[Any], list[Any] | None, list[Any] | None]
 _found: dict[str, _Found] = {}
 _FOUND_MAX = 10_000  # distinct tokens remembered at most; past it, start over
+# Counts the times everything was forgotten: a look-up that was reading while it
+# happened does not keep what it read.
+_forgotten = [0]
 
 
 def forget_tokens() -> None:
     """Read every token again on its next use, in this process (others within
     COUNTERSIGN_TOKEN_CACHE_SECONDS): a token, user, membership or organization was
-    saved or deleted (accounts.apps)."""
+    saved or deleted (accounts.apps), now and again when the transaction commits, so a
+    request that read the old rows meanwhile does not keep them."""
+    _forget()
+    transaction.on_commit(_forget)
+
+
+def _forget() -> None:
+    _forgotten[0] += 1
     _found.clear()
 
 
@@ -83,6 +94,7 @@ def token_authenticate(raw: str) -> User | None:
 
 
 def _look_up(digest: str) -> _Found | None:
+    generation = _forgotten[0]
     # The user's membership and organization come along: every API request needs them
     # (roles.membership_of), and this saves it a query.
     token = (
@@ -106,7 +118,7 @@ def _look_up(digest: str) -> _Found | None:
         _values(membership) if membership else None,
         _values(membership.organization) if membership else None,
     )
-    if settings.COUNTERSIGN_TOKEN_CACHE_SECONDS > 0:
+    if settings.COUNTERSIGN_TOKEN_CACHE_SECONDS > 0 and generation == _forgotten[0]:
         if len(_found) >= _FOUND_MAX:
             _found.clear()
         _found[digest] = found

@@ -80,6 +80,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         test_code_quality.start("mypy")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import test_code_quality
+
+    test_code_quality.stop_started()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:
     """One test database per checkout and DATABASE_URL, so a CI clone and a working

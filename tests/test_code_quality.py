@@ -27,12 +27,23 @@ def start(check: str) -> None:
     )
 
 
+def stop_started() -> None:
+    """Kill checks the suite started but did not reach (it stopped early, or deselected
+    them after collection)."""
+    while _started:
+        _started.popitem()[1].kill()
+
+
 @pytest.mark.parametrize("check", list(CHECKS))
 def test_code_quality(check: str):
     if check not in _started:
         start(check)
     process = _started.pop(check)
-    output, _ = process.communicate(timeout=300)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     assert process.returncode == 0, output
 
 

@@ -13,6 +13,7 @@ A new job and its first event are written the same way (`create_job`): one state
 so outside a transaction one round trip instead of four (BEGIN, two INSERTs, COMMIT).
 """
 
+import re
 from typing import Any, cast
 
 from django.db import connection
@@ -74,8 +75,10 @@ def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:
     fields = [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
-    # Typed placeholders: in a VALUES list a NULL (a step that returned None) is text.
-    row = "(" + ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields) + ")"
+    # Typed placeholders: in a VALUES list a NULL (a step that returned None) is text. The
+    # type without its modifier: CAST(… AS varchar(200)) would cut a longer value short
+    # where the column's own assignment refuses it, as the ORM's INSERT does.
+    row = "(" + ", ".join(f"CAST(%s AS {_base_type(f)})" for f in fields) + ")"
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in rows for f in fields]
     table = quote(model._meta.db_table)
     condition = f" WHERE EXISTS (SELECT 1 FROM {cte})" if cte else ""
@@ -84,3 +87,8 @@ def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:
         f" AS v{condition}",
         params,
     )
+
+
+def _base_type(field: Any) -> str:
+    """`varchar(200)` -> `varchar`, `numeric(10, 2)` -> `numeric`, others as they are."""
+    return re.sub(r"\(.*\)", "", str(field.db_type(connection)))

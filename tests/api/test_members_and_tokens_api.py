@@ -246,3 +246,31 @@ def test_each_request_gets_a_user_of_its_own():
     assert second.first_name == "" and token_authenticate(raw).first_name == ""
     assert membership_of(second).organization.slug == "acme"
     assert membership_of(second).role == Role.OPERATOR
+
+
+def test_a_look_up_that_raced_a_change_keeps_nothing(monkeypatch):
+    """A change saved while a look-up was reading (its rows are then older than the
+    change) must not be remembered: the next request reads the token again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts import services
+    from accounts.services import forget_tokens, token_authenticate, token_issue
+    from tests.factories import make_user
+
+    raw = token_issue(user=make_user("rita"), name="t")[1]
+    values = services._values
+
+    def changed_meanwhile(instance):
+        forget_tokens()  # another thread saved a membership, say, just now
+        return values(instance)
+
+    monkeypatch.setattr(services, "_values", changed_meanwhile)
+    assert token_authenticate(raw) is not None
+    monkeypatch.setattr(services, "_values", values)
+    with CaptureQueriesContext(connection) as again:
+        assert token_authenticate(raw) is not None
+    assert any("accounts_apitoken" in q["sql"] for q in again.captured_queries)
+    with CaptureQueriesContext(connection) as cached:
+        assert token_authenticate(raw) is not None
+    assert cached.captured_queries == []

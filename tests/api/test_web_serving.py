@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -92,10 +91,18 @@ def test_requests_borrow_pooled_connections_and_give_them_back(web):
     for _ in range(5):
         assert get(web, "/api/v1/jobs/", raw) == 200
     # the pool's two standing connections (and one more if a first request had to wait
-    # for them); requests one at a time need no more
-    poll_until(lambda: len(backends()) >= 2, timeout=10, what="the pool's connections")
-    time.sleep(0.5)
-    before = backends()
+    # for them, opened in the background); requests one at a time need no more
+    seen: list[dict[int, str]] = []
+
+    def settled() -> dict[int, str] | None:
+        """At least two, all idle, and the same as at the look before: none is being
+        opened any more."""
+        now = backends()
+        stable = bool(seen) and now == seen[-1]
+        seen.append(now)
+        return now if stable and len(now) >= 2 and set(now.values()) == {"idle"} else None
+
+    before = poll_until(settled, timeout=10, interval=0.2, what="the pool's connections to settle")
 
     for _ in range(20):
         assert get(web, "/api/v1/jobs/", raw) == 200

@@ -150,3 +150,16 @@ def test_a_key_taken_meanwhile_returns_that_job_and_spares_the_callers_transacti
         assert Job.objects.count() == 1  # the transaction is still usable
     assert job.pk == won[0].pk
     assert JobEvent.objects.filter(kind="job.queued").count() == 1
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short():
+    """As the ORM's INSERT: a 201-character idempotency key is an error, and nothing is
+    written (a key cut to 200 would meet another job's)."""
+    from django.db import DataError
+
+    default_organization()
+    before = Job.objects.count()
+    with pytest.raises(DataError):
+        job_create(job_type="simple-task", idempotency_key="k" * 201)
+    assert Job.objects.count() == before
+    assert not JobEvent.objects.filter(kind="job.queued", job__idempotency_key__startswith="k")
