@@ -27,7 +27,7 @@ from jobs.serializers import (
     JobStepSerializer,
     WorkerSerializer,
 )
-from jobs.services import job_cancel, job_create, job_retry
+from jobs.services import fitted_key, job_cancel, job_create, job_retry
 
 
 class JobFilter(django_filters.FilterSet):
@@ -105,7 +105,7 @@ class JobViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "")[:200]
+        key = fitted_key(request.headers.get("Idempotency-Key", ""))
         user = request_user(request)
         existing = Job.objects.filter(created_by=user, idempotency_key=key).first() if key else None
         if existing is not None:

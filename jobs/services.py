@@ -1,6 +1,7 @@
 """Every change of a job's state from outside a run goes through these functions:
 the API, the admin, the command line and other apps call them alike."""
 
+import hashlib
 import logging
 from contextlib import nullcontext
 from typing import Any
@@ -62,6 +63,16 @@ def child_depth_error(parent: Job) -> str:
     return ""
 
 
+def fitted_key(key: str) -> str:
+    """An idempotency key as stored: one longer than the column (keys built from nested
+    step keys can be) is kept as its digest, so the same key still finds the same job and
+    two keys alike in their first 200 characters stay two."""
+    limit = Job._meta.get_field("idempotency_key").max_length or 0
+    if len(key) <= limit:
+        return key
+    return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def job_create(
     *,
     job_type: str,
@@ -87,6 +98,7 @@ def job_create(
     if organization is None:  # a child job stays in its parent's organization
         organization = parent.organization if parent else default_organization()
     options = spec.prepare(input, organization) if spec.prepare else JobOptions()
+    idempotency_key = fitted_key(idempotency_key)
     if idempotency_key:
         existing = Job.objects.filter(
             created_by=created_by, idempotency_key=idempotency_key

@@ -153,13 +153,30 @@ def test_a_key_taken_meanwhile_returns_that_job_and_spares_the_callers_transacti
 
 
 def test_a_value_too_long_for_its_column_is_refused_not_cut_short():
-    """As the ORM's INSERT: a 201-character idempotency key is an error, and nothing is
-    written (a key cut to 200 would meet another job's)."""
+    """As the ORM's INSERT: a 201-character concurrency key is an error, and nothing is
+    written (a key cut to 200 would join another key's jobs)."""
     from django.db import DataError
 
-    default_organization()
-    before = Job.objects.count()
+    from jobs.runtime import folded
+
+    job = Job(
+        organization=default_organization(), job_type="simple-task", concurrency_key="k" * 201
+    )
+    event = JobEvent(job_id=job.pk, seq=1, kind="job.queued", data={})
     with pytest.raises(DataError):
-        job_create(job_type="simple-task", idempotency_key="k" * 201)
-    assert Job.objects.count() == before
-    assert not JobEvent.objects.filter(kind="job.queued", job__idempotency_key__startswith="k")
+        folded.create_job(job, event)
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert not JobEvent.objects.filter(job_id=job.pk).exists()
+
+
+def test_an_idempotency_key_longer_than_its_column_is_kept_as_its_digest():
+    """Keys built from nested step keys (workflows, agents' child jobs) can pass the
+    column's 200 characters: the same long key finds the same job, and two that share
+    their first 200 characters are two jobs."""
+    default_organization()
+    long = "branch:" + "x" * 250
+    first = job_create(job_type="simple-task", idempotency_key=long + "a")
+    again = job_create(job_type="simple-task", idempotency_key=long + "a")
+    other = job_create(job_type="simple-task", idempotency_key=long + "b")
+    assert first.pk == again.pk and other.pk != first.pk
+    assert len(Job.objects.get(pk=first.pk).idempotency_key) <= 200
