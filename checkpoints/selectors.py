@@ -14,6 +14,8 @@ from jobs.models import Job
 
 # A checkpoint's decisions with their users, in one query (not one for each).
 DECISIONS_WITH_USERS = Prefetch("decisions", CheckpointDecision.objects.select_related("user"))
+# A checkpoint's own columns: with `.only()`, of its job no more than named after them.
+CHECKPOINT_FIELDS = [field.name for field in Checkpoint._meta.concrete_fields]
 
 
 def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
@@ -22,11 +24,10 @@ def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
         return Checkpoint.objects.none()
     # Of the job, only its type: the other 30 columns (its input and result among them)
     # cost more to read and build than the whole checkpoint.
-    checkpoint_fields = [field.name for field in Checkpoint._meta.concrete_fields]
     return (
         Checkpoint.objects.filter(organization=organization)
         .select_related("job")
-        .only(*checkpoint_fields, "job__job_type")
+        .only(*CHECKPOINT_FIELDS, "job__job_type")
         .prefetch_related(DECISIONS_WITH_USERS)
     )
 
@@ -127,8 +128,8 @@ def pending_count(user: AbstractBaseUser | AnonymousUser) -> int:
 def current_approvers(checkpoint: Checkpoint) -> set[int]:
     """Who has approved the payload as it stands: an edit restarts the count,
     so every approval counted is for the same content (the editor's included)."""
-    # In memory: the decision services read the decisions with the locked checkpoint.
+    # In memory: the decision services read the decisions with the locked checkpoint, in
+    # the model's order (created_at, pk), and add the one being made at the end.
     approvals = [d for d in checkpoint.decisions.all() if d.verdict == Verdict.APPROVED]
-    approvals.sort(key=lambda d: (d.created_at, d.pk))
     last_edit = max((i for i, d in enumerate(approvals) if d.payload is not None), default=0)
     return {d.user_id for d in approvals[last_edit:] if d.user_id is not None}

@@ -18,7 +18,7 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
-from checkpoints.selectors import DECISIONS_WITH_USERS, current_approvers
+from checkpoints.selectors import CHECKPOINT_FIELDS, DECISIONS_WITH_USERS, current_approvers
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
 from core.schemas import validation_errors
@@ -74,13 +74,10 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
         Checkpoint.objects.select_for_update(of=("self",))
         .select_related("job", "job__organization")
         # Of the job, what the rules and the answer use: not its input, result or error.
-        .only(*_CHECKPOINT_FIELDS, "job__job_type", "job__created_by", "job__organization")
+        .only(*CHECKPOINT_FIELDS, "job__job_type", "job__created_by", "job__organization")
         .prefetch_related(DECISIONS_WITH_USERS)
         .get(pk=checkpoint.pk)
     )
-
-
-_CHECKPOINT_FIELDS = [field.name for field in Checkpoint._meta.concrete_fields]
 
 
 def _record(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
