@@ -23,7 +23,7 @@ from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
 from core.schemas import validation_errors
 from jobs.models import Job
-from jobs.runtime import append_event, wake_job
+from jobs.runtime import resolve_wait
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
     checkpoints), so a decision racing a cancel waits instead of deadlocking. Its
     decisions come along: nobody adds one while it is locked, and with the one being
-    made (`_record`) they are what the caller shows without reading them again."""
+    made (`_decision`) they are what the caller shows without reading them again."""
     Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
     return (
         Checkpoint.objects.select_for_update(of=("self",))
@@ -80,10 +80,11 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     )
 
 
-def _record(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
-    """Write a decision on a checkpoint `_lock` returned, and add it to the decisions
-    read with it, so `checkpoint.decisions.all()` is the checkpoint's as it now stands."""
-    decision = CheckpointDecision.objects.create(checkpoint=checkpoint, **fields)
+def _decision(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
+    """A decision on a checkpoint `_lock` returned, not yet written (`resolve_wait`
+    writes it, with what it changes), added to the decisions read with it, so that
+    `checkpoint.decisions.all()` is the checkpoint's as it now stands."""
+    decision = CheckpointDecision(checkpoint=checkpoint, **fields)
     checkpoint.decisions.all()._result_cache.append(decision)  # type: ignore[union-attr]
     return decision
 
@@ -134,22 +135,31 @@ def decide_refusal(checkpoint: Checkpoint, user: Actor | None, *, approving: boo
 
 
 def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:
+    """Write the decision and the checkpoint's new status, tell the job's followers and
+    wake the job: together (one statement on PostgreSQL)."""
     checkpoint.status = status
     checkpoint.decided_at = timezone.now()
-    checkpoint.save(update_fields=["status", "decided_at"])
+    user = decision.user.get_username() if decision.user else None
+    resolve_wait(
+        str(checkpoint.job_id),
+        rows=[decision],
+        updates=[
+            (
+                Checkpoint.objects.filter(pk=checkpoint.pk),
+                {"status": status, "decided_at": checkpoint.decided_at},
+            )
+        ],
+        events=[
+            ("checkpoint.decided", {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
+        ],
+        wake=f"checkpoint {checkpoint.key} {status}",
+    )
     metrics.inc("agent_checkpoints_total", kind=checkpoint.kind, status=status)
     metrics.observe(
         "agent_checkpoint_decision_seconds",
         (checkpoint.decided_at - checkpoint.opened_at).total_seconds(),
         kind=checkpoint.kind,
     )
-    user = decision.user.get_username() if decision.user else None
-    append_event(
-        str(checkpoint.job_id),
-        "checkpoint.decided",
-        {"checkpoint_id": checkpoint.pk, "status": status, "by": user},
-    )
-    wake_job(job_id=str(checkpoint.job_id), reason=f"checkpoint {checkpoint.key} {status}")
     _breadcrumb(checkpoint, decision)
     logger.info(
         "checkpoint %s %s",
@@ -208,7 +218,7 @@ def checkpoint_approve(
     approvers = current_approvers(checkpoint)
     if decider.pk in approvers:
         raise CheckpointConflict(f"{decider.get_username()} has already approved this checkpoint")
-    decision = _record(
+    decision = _decision(
         checkpoint,
         user=decider,
         verdict=Verdict.APPROVED,
@@ -220,15 +230,20 @@ def checkpoint_approve(
     if approvals >= checkpoint.required_approvals:
         _settle(checkpoint, CheckpointStatus.APPROVED, decision)
     else:
-        append_event(
+        resolve_wait(
             str(checkpoint.job_id),
-            "checkpoint.approval_recorded",
-            {
-                "checkpoint_id": checkpoint.pk,
-                "by": decider.get_username(),
-                "approvals": approvals,
-                "required": checkpoint.required_approvals,
-            },
+            rows=[decision],
+            events=[
+                (
+                    "checkpoint.approval_recorded",
+                    {
+                        "checkpoint_id": checkpoint.pk,
+                        "by": decider.get_username(),
+                        "approvals": approvals,
+                        "required": checkpoint.required_approvals,
+                    },
+                )
+            ],
         )
         _breadcrumb(checkpoint, decision)  # short of the quorum: still pending
         logger.info(
@@ -253,7 +268,7 @@ def checkpoint_reject(
         raise CheckpointValidationError(
             "a rejection needs a reason", {"reason": ["This field is required."]}
         )
-    decision = _record(checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip())
+    decision = _decision(checkpoint, user=decider, verdict=Verdict.REJECTED, reason=reason.strip())
     _settle(checkpoint, CheckpointStatus.REJECTED, decision)
     return decision
 
@@ -272,7 +287,7 @@ def checkpoint_submit_input(
     errors = schema_errors(checkpoint.input_schema or {}, data)
     if errors:
         raise CheckpointValidationError("the input does not match the checkpoint's schema", errors)
-    decision = _record(
+    decision = _decision(
         checkpoint,
         user=decider,
         verdict=Verdict.INPUT,
@@ -306,7 +321,7 @@ def checkpoints_expire_due(*, limit: int = 500) -> int:
             )
             if checkpoint is None:
                 continue
-            decision = CheckpointDecision.objects.create(
+            decision = CheckpointDecision(
                 checkpoint=checkpoint,
                 user=None,
                 verdict=Verdict.EXPIRED,

@@ -2,8 +2,9 @@
 keys. Other apps use this package, never its modules (an import contract checks it).
 
 It knows nothing above it: apps build on the generic wait (`register_waiter`, then
-`wake_job` when the wait resolves), on concurrency keys whose limits they register,
-on job types' `prepare` hooks and on the signals.
+`wake_job` when the wait resolves, or `resolve_wait` to write what resolved it with the
+wake-up), on concurrency keys whose limits they register, on job types' `prepare` hooks
+and on the signals.
 """
 
 from jobs.runtime.children import ChildJobWaiter, ChildrenWaiter
@@ -30,7 +31,7 @@ from jobs.runtime.registry import (
 from jobs.runtime.retry import RetryPolicy
 from jobs.runtime.signals import job_finished, job_retried, run_ended, run_started
 from jobs.runtime.waits import Pending, Resolved, Waiter, register_waiter
-from jobs.runtime.wake import wake_job
+from jobs.runtime.wake import resolve_wait, wake_job
 from jobs.runtime.workspace import (
     FileSpec,
     UnsafePath,
@@ -71,6 +72,7 @@ __all__ = [
     "register_waiter",
     "registered_job_types",
     "run_ended",
+    "resolve_wait",
     "run_started",
     "safe_path",
     "wake_job",

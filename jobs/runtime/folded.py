@@ -11,22 +11,40 @@ write the same rows one statement at a time (`engine.Run.end`).
 
 A new job and its first event are written the same way (`create_job`): one statement,
 so outside a transaction one round trip instead of four (BEGIN, two INSERTs, COMMIT).
+And what resolves a wait (`resolve`: a decision's row, its checkpoint's new status, the
+job's events and its wake-up) is one statement instead of five.
 """
 
 import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
-from jobs.models import Job, JobEvent, JobStep
+from jobs.models import Job, JobEvent, JobStatus, JobStep
+
+# Queued, marked sent and read back (PostgreSQL, SQLite >= 3.35): `wake_statement`.
+_WAKE_SQL = """
+UPDATE {job} SET status = %s, wait_reason = '', wake_at = NULL, last_enqueued_at = %s
+WHERE id = %s AND status = %s
+RETURNING priority, job_type
+"""
 
 
 def supported() -> bool:
     """Data-modifying CTEs are PostgreSQL's; and a failed statement must not break a
     surrounding transaction (the caller then takes the portable path)."""
     return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def resolvable() -> bool:
+    """`resolve` runs inside the caller's transaction: it fails only as its parts would
+    one at a time (a number taken meanwhile is skipped, not an error)."""
+    return connection.vendor == "postgresql"
 
 
 def create_job(job: Job, event: JobEvent) -> None:
@@ -50,13 +68,8 @@ def end_run(
 ) -> bool:
     """Write it all if the lease is still `owner`'s; False (nothing written) if not.
     Raises IntegrityError, with nothing written, if an event's number was taken."""
-    query = cast(
-        UpdateQuery, Job.objects.filter(pk=job_id, lease_owner=owner).query.chain(UpdateQuery)
-    )
-    query.add_update_values(update)
-    ended, params = query.get_compiler(connection=connection).as_sql()
+    ended, params = _update(Job.objects.filter(pk=job_id, lease_owner=owner), update)
     parts = [f"ended AS ({ended} RETURNING 1)"]
-    params = list(params)
     for name, rows in (("step", [step] if step else []), ("events", events)):
         if rows:
             insert, values = _insert_if(rows, "ended")
@@ -65,6 +78,99 @@ def end_run(
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} SELECT count(*) FROM ended", params)
         return bool(cursor.fetchone()[0])
+
+
+def wake_statement(job_id: Any, now: datetime) -> tuple[str, list[Any]]:
+    """The UPDATE that makes a waiting job queued; it returns (priority, job_type), or no
+    row if the job was not waiting."""
+    sql = _WAKE_SQL.format(job=connection.ops.quote_name(Job._meta.db_table))
+    return sql, [
+        JobStatus.QUEUED,
+        connection.ops.adapt_datetimefield_value(now),
+        Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection),
+        JobStatus.WAITING,
+    ]
+
+
+def resolve(
+    *,
+    job_id: Any,
+    rows: Sequence[Model],
+    updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]],
+    events: list[JobEvent],
+    woken: JobEvent | None,
+) -> tuple[int, str] | None:
+    """In one statement (PostgreSQL): INSERT `rows` (their pks are set), apply `updates`,
+    wake the job if `woken` is given (and add that event only if the job was waiting),
+    and append `events` after the job's last one. Returns the wake's (priority, job_type),
+    or None if the job was not woken. An event whose number another writer took meanwhile
+    is not written and keeps `pk` None (the caller appends it)."""
+    quote = connection.ops.quote_name
+    parts: list[str] = []
+    params: list[Any] = []
+    for i, row in enumerate(rows):
+        insert, values = _insert_if([row], "")
+        parts.append(f"r{i} AS ({insert} RETURNING {quote(str(row._meta.pk.column))})")
+        params += values
+    for i, (queryset, changes) in enumerate(updates):
+        update, values = _update(queryset, changes)
+        parts.append(f"u{i} AS ({update})")
+        params += values
+    woke = "false"
+    if woken is not None:
+        wake, values = wake_statement(job_id, woken.created_at)
+        parts.append(f"woke AS ({wake})")
+        params += values
+        woke = "EXISTS (SELECT 1 FROM woke)"
+    table = quote(JobEvent._meta.db_table)
+    fields = [JobEvent._meta.get_field(name) for name in ("job", "kind", "data", "created_at")]
+    job = fields[0].get_db_prep_save(job_id, connection)  # type: ignore[union-attr]
+    parts.append(f"last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM {table} WHERE job_id = %s)")
+    params.append(job)
+    # Numbered after the last, in order; the wake's event last, only if the job woke.
+    casts = ", ".join(f"CAST(%s AS {_base_type(f)})" for f in fields)
+    written = [*events, *([woken] if woken is not None else [])]
+    values_sql = ", ".join(
+        f"({casts}, {n}, {'true' if event is woken else 'false'})"
+        for n, event in enumerate(written, 1)
+    )
+    for event in written:
+        params += [
+            f.get_db_prep_save(getattr(event, f.attname), connection)  # type: ignore[union-attr]
+            for f in fields
+        ]
+    columns = ", ".join(quote(str(f.column)) for f in fields)  # type: ignore[union-attr]
+    parts.append(
+        f"events AS (INSERT INTO {table} ({columns}, seq)"
+        f" SELECT v.job, v.kind, v.data, v.at, last.seq + v.n"
+        f" FROM (VALUES {values_sql}) AS v(job, kind, data, at, n, woken), last"
+        f" WHERE NOT v.woken OR {woke}"
+        f" ON CONFLICT (job_id, seq) DO NOTHING RETURNING id, seq)"
+    )
+    returned = ", ".join(f"(SELECT * FROM r{i})" for i in range(len(rows)))
+    wake_row = "(SELECT priority FROM woke), (SELECT job_type FROM woke)" if woken else "NULL, NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(parts)} SELECT {returned + ', ' if rows else ''}{wake_row},"
+            " (SELECT seq FROM last), (SELECT array_agg(ARRAY[id, seq]) FROM events)",
+            params,
+        )
+        *pks, priority, job_type, last, numbered = cursor.fetchone()
+    for row, pk in zip(rows, pks, strict=True):
+        row.pk, row._state.adding, row._state.db = pk, False, connection.alias
+    ids = {seq: pk for pk, seq in numbered or []}
+    for n, event in enumerate(written, last + 1):
+        if n in ids:
+            event.pk, event.seq, event._state.adding = ids[n], n, False
+    return None if priority is None else (priority, job_type)
+
+
+def _update(queryset: QuerySet[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The UPDATE `queryset.update(**values)` would run, not run."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
 
 
 def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:

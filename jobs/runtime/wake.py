@@ -1,40 +1,82 @@
 """Waking a waiting job: the resume primitive every kind of wait ends with."""
 
-import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from django.db import connection
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from core import metrics
-from jobs.models import Job, JobStatus
-from jobs.runtime.events import append_event
+from jobs.models import JobEvent, JobStatus
+from jobs.runtime import folded
+from jobs.runtime.events import append_event, publish
 from jobs.runtime.queue import prompt_on_commit
-
-# Queued, marked sent and read back in one round trip (PostgreSQL, SQLite ≥ 3.35).
-_WAKE_SQL = """
-UPDATE {job} SET status = %(queued)s, wait_reason = '', wake_at = NULL, last_enqueued_at = %(now)s
-WHERE id = %(pk)s AND status = %(waiting)s
-RETURNING priority, job_type
-"""
 
 
 def wake_job(*, job_id: str, reason: str = "") -> bool:
     """Make a waiting job runnable and enqueue it on commit. Call it inside the
     transaction that resolved what the job waited for (a decision, a child's end), so
     the wake-up commits with its cause. False if the job was not waiting."""
-    params = {
-        "queued": JobStatus.QUEUED,
-        "waiting": JobStatus.WAITING,
-        "now": connection.ops.adapt_datetimefield_value(timezone.now()),
-        "pk": Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection),
-    }
     with connection.cursor() as cursor:
-        cursor.execute(_WAKE_SQL.format(job=connection.ops.quote_name(Job._meta.db_table)), params)
+        cursor.execute(*folded.wake_statement(job_id, timezone.now()))
         row = cursor.fetchone()
     if row is None:  # not waiting (cancelled meanwhile, say): nothing to wake
         return False
-    priority, job_type = row
-    append_event(str(job_id), "job.woken", {"reason": reason} if reason else {})
-    prompt_on_commit(str(job_id), priority)  # its enqueue time is written above
-    metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
+    append_event(str(job_id), "job.woken", _woken(reason))
+    _woke(str(job_id), *row)
     return True
+
+
+def resolve_wait(
+    job_id: str,
+    *,
+    rows: Sequence[Model] = (),
+    updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]] = (),
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
+    wake: str | None = None,
+) -> bool:
+    """Write what resolves (or advances) a job's wait, together: `rows` (new instances
+    of the caller's models; their pks are set), `updates` (a queryset and the values
+    `update()` would set), the job's `events` (kind, data) in order and, if `wake` is a
+    reason, the wake-up (`wake_job`). Call it in the transaction that decided, holding
+    the job's row lock (`select_for_update`), as a decision does: writers of the job's
+    events then wait for it, so the numbers it reads stay free.
+
+    One statement on PostgreSQL (`folded.resolve`), one at a time elsewhere. Returns
+    whether the job was woken."""
+    if not folded.resolvable():
+        for row in rows:
+            row.save(force_insert=True)
+        for queryset, values in updates:
+            queryset.update(**values)
+        for kind, data in events:
+            append_event(str(job_id), kind, data)
+        return wake is not None and wake_job(job_id=job_id, reason=wake)
+    now = timezone.now()
+    made = [JobEvent(job_id=job_id, kind=kind, data=data, created_at=now) for kind, data in events]
+    woken = None
+    if wake is not None:
+        woken = JobEvent(job_id=job_id, kind="job.woken", data=_woken(wake), created_at=now)
+    woke = folded.resolve(job_id=job_id, rows=rows, updates=updates, events=made, woken=woken)
+    written = [*made, *([woken] if woke and woken else [])]
+    if all(event.pk is not None for event in written):
+        for event in written:
+            publish(event)
+    else:  # a number was taken meanwhile (by a writer not held off by a job lock):
+        # written again in order after the last, as one at a time would have
+        JobEvent.objects.filter(pk__in=[e.pk for e in written if e.pk is not None]).delete()
+        for event in written:
+            append_event(str(job_id), event.kind, event.data)
+    if woke:
+        _woke(str(job_id), *woke)
+    return woke is not None
+
+
+def _woken(reason: str) -> dict[str, Any]:
+    return {"reason": reason} if reason else {}
+
+
+def _woke(job_id: str, priority: int, job_type: str) -> None:
+    prompt_on_commit(job_id, priority)  # its enqueue time is written with the wake-up
+    metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)

@@ -1,0 +1,153 @@
+"""What a decision writes (its row, the checkpoint's status, the job's events, the
+wake-up) is one statement on PostgreSQL, and the same rows one at a time elsewhere."""
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from checkpoints import services
+from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.runtime import append_event, folded, resolve_wait
+from jobs.runtime.engine import run_job
+from jobs.services import job_create
+from tests.factories import make_user
+
+pytestmark = pytest.mark.usefixtures("local_runtime")
+
+
+def paused(**input: object) -> tuple[Job, Checkpoint]:
+    job = job_create(job_type="test-approval", input=dict(input), created_by=make_user("creator"))
+    assert run_job(str(job.pk)) == JobStatus.WAITING
+    return job, Checkpoint.objects.get(job=job, status=CheckpointStatus.PENDING)
+
+
+def events(job: Job) -> list[tuple[int, str]]:
+    return list(JobEvent.objects.filter(job=job).order_by("seq").values_list("seq", "kind"))
+
+
+_NOT_WRITES = {"SELECT", "SAVEPOINT", "RELEASE"}  # the test's transaction: savepoints
+
+
+@pytest.fixture(params=["folded", "portable"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "portable":  # as on SQLite: the same rows, one at a time
+        monkeypatch.setattr(folded, "resolvable", lambda: False)
+    return str(request.param)
+
+
+@pytest.mark.django_db
+def test_an_approval_writes_its_decision_status_events_and_wake_up(path):
+    job, checkpoint = paused()
+    before = events(job)
+    alice = make_user("alice", approver=True)
+
+    with CaptureQueriesContext(connection) as captured:
+        decision = services.checkpoint_approve(checkpoint=checkpoint, user=alice)
+
+    writes = [q["sql"] for q in captured if q["sql"].split()[0] not in _NOT_WRITES]
+    if path == "folded":
+        assert len(writes) == 1 and writes[0].startswith("WITH r0 AS (INSERT"), writes
+    else:
+        assert len(writes) == 5, writes  # decision, status, event, wake-up, its event
+    stored = CheckpointDecision.objects.get(checkpoint=checkpoint)
+    assert (stored.pk, stored.user, stored.verdict) == (decision.pk, alice, "approved")
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == CheckpointStatus.APPROVED and checkpoint.decided_at
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.wait_reason == ""
+    last = before[-1][0]
+    assert events(job)[len(before) :] == [(last + 1, "checkpoint.decided"), (last + 2, "job.woken")]
+    woken = JobEvent.objects.get(job=job, kind="job.woken")
+    assert woken.data == {"reason": f"checkpoint {checkpoint.key} approved"}
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_an_approval_short_of_the_quorum_neither_settles_nor_wakes(path):
+    job, checkpoint = paused(required_approvals=2)
+    before = events(job)
+
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
+
+    assert CheckpointDecision.objects.filter(checkpoint=checkpoint).count() == 1
+    checkpoint.refresh_from_db()
+    job.refresh_from_db()
+    assert (checkpoint.status, job.status) == (CheckpointStatus.PENDING, JobStatus.WAITING)
+    assert [kind for _, kind in events(job)[len(before) :]] == ["checkpoint.approval_recorded"]
+
+
+@pytest.mark.django_db
+def test_a_job_no_longer_waiting_is_not_woken_and_gets_no_wake_event(path):
+    job, _ = paused()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
+    before = events(job)
+
+    with transaction.atomic():
+        assert resolve_wait(str(job.pk), events=[("test.note", {})], wake="late") is False
+
+    assert [kind for _, kind in events(job)[len(before) :]] == ["test.note"]
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_number_taken_meanwhile_keeps_the_events_in_order():
+    """A writer the caller did not hold off (no job lock) takes the next number while the
+    statement runs: its events are written again, in order, after it."""
+    job, _ = paused()
+    taken, go, failures = threading.Event(), threading.Event(), []
+    resolver_pid: list[int] = []
+
+    def writer() -> None:
+        try:
+            with transaction.atomic():
+                append_event(str(job.pk), "test.meanwhile", {})
+                taken.set()
+                assert go.wait(30)
+        except Exception as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    def resolver() -> None:
+        try:
+            assert taken.wait(30)
+            connection.ensure_connection()
+            resolver_pid.append(connection.connection.info.backend_pid)
+            with transaction.atomic():
+                resolve_wait(str(job.pk), events=[("test.one", {}), ("test.two", {})], wake="x")
+        except Exception as error:
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=resolver)]
+    for thread in threads:
+        thread.start()
+    try:  # the resolver waits on the writer's uncommitted number: then let it commit
+        with connection.cursor() as cursor:
+            for _ in range(300):
+                if resolver_pid:
+                    cursor.execute(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                        resolver_pid,
+                    )
+                    row = cursor.fetchone()
+                    if row and row[0] == "Lock":
+                        break
+                threading.Event().wait(0.05)
+            else:
+                pytest.fail("the resolver never waited on the taken number")
+    finally:
+        go.set()
+        for thread in threads:
+            thread.join(30)
+    assert not failures, failures
+
+    kinds = [kind for _, kind in events(job)]
+    assert kinds[-4:] == ["test.meanwhile", "test.one", "test.two", "job.woken"]
+    seqs = [seq for seq, _ in events(job)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
