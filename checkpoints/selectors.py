@@ -67,18 +67,19 @@ def checkpoint_rows(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Any]:
     return checkpoints.prefetch_related(None).values(*_ROW_COLUMNS, job_type=job_type)
 
 
+def undecided(status: str, required_approvals: int) -> bool:
+    """Whether a checkpoint so has no decision yet, sure: pending, and one approval
+    settles it (so would the first decision of any kind)."""
+    return status == CheckpointStatus.PENDING and required_approvals <= 1
+
+
 def list_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """A page of `checkpoint_rows` as CheckpointSummarySerializer has it, decisions (one
     query for the page) included. Datetimes and ids are left to the JSON renderer,
     which writes them as the serializer's fields do."""
     decisions: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    # A pending checkpoint that one approval settles has no decision yet (the first one
-    # settles it), so a page of the usual queue needs no query for them.
-    decided = [
-        row["id"]
-        for row in rows
-        if row["status"] != CheckpointStatus.PENDING or row["required_approvals"] > 1
-    ]
+    # A page of the usual queue needs no query for its decisions.
+    decided = [row["id"] for row in rows if not undecided(row["status"], row["required_approvals"])]
     if decided:
         for decision in (
             CheckpointDecision.objects.filter(checkpoint_id__in=decided)

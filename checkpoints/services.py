@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Exists, OuterRef, prefetch_related_objects
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -18,7 +19,12 @@ from checkpoints.models import (
     CheckpointStatus,
     Verdict,
 )
-from checkpoints.selectors import CHECKPOINT_FIELDS, DECISIONS_WITH_USERS, current_approvers
+from checkpoints.selectors import (
+    CHECKPOINT_FIELDS,
+    DECISIONS_WITH_USERS,
+    current_approvers,
+    undecided,
+)
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
 from core.schemas import validation_errors
@@ -65,19 +71,27 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
-    """Lock the job, then the checkpoint: the order `job_cancel` uses (job, then its
-    checkpoints), so a decision racing a cancel waits instead of deadlocking. Its
-    decisions come along: nobody adds one while it is locked, and with the one being
-    made (`_decision`) they are what the caller shows without reading them again."""
-    Job.objects.select_for_update().only("pk").get(pk=checkpoint.job_id)
-    return (
+    """Lock the job, then the checkpoint, in one statement: the filter locks the job's
+    row before the checkpoint's is (the order `job_cancel` takes them), so a decision
+    racing a cancel waits instead of deadlocking. Its decisions come along: nobody adds
+    one while it is locked, and with the one being made (`_decision`) they are what the
+    caller shows without reading them again."""
+    locked = (
         Checkpoint.objects.select_for_update(of=("self",))
         .select_related("job", "job__organization")
         # Of the job, what the rules and the answer use: not its input, result or error.
         .only(*CHECKPOINT_FIELDS, "job__job_type", "job__created_by", "job__organization")
-        .prefetch_related(DECISIONS_WITH_USERS)
+        .filter(Exists(Job.objects.filter(pk=OuterRef("job_id")).select_for_update()))
+        .order_by()
         .get(pk=checkpoint.pk)
     )
+    if undecided(locked.status, locked.required_approvals):  # no query needed
+        decisions = locked.decisions.all()  # as a prefetch leaves it:
+        decisions._result_cache, decisions._prefetch_done = [], True  # type: ignore[attr-defined]
+        locked._prefetched_objects_cache = {"decisions": decisions}  # type: ignore[attr-defined]
+    else:
+        prefetch_related_objects([locked], DECISIONS_WITH_USERS)
+    return locked
 
 
 def _decision(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:

@@ -50,6 +50,10 @@ def test_an_approval_writes_its_decision_status_events_and_wake_up(path):
     writes = [q["sql"] for q in captured if q["sql"].split()[0] not in _NOT_WRITES]
     if path == "folded":
         assert len(writes) == 1 and writes[0].startswith("WITH r0 AS (INSERT"), writes
+        # One read: the job and the checkpoint locked together; no decisions to read.
+        reads = [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+        assert sum("FOR UPDATE" in read for read in reads) == 1, reads
+        assert not any("checkpointdecision" in read for read in reads), reads
     else:
         assert len(writes) == 5, writes  # decision, status, event, wake-up, its event
     stored = CheckpointDecision.objects.get(checkpoint=checkpoint)
