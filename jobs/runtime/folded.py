@@ -19,6 +19,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from django.db import connection
@@ -195,6 +196,7 @@ def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:
     )
 
 
+@cache
 def _base_type(field: Any) -> str:
     """`varchar(200)` -> `varchar`, `numeric(10, 2)` -> `numeric`, others as they are."""
     return re.sub(r"\(.*\)", "", str(field.db_type(connection)))
