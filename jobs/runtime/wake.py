@@ -61,8 +61,7 @@ def resolve_wait(
     woke = folded.resolve(job_id=job_id, rows=rows, updates=updates, events=made, woken=woken)
     written = [*made, *([woken] if woke and woken else [])]
     if all(event.pk is not None for event in written):
-        for event in written:
-            publish(event)
+        publish(*written)
     else:  # a number was taken meanwhile (by a writer not held off by a job lock):
         # written again in order after the last, as one at a time would have
         JobEvent.objects.filter(pk__in=[e.pk for e in written if e.pk is not None]).delete()
