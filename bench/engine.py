@@ -320,6 +320,7 @@ class Resume:
     latencies_ms: list[float]  # decision committed → handler running again
     approve_ms: list[float]  # the approve() call itself
     to_run_ms: list[float]  # decision committed -> the run's job.resumed event
+    floor_ms: list[float]  # a plain task's message sent -> the task running
 
     def percentile(self, p: int) -> float:
         return percentile(self.latencies_ms, p)
@@ -341,9 +342,10 @@ def percentile(values: list[float], p: int) -> float:
 
 def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
     """Pause N jobs at a checkpoint; approve them one at a time, each on an idle worker."""
+    from accounts.services import default_organization
     from checkpoints import services
     from checkpoints.models import Checkpoint
-    from jobs.models import JobEvent, JobStatus, JobStep
+    from jobs.models import Job, JobEvent, JobStatus, JobStep
 
     truncate()
     create_jobs("bench-approval", n, creator)
@@ -352,7 +354,11 @@ def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
     latencies: list[float] = []
     approve_ms: list[float] = []
     to_run_ms: list[float] = []
-    for checkpoint in list(Checkpoint.objects.order_by("pk")):
+    floor_ms: list[float] = []
+    holder = Job.objects.create(
+        organization=default_organization(), job_type="bench-stamp", status=JobStatus.SUCCEEDED
+    )
+    for seq, checkpoint in enumerate(Checkpoint.objects.order_by("pk"), 1):
         before = time.time()
         services.checkpoint_approve(
             checkpoint=checkpoint, user=approver
@@ -368,7 +374,21 @@ def resume_latency(n: int, creator: Any, approver: Any) -> Resume:
         run_started = poll(resumed_events.first, timeout=5)
         to_run_ms.append(1000 * (run_started.created_at.timestamp() - committed))
         time.sleep(SETTLE_SECONDS)
-    return Resume(latencies, approve_ms, to_run_ms)
+        floor_ms.append(stamp_latency(str(holder.pk), seq))
+        time.sleep(SETTLE_SECONDS)
+    return Resume(latencies, approve_ms, to_run_ms, floor_ms)
+
+
+def stamp_latency(holder: str, seq: int) -> float:
+    """A plain task (`bench.stamp`) sent to the idle worker: ms until it runs."""
+    from bench.handlers import stamp
+    from jobs.models import JobEvent
+    from jobs.runtime.queue import broker_priority
+
+    sent = time.time()
+    stamp.apply_async(args=[holder, seq], priority=broker_priority(5))  # a run's priority
+    row = poll(JobEvent.objects.filter(job_id=holder, seq=seq).first, timeout=5)
+    return 1000 * (float(row.data["at"]) - sent)
 
 
 @dataclass
@@ -528,6 +548,11 @@ def print_resume(r: Resume) -> None:
         f"connection opened, lease claimed, steps loaded), "
         f"{r.percentile(50) - to_run:.1f} ms more to replay the checkpoint and run on"
     )
+    floor = percentile(r.floor_ms, 50)
+    print(
+        f"  the floor: a plain Celery task sent to the same idle worker runs after p50 "
+        f"{floor:.1f} ms (p99 {percentile(r.floor_ms, 99):.1f} ms), before any work of ours"
+    )
     approve = percentile(r.approve_ms, 50)
     print(
         f"  (approve() itself, not included: p50 {approve:.1f} ms, target ≤ "
@@ -565,6 +590,8 @@ def markdown(q: Queries, rows: list[Throughput], r: Resume, p: Paused | None) ->
         f"| Resume latency p95 / p99 / max ({len(r.latencies_ms)} checkpoints) "
         f"| {r.percentile(95):.1f} / {r.percentile(99):.1f} / {max(r.latencies_ms):.1f} ms "
         f"| p99 ≤ {TARGET_P99_MS:.0f} ms | {verdict(r.percentile(99) <= TARGET_P99_MS)} |",
+        f"| The floor: a plain Celery task on the same idle worker, send → running, p50 "
+        f"/ p99 | {percentile(r.floor_ms, 50):.1f} / {percentile(r.floor_ms, 99):.1f} ms | | |",
         f"| The approve service itself, p50 (lock, rules, decision, wake-up published) "
         f"| {percentile(r.approve_ms, 50):.1f} ms | ≤ {TARGET_APPROVE_P50_MS:.0f} ms "
         f"| {verdict(percentile(r.approve_ms, 50) <= TARGET_APPROVE_P50_MS)} |",

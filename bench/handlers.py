@@ -53,3 +53,10 @@ def approval(ctx: JobContext) -> float:
 def plain_write(job_id: str, seq: int) -> None:
     """The baseline: a plain Celery task that writes one row (one INSERT)."""
     JobEvent.objects.create(job_id=job_id, seq=seq, kind="bench.plain", data={})
+
+
+@shared_task(name="bench.stamp", ignore_result=True)
+def stamp(job_id: str, seq: int) -> None:
+    """The moment a plain task starts: on an idle worker, what the broker and the pool
+    take to deliver a message, the floor under any resume latency."""
+    JobEvent.objects.create(job_id=job_id, seq=seq, kind="bench.stamp", data={"at": time.time()})
