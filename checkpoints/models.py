@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, IntegerField, Value, When
+from django.utils import timezone
 
 from jobs.models import Job
 
@@ -148,7 +149,9 @@ class CheckpointDecision(models.Model):
     reason = models.TextField(blank=True, default="")
     # The edited payload (approval) or the supplied data (input); null if none.
     payload = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Not auto_now_add: a decision that settles its checkpoint is stamped with the same
+    # moment as the checkpoint's decided_at and the job's events (`_settle`).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Written when its job is deleted; until then the checkpoint says it. Database
     # defaults, so the previous release's code can still insert rows during a rollout.
     job_ref = models.UUIDField(null=True, blank=True)

@@ -68,8 +68,8 @@ def checkpoint_rows(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Any]:
 
 
 def undecided(status: str, required_approvals: int) -> bool:
-    """Whether a checkpoint so has no decision yet, sure: pending, and one approval
-    settles it (so would the first decision of any kind)."""
+    """Whether a checkpoint in this state certainly has no decision yet: it is pending,
+    and its first decision of any kind (one approval is enough) would have settled it."""
     return status == CheckpointStatus.PENDING and required_approvals <= 1
 
 

@@ -76,9 +76,11 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock the job, then the checkpoint, in one statement: the filter locks the job's
     row before the checkpoint's is (the order `job_cancel` takes them), so a decision
-    racing a cancel waits instead of deadlocking. Its decisions come along: nobody adds
-    one while it is locked, and with the one being made (`_decision`) they are what the
-    caller shows without reading them again."""
+    racing a cancel waits instead of deadlocking. Its decisions come along (none to read
+    while `undecided`): nobody adds one while it is locked, and with the one being made
+    (`_decision`) they are what the caller shows without reading them again. The job's
+    and organization's columns are as the statement began, before any wait for the lock:
+    a setting changed meanwhile (self-approval) applies from the next decision."""
     sql, (checkpoint_fields, job_fields, organization_fields) = _lock_statement(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, [checkpoint.pk])
@@ -119,8 +121,17 @@ def _lock_statement(vendor: str) -> tuple[str, list[list["Field[Any, Any]"]]]:
         for (_, alias, _), of_model in zip(read, fields, strict=True)
         for f in of_model
     )
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    lock_self = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else lock
+    features = connection.features
+    # NO KEY: a writer of the job's events checks its foreign key (KEY SHARE) at commit;
+    # FOR UPDATE would make it wait for us while we wait on its event number, a deadlock.
+    lock = (
+        " FOR NO KEY UPDATE"
+        if features.has_select_for_no_key_update
+        else " FOR UPDATE"
+        if features.has_select_for_update
+        else ""
+    )
+    lock_self = " FOR UPDATE OF c" if features.has_select_for_update_of else lock
     checkpoint, job, organization = (quote(model._meta.db_table) for model, _, _ in read)
     sql = (
         f"SELECT {selected} FROM {checkpoint} c"
@@ -203,7 +214,7 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
     """Write the decision and the checkpoint's new status, tell the job's followers and
     wake the job: together (one statement on PostgreSQL)."""
     checkpoint.status = status
-    checkpoint.decided_at = timezone.now()
+    checkpoint.decided_at = decision.created_at = timezone.now()
     user = decision.user.get_username() if decision.user else None
     resolve_wait(
         str(checkpoint.job_id),
@@ -218,6 +229,7 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
             ("checkpoint.decided", {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
         ],
         wake=f"checkpoint {checkpoint.key} {status}",
+        now=checkpoint.decided_at,
     )
     metrics.inc("agent_checkpoints_total", kind=checkpoint.kind, status=status)
     metrics.observe(
@@ -377,7 +389,11 @@ def checkpoints_expire_due(*, limit: int = 500) -> int:
     expired = 0
     for pk, job_id in due:
         with transaction.atomic():
-            if not Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).exists():
+            if (
+                not Job.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(pk=job_id)
+                .exists()
+            ):
                 continue
             checkpoint = (
                 Checkpoint.objects.select_for_update(skip_locked=True)

@@ -157,10 +157,17 @@ def _save_new(job: Job, queued: JobEvent) -> None:
         save_events([queued])
 
 
+def _locked(job: Job) -> Job:
+    """The job's row, locked against other changes of its status (a cancel, a retry, a
+    decision). NO KEY: a writer of its events checks its foreign key at commit (KEY
+    SHARE); it must not wait for us while we wait on the event number it took."""
+    return Job.objects.select_for_update(no_key=True).get(pk=job.pk)
+
+
 @transaction.atomic
 def job_cancel(*, job: Job, user: User | None = None) -> Job:
     """Cancel now if the job is not running; a running job stops at its next step."""
-    locked = Job.objects.select_for_update().get(pk=job.pk)
+    locked = _locked(job)
     if locked.status in TERMINAL_STATUSES:
         raise JobConflict(f"job is already {locked.status}")
     by = user.get_username() if user is not None else None
@@ -192,7 +199,7 @@ def job_cancel(*, job: Job, user: User | None = None) -> Job:
 def job_retry(*, job: Job, user: User | None = None) -> Job:
     """Run a failed or cancelled job again. Finished steps stay memoized, so it
     continues from where it stopped."""
-    locked = Job.objects.select_for_update().get(pk=job.pk)
+    locked = _locked(job)
     if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobConflict(
             f"only failed or cancelled jobs can be retried; this one is {locked.status}"

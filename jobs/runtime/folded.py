@@ -123,37 +123,19 @@ def resolve(
         parts.append(f"woke AS ({wake})")
         params += values
         woke = "EXISTS (SELECT 1 FROM woke)"
-    table = quote(JobEvent._meta.db_table)
-    fields = [JobEvent._meta.get_field(name) for name in ("job", "kind", "data", "created_at")]
-    job = fields[0].get_db_prep_save(job_id, connection)  # type: ignore[union-attr]
-    parts.append(f"last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM {table} WHERE job_id = %s)")
-    params.append(job)
-    # Numbered after the last, in order; the wake's event last, only if the job woke.
-    casts = ", ".join(f"CAST(%s AS {_base_type(f)})" for f in fields)
     written = [*events, *([woken] if woken is not None else [])]
-    values_sql = ", ".join(
-        f"({casts}, {n}, {'true' if event is woken else 'false'})"
-        for n, event in enumerate(written, 1)
-    )
-    for event in written:
-        params += [
-            f.get_db_prep_save(getattr(event, f.attname), connection)  # type: ignore[union-attr]
-            for f in fields
-        ]
-    columns = ", ".join(quote(str(f.column)) for f in fields)  # type: ignore[union-attr]
-    parts.append(
-        f"events AS (INSERT INTO {table} ({columns}, seq)"
-        f" SELECT v.job, v.kind, v.data, v.at, last.seq + v.n"
-        f" FROM (VALUES {values_sql}) AS v(job, kind, data, at, n, woken), last"
-        f" WHERE NOT v.woken OR {woke}"
-        f" ON CONFLICT (job_id, seq) DO NOTHING RETURNING id, seq)"
-    )
+    numbering = "0, NULL"
+    if written:
+        sql, values = _append_events(job_id, written, woken, woke)
+        parts += sql
+        params += values
+        numbering = "(SELECT seq FROM last), (SELECT array_agg(ARRAY[id, seq]) FROM events)"
     returned = ", ".join(f"(SELECT * FROM r{i})" for i in range(len(rows)))
     wake_row = "(SELECT priority FROM woke), (SELECT job_type FROM woke)" if woken else "NULL, NULL"
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {', '.join(parts)} SELECT {returned + ', ' if rows else ''}{wake_row},"
-            " (SELECT seq FROM last), (SELECT array_agg(ARRAY[id, seq]) FROM events)",
+            f" {numbering}",
             params,
         )
         *pks, priority, job_type, last, numbered = cursor.fetchone()
@@ -164,6 +146,36 @@ def resolve(
         if n in ids:
             event.pk, event.seq, event._state.adding = ids[n], n, False
     return None if priority is None else (priority, job_type)
+
+
+def _append_events(
+    job_id: Any, written: list[JobEvent], woken: JobEvent | None, woke: str
+) -> tuple[list[str], list[Any]]:
+    """`resolve`'s CTEs `last` (the job's last event number) and `events` (the INSERT of
+    `written`, numbered after it in order; `woken` only if `woke` holds)."""
+    quote = connection.ops.quote_name
+    table = quote(JobEvent._meta.db_table)
+    fields = [JobEvent._meta.get_field(name) for name in ("job", "kind", "data", "created_at")]
+    params = [fields[0].get_db_prep_save(job_id, connection)]  # type: ignore[union-attr]
+    casts = ", ".join(f"CAST(%s AS {_base_type(f)})" for f in fields)
+    values_sql = ", ".join(
+        f"({casts}, {n}, {'true' if event is woken else 'false'})"
+        for n, event in enumerate(written, 1)
+    )
+    for event in written:
+        params += [
+            f.get_db_prep_save(getattr(event, f.attname), connection)  # type: ignore[union-attr]
+            for f in fields
+        ]
+    columns = ", ".join(quote(str(f.column)) for f in fields)  # type: ignore[union-attr]
+    return [
+        f"last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM {table} WHERE job_id = %s)",
+        f"events AS (INSERT INTO {table} ({columns}, seq)"
+        f" SELECT v.job, v.kind, v.data, v.at, last.seq + v.n"
+        f" FROM (VALUES {values_sql}) AS v(job, kind, data, at, n, woken), last"
+        f" WHERE NOT v.woken OR {woke}"
+        f" ON CONFLICT (job_id, seq) DO NOTHING RETURNING id, seq)",
+    ], params
 
 
 def _update(queryset: QuerySet[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:

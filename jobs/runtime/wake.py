@@ -1,6 +1,7 @@
 """Waking a waiting job: the resume primitive every kind of wait ends with."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -8,7 +9,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from core import metrics
-from jobs.models import JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobStatus
 from jobs.runtime import folded
 from jobs.runtime.events import append_event, publish
 from jobs.runtime.queue import prompt_on_commit
@@ -35,16 +36,24 @@ def resolve_wait(
     updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]] = (),
     events: Sequence[tuple[str, dict[str, Any]]] = (),
     wake: str | None = None,
+    now: datetime | None = None,
 ) -> bool:
     """Write what resolves (or advances) a job's wait, together: `rows` (new instances
     of the caller's models; their pks are set), `updates` (a queryset and the values
     `update()` would set), the job's `events` (kind, data) in order and, if `wake` is a
-    reason, the wake-up (`wake_job`). Call it in the transaction that decided, holding
-    the job's row lock (`select_for_update`), as a decision does: writers of the job's
-    events then wait for it, so the numbers it reads stay free.
+    reason, the wake-up (`wake_job`), its event after them. Call it in the transaction
+    that decided, holding the job's row lock, as a decision does.
 
-    One statement on PostgreSQL (`folded.resolve`), one at a time elsewhere. Returns
-    whether the job was woken."""
+    One statement on PostgreSQL (`folded.resolve`), one at a time elsewhere. So on
+    PostgreSQL the rows are written without `Model.save()` (no signals), an update does
+    not see the rows inserted with it, and the job's own row may not be updated with a
+    wake-up (one statement updates a row once). The events are stamped `now` (default:
+    the call's time) there; elsewhere each as it is written. Returns whether the job
+    was woken."""
+    if any(not row._state.adding or row.pk is not None for row in rows):
+        raise ValueError("resolve_wait inserts new rows only")
+    if wake is not None and any(queryset.model is Job for queryset, _ in updates):
+        raise ValueError("resolve_wait's wake-up is the job row's one update")
     if not folded.resolvable():
         for row in rows:
             row.save(force_insert=True)
@@ -53,7 +62,9 @@ def resolve_wait(
         for kind, data in events:
             append_event(str(job_id), kind, data)
         return wake is not None and wake_job(job_id=job_id, reason=wake)
-    now = timezone.now()
+    if not (rows or updates or events or wake is not None):
+        return False
+    now = now or timezone.now()
     made = [JobEvent(job_id=job_id, kind=kind, data=data, created_at=now) for kind, data in events]
     woken = None
     if wake is not None:
@@ -62,8 +73,8 @@ def resolve_wait(
     written = [*made, *([woken] if woke and woken else [])]
     if all(event.pk is not None for event in written):
         publish(*written)
-    else:  # a number was taken meanwhile (by a writer not held off by a job lock):
-        # written again in order after the last, as one at a time would have
+    else:  # a writer of events took a number meanwhile (the job lock does not hold them
+        # off): written again in order after the last, as one at a time would have
         JobEvent.objects.filter(pk__in=[e.pk for e in written if e.pk is not None]).delete()
         for event in written:
             append_event(str(job_id), event.kind, event.data)

@@ -97,12 +97,15 @@ def test_a_job_no_longer_waiting_is_not_woken_and_gets_no_wake_event(path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_event_number_taken_meanwhile_keeps_the_events_in_order():
-    """A writer the caller did not hold off (no job lock) takes the next number while the
-    statement runs: its events are written again, in order, after it."""
-    job, _ = paused()
+def test_an_event_number_taken_meanwhile_neither_deadlocks_nor_reorders_the_events():
+    """Another writer takes the job's next event number and commits only once the decision
+    waits on it. Its commit checks the event's foreign key (KEY SHARE on the job's row),
+    which the decision's job lock must not block (a deadlock, with FOR UPDATE); the
+    decision's events are then written again, in order, after that one."""
+    job, checkpoint = paused()
+    alice = make_user("alice", approver=True)
     taken, go, failures = threading.Event(), threading.Event(), []
-    resolver_pid: list[int] = []
+    decider_pid: list[int] = []
 
     def writer() -> None:
         try:
@@ -115,35 +118,34 @@ def test_an_event_number_taken_meanwhile_keeps_the_events_in_order():
         finally:
             connections.close_all()
 
-    def resolver() -> None:
+    def decider() -> None:
         try:
             assert taken.wait(30)
             connection.ensure_connection()
-            resolver_pid.append(connection.connection.info.backend_pid)
-            with transaction.atomic():
-                resolve_wait(str(job.pk), events=[("test.one", {}), ("test.two", {})], wake="x")
+            decider_pid.append(connection.connection.info.backend_pid)
+            services.checkpoint_approve(checkpoint=checkpoint, user=alice)
         except Exception as error:
             failures.append(error)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=resolver)]
+    threads = [threading.Thread(target=writer), threading.Thread(target=decider)]
     for thread in threads:
         thread.start()
-    try:  # the resolver waits on the writer's uncommitted number: then let it commit
+    try:  # the decision waits on the writer's uncommitted number: then let it commit
         with connection.cursor() as cursor:
             for _ in range(300):
-                if resolver_pid:
+                if decider_pid:
                     cursor.execute(
                         "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                        resolver_pid,
+                        decider_pid,
                     )
                     row = cursor.fetchone()
                     if row and row[0] == "Lock":
                         break
                 threading.Event().wait(0.05)
             else:
-                pytest.fail("the resolver never waited on the taken number")
+                pytest.fail("the decision never waited on the taken number")
     finally:
         go.set()
         for thread in threads:
@@ -151,8 +153,44 @@ def test_an_event_number_taken_meanwhile_keeps_the_events_in_order():
     assert not failures, failures
 
     kinds = [kind for _, kind in events(job)]
-    assert kinds[-4:] == ["test.meanwhile", "test.one", "test.two", "job.woken"]
+    assert kinds[-3:] == ["test.meanwhile", "checkpoint.decided", "job.woken"]
     seqs = [seq for seq, _ in events(job)]
     assert seqs == list(range(1, len(seqs) + 1))
+    assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.APPROVED
     # Woken: queued on commit, and then perhaps run already by the session's worker.
     assert Job.objects.get(pk=job.pk).status != JobStatus.WAITING
+
+
+@pytest.mark.django_db
+def test_a_decision_and_its_checkpoint_and_events_share_one_moment():
+    job, checkpoint = paused()
+    decision = services.checkpoint_approve(
+        checkpoint=checkpoint, user=make_user("alice", approver=True)
+    )
+    checkpoint.refresh_from_db()
+    stored = CheckpointDecision.objects.get(pk=decision.pk)
+    stamped = set(
+        JobEvent.objects.filter(job=job, kind__in=["checkpoint.decided", "job.woken"]).values_list(
+            "created_at", flat=True
+        )
+    )
+    assert stamped == {stored.created_at} == {checkpoint.decided_at}
+
+
+@pytest.mark.django_db
+def test_resolve_wait_refuses_what_one_statement_cannot_write(path):
+    job, checkpoint = paused()
+    with transaction.atomic():  # nothing to write: nothing done
+        assert resolve_wait(str(job.pk)) is False
+        with pytest.raises(ValueError, match="new rows"):
+            resolve_wait(str(job.pk), rows=[checkpoint])
+        with pytest.raises(ValueError, match="one update"):
+            resolve_wait(
+                str(job.pk), updates=[(Job.objects.filter(pk=job.pk), {"priority": 1})], wake="x"
+            )
+        # Without a wake-up the job's row is the caller's to update; no events is fine.
+        assert (
+            resolve_wait(str(job.pk), updates=[(Job.objects.filter(pk=job.pk), {"priority": 1})])
+            is False
+        )
+    assert Job.objects.get(pk=job.pk).priority == 1

@@ -1,6 +1,6 @@
 """Decisions on SQLite, `make run`'s default database: the locking read without FOR UPDATE
-and the writes one at a time (`resolve_wait`'s portable path), in a pytest of its own on a
-SQLite file, since this suite's database is PostgreSQL."""
+and the writes one at a time (`resolve_wait`'s portable path), in a pytest of its own whose
+DATABASE_URL names SQLite (Django tests it in memory), since this suite's is PostgreSQL."""
 
 import os
 import re
