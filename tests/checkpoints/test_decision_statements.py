@@ -14,6 +14,7 @@ from jobs.runtime import append_event, folded, resolve_wait
 from jobs.runtime.engine import run_job
 from jobs.services import job_create
 from tests.factories import make_user
+from tests.utils import wait_status
 
 pytestmark = pytest.mark.usefixtures("local_runtime")
 
@@ -96,13 +97,14 @@ def test_a_job_no_longer_waiting_is_not_woken_and_gets_no_wake_event(path):
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 
 
-@pytest.mark.django_db(transaction=True)
-def test_an_event_number_taken_meanwhile_neither_deadlocks_nor_reorders_the_events():
+def test_an_event_number_taken_meanwhile_neither_deadlocks_nor_reorders_the_events(worker):
     """Another writer takes the job's next event number and commits only once the decision
     waits on it. Its commit checks the event's foreign key (KEY SHARE on the job's row),
     which the decision's job lock must not block (a deadlock, with FOR UPDATE); the
     decision's events are then written again, in order, after that one."""
-    job, checkpoint = paused()
+    job = job_create(job_type="test-approval", created_by=make_user("creator"))
+    wait_status(job.pk, JobStatus.WAITING)
+    checkpoint = Checkpoint.objects.get(job=job)
     alice = make_user("alice", approver=True)
     taken, go, failures = threading.Event(), threading.Event(), []
     decider_pid: list[int] = []
@@ -157,8 +159,7 @@ def test_an_event_number_taken_meanwhile_neither_deadlocks_nor_reorders_the_even
     seqs = [seq for seq, _ in events(job)]
     assert seqs == list(range(1, len(seqs) + 1))
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.APPROVED
-    # Woken: queued on commit, and then perhaps run already by the session's worker.
-    assert Job.objects.get(pk=job.pk).status != JobStatus.WAITING
+    wait_status(job.pk, JobStatus.SUCCEEDED)  # woken, and run on by the worker
 
 
 @pytest.mark.django_db
