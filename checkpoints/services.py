@@ -102,10 +102,11 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
 
 @cache
 def _lock_statement(vendor: str) -> tuple[str, list[list["Field[Any, Any]"]]]:
-    """`_lock`'s SELECT, built once (the ORM takes longer to build it than the database
-    to run it), and the fields its columns are, in order: the checkpoint's, of its job's
-    what the rules and the answer use (not its input, result or error), and the job's
-    organization's. Each in concrete-field order, as `Model.from_db` takes them."""
+    """`_lock`'s SELECT, built once per database vendor (the ORM takes longer to build it
+    than the database to run it), and the fields its columns are, in order: the
+    checkpoint's, of its job's what the rules and the answer use (not its input, result
+    or error), and the job's organization's. Each in concrete-field order, as
+    `Model.from_db` takes them."""
     quote = connection.ops.quote_name
     read = [
         (Checkpoint, "c", None),

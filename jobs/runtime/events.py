@@ -124,6 +124,9 @@ def publish(*events: JobEvent) -> None:
     messages = [(channel_name(str(e.job_id)), json.dumps(event_dict(e))) for e in events]
 
     def send(redis: Any) -> None:
+        if len(messages) == 1:  # a run's event, as it is emitted: no pipeline to build
+            redis.publish(*messages[0])
+            return
         pipeline = redis.pipeline(transaction=False)
         for channel, message in messages:
             pipeline.publish(channel, message)

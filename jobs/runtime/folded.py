@@ -105,7 +105,7 @@ def resolve(
     wake the job if `woken` is given (and add that event only if the job was waiting),
     and append `events` after the job's last one. Returns the wake's (priority, job_type),
     or None if the job was not woken. An event whose number another writer took meanwhile
-    is not written and keeps `pk` None (the caller appends it)."""
+    is not written and keeps `pk` None (`resolve_wait` then writes them all again)."""
     quote = connection.ops.quote_name
     parts: list[str] = []
     params: list[Any] = []
