@@ -8,13 +8,21 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.services import default_organization
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import JobContext, append_event, handler
+from jobs.runtime import JobContext, append_event, handler, queue
 from jobs.runtime.engine import run_job
 from jobs.runtime.errors import RunInterrupted
 from jobs.services import job_create
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("local_runtime")]
+
+
+@pytest.fixture(autouse=True)
+def no_run_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs made here run in this process (`run_job`) or not at all. A run message
+    would have the session's worker (if one is up) run them too, perhaps still while the
+    test's tables are truncated, where the two deadlock."""
+    monkeypatch.setattr(queue, "send_run_message", lambda *args, **kwargs: None)
 
 
 @handler("test-fold-meddle")
