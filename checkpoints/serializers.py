@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from checkpoints.models import Checkpoint, CheckpointDecision
-from core.serializers import FieldsBuiltOnce
+from core.serializers import FieldsBuiltOnce, SharedOutputFields
 
 
 class DecisionSerializer(FieldsBuiltOnce):
@@ -83,7 +83,7 @@ class SubmitSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class DecidedSerializer(serializers.Serializer):
+class DecidedSerializer(SharedOutputFields):
     """What a decision returns: the decision made and the checkpoint after it."""
 
     decision = DecisionSerializer()
