@@ -26,7 +26,7 @@ def _bind(serializer: serializers.Serializer[Any]) -> BindingDict:
 # serializer built on it.)
 class SharedOutputFields(serializers.Serializer):
     @cached_property
-    def fields(self) -> BindingDict:  # type: ignore[override]
+    def fields(self) -> BindingDict:
         if hasattr(self, "initial_data") or self.context:
             return _bind(self)
         cls = type(self)
