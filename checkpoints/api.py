@@ -1,5 +1,6 @@
 """/api/v1/checkpoints/: review and decide, through the same services as the admin and CLI."""
 
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
@@ -7,6 +8,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import filters, mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,11 +16,11 @@ from rest_framework.response import Response
 from accounts.permissions import HasCapability
 from accounts.roles import Capability, organization_of
 from checkpoints import services
-from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus
+from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointKind, CheckpointStatus
 from checkpoints.selectors import (
+    checkpoint_of,
     checkpoint_rows,
     checkpoints_of,
-    decidable_checkpoints,
     job_checkpoints,
     list_rows,
 )
@@ -68,8 +70,6 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     ordering_fields = ["opened_at", "decided_at", "status"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
-        if self.action in self.capabilities:  # a decision: the service reads the rest
-            return decidable_checkpoints(organization_of(self.request.user))
         return checkpoints_of(organization_of(self.request.user))
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
@@ -96,7 +96,17 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             return queryset.order_by("opened_at", "pk")
         return queryset.pending_first()  # type: ignore[attr-defined]
 
-    def _decided(self, decision: Any) -> Response:
+    def _decide(self, service: Callable[..., CheckpointDecision], **arguments: Any) -> Response:
+        """Decide through `service` the checkpoint of the URL, unread: the service locks
+        and reads it in one statement (the usual look-up by id would read it first),
+        and finds nothing unless it is of the caller's organization."""
+        checkpoint = checkpoint_of(organization_of(self.request.user), self.kwargs["pk"])
+        try:
+            if checkpoint is None:
+                raise Checkpoint.DoesNotExist
+            decision = service(checkpoint=checkpoint, user=self.request.user, **arguments)
+        except Checkpoint.DoesNotExist:
+            raise NotFound("No Checkpoint matches the given query.") from None
         # The services return the decision on the checkpoint they locked and settled,
         # its decisions included: nothing to read again.
         return Response(
@@ -108,36 +118,21 @@ class CheckpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def approve(self, request: Request, pk: str | None = None) -> Response:
         body = ApproveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_approve(
-            checkpoint=self.get_object(),
-            user=request.user,
-            reason=body.validated_data["reason"],
-            payload=body.validated_data["payload"],
-        )
-        return self._decided(decision)
+        return self._decide(services.checkpoint_approve, **body.validated_data)
 
     @extend_schema(request=RejectSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_reject(
-            checkpoint=self.get_object(), user=request.user, reason=body.validated_data["reason"]
-        )
-        return self._decided(decision)
+        return self._decide(services.checkpoint_reject, **body.validated_data)
 
     @extend_schema(request=SubmitSerializer, responses={200: DecidedSerializer})
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        decision = services.checkpoint_submit_input(
-            checkpoint=self.get_object(),
-            user=request.user,
-            data=body.validated_data["data"],
-            reason=body.validated_data["reason"],
-        )
-        return self._decided(decision)
+        return self._decide(services.checkpoint_submit_input, **body.validated_data)
 
 
 class JobCheckpointViewSet(viewsets.GenericViewSet):

@@ -10,6 +10,7 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from accounts.models import Organization
 from accounts.roles import visible_to
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus, Verdict
+from core.numbers import bigint
 from jobs.models import Job
 
 # A checkpoint's decisions with their users, in one query (not one for each).
@@ -32,12 +33,14 @@ def checkpoints_of(organization: Organization | None) -> QuerySet[Checkpoint]:
     )
 
 
-def decidable_checkpoints(organization: Organization | None) -> QuerySet[Checkpoint]:
-    """What a member may decide, to find one by id: the decision services lock and read
-    the checkpoint again, so only its id and job's id are read here."""
-    if organization is None:
-        return Checkpoint.objects.none()
-    return Checkpoint.objects.filter(organization=organization).only("pk", "job_id")
+def checkpoint_of(organization: Organization | None, raw_id: str) -> Checkpoint | None:
+    """The checkpoint `raw_id` (a URL's) of `organization`, to decide, not read: the
+    decision services lock and read it in one statement and find nothing if it is not
+    that organization's. None if `raw_id` is no id or there is no organization."""
+    pk = bigint(raw_id)
+    if organization is None or pk is None:
+        return None
+    return Checkpoint(pk=pk, organization=organization)
 
 
 # The columns of a list row (CheckpointSummarySerializer), read as values, not instances.

@@ -74,7 +74,10 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
-    """Lock the job, then the checkpoint, in one statement: the filter locks the job's
+    """Lock and read the checkpoint named by `checkpoint`'s id and organization (an
+    unread `checkpoint_of` is enough; another organization's is not found).
+
+    The job, then the checkpoint, in one statement: the filter locks the job's
     row before the checkpoint's is (the order `job_cancel` takes them), so a decision
     racing a cancel waits instead of deadlocking. Its decisions come along (none to read
     while `undecided`): nobody adds one while it is locked, and with the one being made
@@ -85,10 +88,10 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     with connection.cursor() as cursor:
         cursor.execute(sql, [checkpoint.pk])
         row = cursor.fetchone()
-    if row is None:
+    values = iter(row or ())
+    locked = _instance(Checkpoint, checkpoint_fields, values) if row else None
+    if locked is None or locked.organization_id != checkpoint.organization_id:
         raise Checkpoint.DoesNotExist(f"checkpoint {checkpoint.pk} does not exist")
-    values = iter(row)
-    locked = _instance(Checkpoint, checkpoint_fields, values)
     locked.job = _instance(Job, job_fields, values)
     locked.job.organization = _instance(Organization, organization_fields, values)
     if undecided(locked.status, locked.required_approvals):  # no query needed

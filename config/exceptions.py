@@ -9,6 +9,7 @@ message written for people, its status code and code, its fields and extra detai
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -24,6 +25,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response({"error": {**body, **exc.details()}}, status=exc.status_code)
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, Http404):  # a look-up by id: "not_found", as every other 404
+        exc = exceptions.NotFound(str(exc) or None)
     response = exception_handler(exc, context)
     if response is None:
         return None  # unexpected: Django's 500 handler (no details when DEBUG is off)

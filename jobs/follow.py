@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from core.numbers import bigint
 from core.redis import redis_client
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.runtime.events import channel_name, event_dict
@@ -43,16 +44,9 @@ def ended(job: Job) -> bool:
     return job.status in TERMINAL_STATUSES
 
 
-MAX_EVENT_NUMBER = 2**63 - 1  # a bigint, as event numbers are stored
-
-
 def event_number(raw: str) -> int | None:
-    """A client's event number (`?after=`, Last-Event-ID): ASCII digits only (`str.isdigit`
-    also takes `²`, which `int` refuses), at most a bigint; None if it is not one."""
-    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 19:
-        return None
-    value = int(raw)
-    return value if value <= MAX_EVENT_NUMBER else None
+    """A client's event number (`?after=`, Last-Event-ID), as stored: a bigint, or None."""
+    return bigint(raw)
 
 
 def paused_or_ended(job: Job) -> bool:

@@ -1,6 +1,8 @@
 """The REST API: who may do what, tenant isolation, and the error shapes."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.models import Organization, Role
@@ -96,9 +98,34 @@ def test_another_organizations_objects_are_404(operator, outsider):
         f"/api/v1/jobs/{job_id}/events/",
         f"/api/v1/checkpoints/{checkpoint_id}/",
     ):
-        assert outsider.get(url).status_code == 404
+        response = outsider.get(url)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     assert outsider.post(f"/api/v1/checkpoints/{checkpoint_id}/approve/").status_code == 404
     assert outsider.get("/api/v1/jobs/").json()["count"] == 0
+
+
+def test_a_decision_finds_its_checkpoint_in_the_lock_alone(operator, approver, outsider):
+    """The decision views read the checkpoint once, locked, scoped to the caller's
+    organization; an id that is none, or another organization's, is a 404."""
+    _, checkpoint_id = paused_code_generation(operator)
+    for bad in ("abc", "\u00b2", "-1", "9" * 20, str(checkpoint_id + 1000)):
+        for verb in ("approve", "reject", "submit"):
+            response = approver.post(f"/api/v1/checkpoints/{bad}/{verb}/", {}, format="json")
+            assert response.status_code in (400, 404), (bad, verb, response.status_code)
+        response = approver.post(f"/api/v1/checkpoints/{bad}/approve/", {}, format="json")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert (
+        outsider.post(f"/api/v1/checkpoints/{checkpoint_id}/reject/", {"reason": "x"}).status_code
+        == 404
+    )
+    assert Checkpoint.objects.get(pk=checkpoint_id).status == "pending"
+
+    with CaptureQueriesContext(connection) as captured:
+        response = approver.post(f"/api/v1/checkpoints/{checkpoint_id}/approve/", {}, format="json")
+
+    assert response.status_code == 200 and response.json()["checkpoint"]["status"] == "approved"
+    reads = [q["sql"] for q in captured if 'FROM "checkpoints_checkpoint"' in q["sql"]]
+    assert len(reads) == 1 and "FOR UPDATE" in reads[0], reads
 
 
 def test_cancel_and_retry(operator):
