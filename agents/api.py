@@ -24,12 +24,13 @@ from agents.serializers import (
     AgentStatisticsSerializer,
 )
 from agents.services import agent_create, agent_delete, agent_execute, agent_update
+from core.filters import FiltersBuiltOnce
 from jobs.api import JobFilter
 from jobs.models import JobStatus
 from jobs.serializers import JobSerializer
 
 
-class AgentFilter(django_filters.FilterSet):
+class AgentFilter(FiltersBuiltOnce):
     status = django_filters.ChoiceFilter(choices=AgentStatus.choices)
     provider = django_filters.CharFilter()
 

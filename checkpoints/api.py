@@ -32,11 +32,11 @@ from checkpoints.serializers import (
     RejectSerializer,
     SubmitSerializer,
 )
-from core.filters import UTCDateTimeFilter
+from core.filters import FiltersBuiltOnce, UTCDateTimeFilter
 from jobs.selectors import jobs_of
 
 
-class CheckpointFilter(django_filters.FilterSet):
+class CheckpointFilter(FiltersBuiltOnce):
     # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
     status = django_filters.MultipleChoiceFilter(choices=CheckpointStatus.choices, distinct=False)
     kind = django_filters.ChoiceFilter(choices=CheckpointKind.choices)

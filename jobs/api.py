@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import HasCapability, request_user
 from accounts.roles import Capability, organization_of
-from core.filters import UTCDateTimeFilter
+from core.filters import FiltersBuiltOnce, UTCDateTimeFilter
 from jobs import workers
 from jobs.follow import event_number
 from jobs.models import Job, JobStatus
@@ -30,7 +30,7 @@ from jobs.serializers import (
 from jobs.services import fitted_key, job_cancel, job_create, job_retry
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FiltersBuiltOnce):
     # No DISTINCT: no join here can repeat a row, and DISTINCT compares JSON columns.
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")

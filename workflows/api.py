@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import HasCapability, request_organization, request_user
 from accounts.roles import Capability, organization_of
-from core.filters import UTCDateTimeFilter
+from core.filters import FiltersBuiltOnce, UTCDateTimeFilter
 from jobs.models import JobStatus
 from jobs.services import job_cancel, job_retry
 from workflows import services
@@ -177,7 +177,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class RunFilter(django_filters.FilterSet):
+class RunFilter(FiltersBuiltOnce):
     status = django_filters.MultipleChoiceFilter(
         field_name="job__status", choices=JobStatus.choices, distinct=False
     )
