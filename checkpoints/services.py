@@ -75,7 +75,8 @@ def schema_errors(schema: dict[str, Any], data: Any) -> dict[str, list[str]]:
 
 def _lock(checkpoint: Checkpoint) -> Checkpoint:
     """Lock and read the checkpoint named by `checkpoint`'s id and organization (an
-    unread `checkpoint_of` is enough; another organization's is not found).
+    unread `checkpoint_of` is enough): another organization's is neither found nor
+    locked.
 
     The job, then the checkpoint, in one statement: the filter locks the job's
     row before the checkpoint's is (the order `job_cancel` takes them), so a decision
@@ -86,12 +87,12 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     a setting changed meanwhile (self-approval) applies from the next decision."""
     sql, (checkpoint_fields, job_fields, organization_fields) = _lock_statement(connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [checkpoint.pk])
+        cursor.execute(sql, [checkpoint.pk, checkpoint.organization_id])
         row = cursor.fetchone()
-    values = iter(row or ())
-    locked = _instance(Checkpoint, checkpoint_fields, values) if row else None
-    if locked is None or locked.organization_id != checkpoint.organization_id:
+    if row is None:
         raise Checkpoint.DoesNotExist(f"checkpoint {checkpoint.pk} does not exist")
+    values = iter(row)
+    locked = _instance(Checkpoint, checkpoint_fields, values)
     locked.job = _instance(Job, job_fields, values)
     locked.job.organization = _instance(Organization, organization_fields, values)
     if undecided(locked.status, locked.required_approvals):  # no query needed
@@ -140,7 +141,8 @@ def _lock_statement(vendor: str) -> tuple[str, list[list["Field[Any, Any]"]]]:
     sql = (
         f"SELECT {selected} FROM {checkpoint} c"
         f" JOIN {job} j ON j.id = c.job_id JOIN {organization} o ON o.id = j.organization_id"
-        f" WHERE c.id = %s AND EXISTS (SELECT 1 FROM {job} l WHERE l.id = c.job_id{lock})"
+        f" WHERE c.id = %s AND c.organization_id = %s"
+        f" AND EXISTS (SELECT 1 FROM {job} l WHERE l.id = c.job_id{lock})"
         f"{lock_self}"
     )
     return sql, fields
