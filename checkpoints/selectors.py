@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
 
 from accounts.models import Organization
 from accounts.roles import visible_to
@@ -137,3 +137,40 @@ def current_approvers(checkpoint: Checkpoint) -> set[int]:
     approvals = [d for d in checkpoint.decisions.all() if d.verdict == Verdict.APPROVED]
     last_edit = max((i for i, d in enumerate(approvals) if d.payload is not None), default=0)
     return {d.user_id for d in approvals[last_edit:] if d.user_id is not None}
+
+
+def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The JSON the job memoizes once the checkpoint is settled: written with the
+    decision that settles it (`services._settle`), or by the job's own poll.
+
+    Its decisions with their users, read unless they were with the checkpoint (a
+    decision service's lock reads them and adds the one being made)."""
+    prefetch_related_objects([checkpoint], DECISIONS_WITH_USERS)
+    decisions = list(checkpoint.decisions.all())
+    # An edit counts only if the checkpoint was approved: on expiry, a lone
+    # approver's edit (short of required_approvals) must not reach the handler.
+    edited = (
+        next(
+            (
+                d.payload
+                for d in reversed(decisions)
+                if d.verdict == Verdict.APPROVED and d.payload is not None
+            ),
+            None,
+        )
+        if checkpoint.status == CheckpointStatus.APPROVED
+        else None
+    )
+    supplied = next((d.payload for d in reversed(decisions) if d.verdict == Verdict.INPUT), None)
+    last = decisions[-1] if decisions else None
+    return {
+        "checkpoint_id": checkpoint.pk,
+        "key": checkpoint.key,
+        "status": checkpoint.status,
+        "on_timeout": checkpoint.on_timeout,
+        "payload": edited if edited is not None else checkpoint.payload,
+        "edited": edited is not None,
+        "data": supplied,
+        "reason": last.reason if last else "",
+        "decided_by": [d.user.get_username() for d in decisions if d.user is not None],
+    }

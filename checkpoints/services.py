@@ -25,6 +25,7 @@ from checkpoints.models import (
 from checkpoints.selectors import (
     DECISIONS_WITH_USERS,
     current_approvers,
+    resolution,
     undecided,
 )
 from core import metrics, sentry
@@ -217,8 +218,10 @@ def decide_refusal(checkpoint: Checkpoint, user: Actor | None, *, approving: boo
 
 
 def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -> None:
-    """Write the decision and the checkpoint's new status, tell the job's followers and
-    wake the job: together (one statement on PostgreSQL)."""
+    """Write the decision and the checkpoint's new status, tell the job's followers,
+    record the job's wait as resolved (its run goes on from it without reading the
+    checkpoint) and wake the job: together (one statement on PostgreSQL). `decision` is
+    the last of the checkpoint's decisions (`_decision`)."""
     checkpoint.status = status
     checkpoint.decided_at = decision.created_at = timezone.now()
     user = decision.user.get_username() if decision.user else None
@@ -235,6 +238,7 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
             ("checkpoint.decided", {"checkpoint_id": checkpoint.pk, "status": status, "by": user})
         ],
         wake=f"checkpoint {checkpoint.key} {status}",
+        resolved=(checkpoint.key, resolution(checkpoint)),
         now=checkpoint.decided_at,
     )
     metrics.inc("agent_checkpoints_total", kind=checkpoint.kind, status=status)
@@ -408,8 +412,9 @@ def checkpoints_expire_due(*, limit: int = 500) -> int:
             )
             if checkpoint is None:
                 continue
-            decision = CheckpointDecision(
-                checkpoint=checkpoint,
+            prefetch_related_objects([checkpoint], DECISIONS_WITH_USERS)
+            decision = _decision(
+                checkpoint,
                 user=None,
                 verdict=Verdict.EXPIRED,
                 reason=f"expired; on_timeout={checkpoint.on_timeout}",

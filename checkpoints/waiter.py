@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
+from checkpoints.selectors import resolution
 from checkpoints.tasks import notify_opened
 from core import metrics
 from core.schemas import schema_problems
@@ -168,38 +169,6 @@ class CheckpointWaiter:
             timed_out=timed_out,
             edited=data.get("edited", False),
         )
-
-
-def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The JSON the job memoizes once the checkpoint is settled."""
-    decisions = list(checkpoint.decisions.select_related("user"))
-    # An edit counts only if the checkpoint was approved: on expiry, a lone
-    # approver's edit (short of required_approvals) must not reach the handler.
-    edited = (
-        next(
-            (
-                d.payload
-                for d in reversed(decisions)
-                if d.verdict == "approved" and d.payload is not None
-            ),
-            None,
-        )
-        if checkpoint.status == CheckpointStatus.APPROVED
-        else None
-    )
-    supplied = next((d.payload for d in reversed(decisions) if d.verdict == "input"), None)
-    last = decisions[-1] if decisions else None
-    return {
-        "checkpoint_id": checkpoint.pk,
-        "key": checkpoint.key,
-        "status": checkpoint.status,
-        "on_timeout": checkpoint.on_timeout,
-        "payload": edited if edited is not None else checkpoint.payload,
-        "edited": edited is not None,
-        "data": supplied,
-        "reason": last.reason if last else "",
-        "decided_by": [d.user.get_username() for d in decisions if d.user is not None],
-    }
 
 
 def _notify_on_commit(checkpoint_id: int) -> None:

@@ -9,8 +9,9 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from core import metrics
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
 from jobs.runtime import folded
+from jobs.runtime.context import to_json
 from jobs.runtime.events import append_event, publish
 from jobs.runtime.queue import prompt_on_commit
 
@@ -36,6 +37,7 @@ def resolve_wait(
     updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]] = (),
     events: Sequence[tuple[str, dict[str, Any]]] = (),
     wake: str | None = None,
+    resolved: tuple[str, Any] | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Write what resolves (or advances) a job's wait, together: `rows` (new instances
@@ -49,11 +51,19 @@ def resolve_wait(
     not see the rows inserted with it, and the job's own row may not be updated with a
     wake-up (one statement updates a row once). The events are stamped `now` (default:
     the call's time) there; elsewhere each as it is written. Returns whether the job
-    was woken."""
+    was woken.
+
+    `resolved` is (the wait's step key, the data its waiter's poll would now resolve
+    with): the wait's step is recorded as resolved, so the run that resumes finds it
+    among its steps and goes on without polling the waiter again (a transaction of
+    three more round trips). A wait whose step is not `waiting` is left to the poll."""
     if any(not row._state.adding or row.pk is not None for row in rows):
         raise ValueError("resolve_wait inserts new rows only")
     if wake is not None and any(queryset.model is Job for queryset, _ in updates):
         raise ValueError("resolve_wait's wake-up is the job row's one update")
+    now = now or timezone.now()
+    if resolved is not None:
+        updates = [*updates, _resolved_step(job_id, *resolved, now=now)]
     if not folded.resolvable():
         for row in rows:
             row.save(force_insert=True)
@@ -64,7 +74,6 @@ def resolve_wait(
         return wake is not None and wake_job(job_id=job_id, reason=wake)
     if not (rows or updates or events or wake is not None):
         return False
-    now = now or timezone.now()
     made = [JobEvent(job_id=job_id, kind=kind, data=data, created_at=now) for kind, data in events]
     woken = None
     if wake is not None:
@@ -81,6 +90,21 @@ def resolve_wait(
     if woke:
         _woke(str(job_id), *woke)
     return woke is not None
+
+
+def _resolved_step(
+    job_id: str, key: str, data: Any, *, now: datetime
+) -> tuple[QuerySet[JobStep], dict[str, Any]]:
+    """The UPDATE that records a waiting step as resolved with `data`: what the run's
+    own poll would write (`JobContext._poll`)."""
+    waiting = JobStep.objects.filter(job_id=job_id, key=key, status=StepStatus.WAITING)
+    return waiting, {
+        "status": StepStatus.SUCCEEDED,
+        "output": to_json(data),
+        "error": "",
+        "attempt": 1,
+        "finished_at": now,
+    }
 
 
 def _woken(reason: str) -> dict[str, Any]:

@@ -6,10 +6,12 @@ import threading
 import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from checkpoints import services
 from checkpoints.models import Checkpoint, CheckpointDecision, CheckpointStatus
-from jobs.models import Job, JobEvent, JobStatus
+from checkpoints.selectors import resolution
+from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
 from jobs.runtime import append_event, folded, resolve_wait
 from jobs.runtime.engine import run_job
 from jobs.services import job_create
@@ -56,7 +58,8 @@ def test_an_approval_writes_its_decision_status_events_and_wake_up(path):
         assert sum("FOR UPDATE" in read for read in reads) == 1, reads
         assert not any("checkpointdecision" in read for read in reads), reads
     else:
-        assert len(writes) == 5, writes  # decision, status, event, wake-up, its event
+        # decision, status, the wait's step, event, wake-up, its event
+        assert len(writes) == 6, writes
     stored = CheckpointDecision.objects.get(checkpoint=checkpoint)
     assert (stored.pk, stored.user, stored.verdict) == (decision.pk, alice, "approved")
     checkpoint.refresh_from_db()
@@ -68,6 +71,47 @@ def test_an_approval_writes_its_decision_status_events_and_wake_up(path):
     woken = JobEvent.objects.get(job=job, kind="job.woken")
     assert woken.data == {"reason": f"checkpoint {checkpoint.key} approved"}
     assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_a_settled_wait_resumes_from_its_step_without_reading_the_checkpoint(path):
+    job, checkpoint = paused(payload={"n": 2}, required_approvals=2)
+    services.checkpoint_approve(
+        checkpoint=checkpoint, user=make_user("alice", approver=True), payload={"n": 3}
+    )
+    step = JobStep.objects.get(job=job, key="go")
+    assert step.status == StepStatus.WAITING  # short of the quorum: still the poll's
+
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("bob", approver=True))
+
+    step.refresh_from_db()
+    checkpoint.refresh_from_db()
+    assert step.status == StepStatus.SUCCEEDED and step.finished_at == checkpoint.decided_at
+    assert step.output == resolution(checkpoint)  # what the job's own poll would record
+    assert step.output["decided_by"] == ["alice", "bob"] and step.output["edited"] is True
+    with CaptureQueriesContext(connection) as captured:
+        assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    sql = [q["sql"] for q in captured]
+    assert [s for s in sql if "checkpoints_checkpoint" in s] == []  # no poll
+    assert not any(s.startswith('UPDATE "agents_jobstep"') for s in sql)  # nor its write
+    job.refresh_from_db()
+    assert job.result == {"payload": {"n": 3}, "decided_by": ["alice", "bob"], "timed_out": False}
+
+
+@pytest.mark.django_db
+def test_an_expired_checkpoint_settles_its_wait_with_its_on_timeout(path):
+    job, checkpoint = paused(expires_in=60, on_timeout="approve")
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(expires_at=timezone.now())
+
+    assert services.checkpoints_expire_due() == 1
+
+    checkpoint.refresh_from_db()
+    step = JobStep.objects.get(job=job, key="go")
+    assert step.status == StepStatus.SUCCEEDED and step.output == resolution(checkpoint)
+    assert step.output["reason"] == "expired; on_timeout=approve"
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.result == {"payload": {"n": 1}, "decided_by": [], "timed_out": True}
 
 
 @pytest.mark.django_db
