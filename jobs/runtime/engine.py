@@ -101,7 +101,7 @@ class Run:
         # batches: at suspend, retry and the end, and at the first step boundary a
         # second or more after the oldest unwritten one.
         self._seq = claimed.last_event_seq + 1
-        self.has_steps = claimed.has_steps
+        self.claim = claimed
         self._events: list[JobEvent] = []
         self._oldest_event = 0.0
         self._unsaved_step: JobStep | None = None
@@ -440,8 +440,8 @@ def _run(run: Run) -> RunOutcome:
     except LeaseLost:
         return RunOutcome.LEASE_LOST
 
-    # One query loads every recorded step; a first run (the claim saw none) skips it.
-    steps = {s.key: s for s in JobStep.objects.filter(job_id=job.pk)} if run.has_steps else {}
+    # Read with the claim on PostgreSQL; elsewhere one query, none on a first run.
+    steps = {s.key: s for s in run.claim.recorded_steps()}
     run.emit("job.resumed" if steps else "job.started", {"attempt": job.attempts})
     ctx = JobContext(job, steps, run)
     with sentry.traced(op=RUN_OP, name=job.job_type, tags=job_tags(job)):

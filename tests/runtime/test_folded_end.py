@@ -2,13 +2,16 @@
 only if the run still holds the lease; a number taken meanwhile falls back to the
 statement-by-statement path, which renumbers."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.services import default_organization
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import JobContext, append_event, handler, queue
+from jobs.runtime import JobContext, append_event, handler, leases, queue
 from jobs.runtime.engine import run_job
 from jobs.runtime.errors import RunInterrupted
 from jobs.services import job_create
@@ -188,3 +191,42 @@ def test_an_idempotency_key_longer_than_its_column_is_kept_as_its_digest():
     other = job_create(job_type="simple-task", idempotency_key=long + "b")
     assert first.pk == again.pk and other.pk != first.pk
     assert len(Job.objects.get(pk=first.pk).idempotency_key) <= 200
+
+
+def test_the_claim_reads_the_steps_as_the_orm_does():
+    job = unsent("test-fold-meddle", meddle="")
+    started = timezone.now()
+    outputs = [{"nested": [1, 2.5, None, "é"]}, None, "text", 10**20, [], 0.1]
+    for position, output in enumerate(outputs):
+        JobStep.objects.create(
+            job=job,
+            key=f"k{position}",
+            position=len(outputs) - position,  # not the order they were inserted in
+            status="succeeded" if position else "waiting",
+            output=output,
+            attempt=position + 1,
+            started_at=started,
+            finished_at=None if position == 2 else started + timedelta(microseconds=position),
+        )
+
+    claimed = leases.claim(str(job.pk), "owner")
+
+    assert claimed is not None and claimed.steps is not None  # none read after it
+    fields = [f.attname for f in JobStep._meta.concrete_fields]
+    expected = [[getattr(s, f) for f in fields] for s in JobStep.objects.filter(job=job)]
+    assert [[getattr(s, f) for f in fields] for s in claimed.recorded_steps()] == expected
+    assert all(not s._state.adding for s in claimed.steps)
+
+
+def test_only_a_claim_outside_a_transaction_relaxes_its_commit():
+    def claim(job: Job) -> str:
+        with CaptureQueriesContext(connection) as captured:
+            assert leases.claim(str(job.pk), "owner") is not None
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"  # never the session's setting
+        return captured[0]["sql"]
+
+    assert "set_config('synchronous_commit', 'off', true)" in claim(unsent("test-noop"))
+    with transaction.atomic():  # the caller's commit is the claim's: it must stay durable
+        assert "synchronous_commit" not in claim(unsent("test-noop"))
