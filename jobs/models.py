@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
@@ -244,7 +245,8 @@ class JobEvent(models.Model):
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=64)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When it happened (set when emitted), not when a run's batch of events was written.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         # Created by the agents app before the runtime had a package of its own; the

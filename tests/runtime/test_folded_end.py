@@ -2,6 +2,7 @@
 only if the run still holds the lease; a number taken meanwhile falls back to the
 statement-by-statement path, which renumbers."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -230,3 +231,18 @@ def test_only_a_claim_outside_a_transaction_relaxes_its_commit():
     assert "set_config('synchronous_commit', 'off', true)" in claim(unsent("test-noop"))
     with transaction.atomic():  # the caller's commit is the claim's: it must stay durable
         assert "synchronous_commit" not in claim(unsent("test-noop"))
+
+
+@handler("test-fold-slow-step")
+def slow_step(ctx: JobContext) -> None:
+    ctx.step("slow", lambda: time.sleep(0.2))
+
+
+def test_events_keep_the_time_they_happened_at_not_the_time_they_were_written():
+    job = unsent("test-fold-slow-step")
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    started, succeeded = JobEvent.objects.filter(job=job).order_by("seq")
+    step = JobStep.objects.get(job=job)
+    assert step.started_at is not None and step.finished_at is not None
+    # Both were written in the run's one closing statement, after the step.
+    assert started.created_at <= step.started_at < step.finished_at <= succeeded.created_at
