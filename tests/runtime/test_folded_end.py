@@ -197,7 +197,7 @@ def test_an_idempotency_key_longer_than_its_column_is_kept_as_its_digest():
 def test_the_claim_reads_the_steps_as_the_orm_does():
     job = unsent("test-fold-meddle", meddle="")
     started = timezone.now()
-    outputs = [{"nested": [1, 2.5, None, "é"]}, None, "text", 10**20, [], 0.1]
+    outputs: list[object] = [{"nested": [1, 2.5, None, "é"]}, None, "text", 10**20, [], 0.1]
     for position, output in enumerate(outputs):
         JobStep.objects.create(
             job=job,
