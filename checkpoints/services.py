@@ -1,15 +1,14 @@
 """Deciding checkpoints. The admin, the API and the command line all call these."""
 
 import logging
-from collections.abc import Iterator
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Field, Model, prefetch_related_objects
+from django.db.models import Field, prefetch_related_objects
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -30,12 +29,12 @@ from checkpoints.selectors import (
 )
 from core import metrics, sentry
 from core.errors import ApplicationError, Conflict
+from core.rows import instance
 from core.schemas import validation_errors
 from jobs.models import Job
 from jobs.runtime import resolve_wait
 
 logger = logging.getLogger(__name__)
-M = TypeVar("M", bound=Model)
 
 DECIDE_PERMISSION = "checkpoints.decide_checkpoint"
 
@@ -93,9 +92,9 @@ def _lock(checkpoint: Checkpoint) -> Checkpoint:
     if row is None:
         raise Checkpoint.DoesNotExist(f"checkpoint {checkpoint.pk} does not exist")
     values = iter(row)
-    locked = _instance(Checkpoint, checkpoint_fields, values)
-    locked.job = _instance(Job, job_fields, values)
-    locked.job.organization = _instance(Organization, organization_fields, values)
+    locked = instance(Checkpoint, checkpoint_fields, values)
+    locked.job = instance(Job, job_fields, values)
+    locked.job.organization = instance(Organization, organization_fields, values)
     if undecided(locked.status, locked.required_approvals):  # no query needed
         decisions = locked.decisions.all()  # as a prefetch leaves it:
         decisions._result_cache, decisions._prefetch_done = [], True  # type: ignore[attr-defined]
@@ -147,20 +146,6 @@ def _lock_statement(vendor: str) -> tuple[str, list[list["Field[Any, Any]"]]]:
         f"{lock_self}"
     )
     return sql, fields
-
-
-def _instance(model: type[M], fields: list["Field[Any, Any]"], values: Iterator[Any]) -> M:
-    """The instance of `model` whose `fields` the next values are, converted as the ORM
-    would (a JSON column's text, SQLite's datetimes)."""
-    converted = []
-    for field, value in zip(fields, values, strict=False):
-        column = field.cached_col
-        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
-            connection
-        ):
-            value = convert(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 def _decision(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:

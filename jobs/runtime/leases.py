@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from core.rows import instance
 from jobs.models import Job, JobEvent, JobStatus, JobStep
 
 
@@ -72,7 +73,9 @@ def claim(job_id: str, owner: str) -> Claim | None:
     """Take the job's lease; None if it is not ours to run.
 
     One conditional UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35) takes the lease and
-    reads the row, its last event number and whether it has steps in one round trip.
+    reads the row, its last event number and its steps (elsewhere: whether it has any)
+    in one round trip, turned into a Job by hand (`raw()` took a third of a millisecond
+    more).
     Which jobs it may take is `Job.objects.claimable`, compiled into the statement, so
     the rule is written once. Taking over an abandoned run (its worker died) counts as
     a failed attempt, so a step that always kills its worker cannot loop forever.
@@ -91,18 +94,17 @@ def claim(job_id: str, owner: str) -> Claim | None:
         "expires": adapt(lease_expiry()),
         "now": adapt(timezone.now()),
     }
-    # raw() turns the columns into a Job (with each field's database converters) and
-    # the extra ones into attributes, taken off again into the Claim.
-    job = next(iter(Job.objects.raw(sql, params)), None)
-    if job is None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    extra = job.__dict__
-    extra.pop("relaxed_commit", None)
-    steps = extra.pop("claimed_steps")
-    last_event_seq = int(extra.pop("last_event_seq"))
+    values = iter(row)
+    job = instance(Job, Job._meta.concrete_fields, values)
+    last_event_seq, steps = int(next(values)), next(values)
     if isinstance(steps, bool | int):  # whether it has any (not PostgreSQL)
         return Claim(job=job, last_event_seq=last_event_seq, has_steps=bool(steps))
-    rows = [_step_from_json(row) for row in steps or []]
+    rows = [_step_from_json(step) for step in steps or []]
     return Claim(job=job, last_event_seq=last_event_seq, has_steps=bool(rows), steps=rows)
 
 

@@ -194,8 +194,9 @@ def test_an_idempotency_key_longer_than_its_column_is_kept_as_its_digest():
     assert len(Job.objects.get(pk=first.pk).idempotency_key) <= 200
 
 
-def test_the_claim_reads_the_steps_as_the_orm_does():
+def test_the_claim_reads_the_job_and_its_steps_as_the_orm_does():
     job = unsent("test-fold-meddle", meddle="")
+    Job.objects.filter(pk=job.pk).update(result={"a": [1.5, None]}, wake_at=timezone.now())
     started = timezone.now()
     outputs: list[object] = [{"nested": [1, 2.5, None, "é"]}, None, "text", 10**20, [], 0.1]
     for position, output in enumerate(outputs):
@@ -217,6 +218,9 @@ def test_the_claim_reads_the_steps_as_the_orm_does():
     expected = [[getattr(s, f) for f in fields] for s in JobStep.objects.filter(job=job)]
     assert [[getattr(s, f) for f in fields] for s in claimed.recorded_steps()] == expected
     assert all(not s._state.adding for s in claimed.steps)
+    columns = [f.attname for f in Job._meta.concrete_fields]
+    stored = Job.objects.get(pk=job.pk)
+    assert [getattr(claimed.job, f) for f in columns] == [getattr(stored, f) for f in columns]
 
 
 def test_only_a_claim_outside_a_transaction_relaxes_its_commit():
