@@ -27,7 +27,7 @@ from jobs.serializers import (
     JobStepSerializer,
     WorkerSerializer,
 )
-from jobs.services import fitted_key, job_cancel, job_create, job_retry
+from jobs.services import job_cancel, job_get_or_create, job_retry
 
 
 class JobFilter(FiltersBuiltOnce):
@@ -105,18 +105,15 @@ class JobViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key = fitted_key(request.headers.get("Idempotency-Key", ""))
         user = request_user(request)
-        existing = Job.objects.filter(created_by=user, idempotency_key=key).first() if key else None
-        if existing is not None:
-            return Response(JobSerializer(existing).data, status=status.HTTP_200_OK)
-        job = job_create(
+        job, created = job_get_or_create(
             created_by=user,
-            idempotency_key=key,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
             organization=organization_of(user),
             **serializer.validated_data,
         )
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(JobSerializer(job).data, status=answer)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])

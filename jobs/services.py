@@ -84,12 +84,45 @@ def job_create(
     max_attempts: int | None = None,
     organization: Organization | None = None,
 ) -> Job:
-    """Create a job and enqueue it once the transaction commits.
+    """Create a job and enqueue it once the transaction commits (`job_get_or_create`,
+    without saying whether it was new)."""
+    return job_get_or_create(
+        job_type=job_type,
+        input=input,
+        priority=priority,
+        created_by=created_by,
+        idempotency_key=idempotency_key,
+        parent=parent,
+        max_attempts=max_attempts,
+        organization=organization,
+    )[0]
+
+
+def job_get_or_create(
+    *,
+    job_type: str,
+    input: dict[str, Any] | None = None,
+    priority: int = 5,
+    created_by: User | None = None,
+    idempotency_key: str = "",
+    parent: Job | None = None,
+    max_attempts: int | None = None,
+    organization: Organization | None = None,
+) -> tuple[Job, bool]:
+    """Create a job and enqueue it once the transaction commits; True if it is new.
 
     The job type's `prepare` hook may refuse it or give it options (its concurrency
     key). With an idempotency key, a repeated request by the same creator returns the
-    job the first request made instead of a new one.
+    job the first request made (and False), whatever has changed since: nothing is
+    checked or prepared again.
     """
+    idempotency_key = fitted_key(idempotency_key)
+    if idempotency_key:
+        existing = Job.objects.filter(
+            created_by=created_by, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing, False
     input = {} if input is None else input
     spec = get_handler(job_type)  # UnknownJobType names the known ones
     _validate(spec, input, priority, max_attempts)
@@ -98,13 +131,6 @@ def job_create(
     if organization is None:  # a child job stays in its parent's organization
         organization = parent.organization if parent else default_organization()
     options = spec.prepare(input, organization) if spec.prepare else JobOptions()
-    idempotency_key = fitted_key(idempotency_key)
-    if idempotency_key:
-        existing = Job.objects.filter(
-            created_by=created_by, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
     # The request that asked for the job; a child started by a run inherits its parent's.
     request_id = logs.get_request_id() or (parent.request_id if parent else "")
     attempts = max_attempts or (
@@ -135,13 +161,13 @@ def job_create(
         _save_new(job, queued)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
-            return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
+            return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
         raise
     publish(queued)
     prompt_on_commit(str(job.pk), priority)
     metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
-    return job
+    return job, True
 
 
 def _save_new(job: Job, queued: JobEvent) -> None:
