@@ -55,8 +55,8 @@ def resolve_wait(
 
     `resolved` is (the wait's step key, the data its waiter's poll would now resolve
     with): the wait's step is recorded as resolved, so the run that resumes finds it
-    among its steps and goes on without polling the waiter again (a transaction of
-    three more round trips). A wait whose step is not `waiting` is left to the poll."""
+    among its steps and goes on without polling the waiter again (a transaction of five
+    round trips). A step not `waiting`, or of a job not waiting, is left to the poll."""
     if any(not row._state.adding or row.pk is not None for row in rows):
         raise ValueError("resolve_wait inserts new rows only")
     if wake is not None and any(queryset.model is Job for queryset, _ in updates):
@@ -96,8 +96,11 @@ def _resolved_step(
     job_id: str, key: str, data: Any, *, now: datetime
 ) -> tuple[QuerySet[JobStep], dict[str, Any]]:
     """The UPDATE that records a waiting step as resolved with `data`: what the run's
-    own poll would write (`JobContext._poll`)."""
-    waiting = JobStep.objects.filter(job_id=job_id, key=key, status=StepStatus.WAITING)
+    own poll would write (`JobContext._poll`). Only while its job waits (as the
+    statement began: before its wake-up): a run going on meanwhile polls for itself."""
+    waiting = JobStep.objects.filter(
+        job_id=job_id, key=key, status=StepStatus.WAITING, job__status=JobStatus.WAITING
+    )
     return waiting, {
         "status": StepStatus.SUCCEEDED,
         "output": to_json(data),

@@ -99,6 +99,18 @@ def test_a_settled_wait_resumes_from_its_step_without_reading_the_checkpoint(pat
 
 
 @pytest.mark.django_db
+def test_the_wait_of_a_job_not_waiting_is_left_to_its_run(path):
+    job, checkpoint = paused()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # a run is under way
+
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("alice", approver=True))
+
+    # Not woken, and its step not written over: the run's own poll reads the decision.
+    assert JobStep.objects.get(job=job, key="go").status == StepStatus.WAITING
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+@pytest.mark.django_db
 def test_an_expired_checkpoint_settles_its_wait_with_its_on_timeout(path):
     job, checkpoint = paused(expires_in=60, on_timeout="approve")
     Checkpoint.objects.filter(pk=checkpoint.pk).update(expires_at=timezone.now())
