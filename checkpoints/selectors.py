@@ -70,9 +70,19 @@ def checkpoint_rows(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Any]:
     return checkpoints.prefetch_related(None).values(*_ROW_COLUMNS, job_type=job_type)
 
 
+def opening_decisions(checkpoint: Checkpoint) -> list[CheckpointDecision]:
+    """The checkpoint's decisions since it was (last) opened, in order. A checkpoint is
+    opened again when its job, cancelled while it waited, or its workflow's failed node,
+    is retried: the decisions taken before stay, for the audit trail, but neither count
+    towards its approvals nor reach the job. A decision is never dated before the opening
+    it decides (`services._decision`), whatever the clocks of the hosts involved."""
+    return [d for d in checkpoint.decisions.all() if d.created_at >= checkpoint.opened_at]
+
+
 def undecided(status: str, required_approvals: int) -> bool:
-    """Whether a checkpoint in this state certainly has no decision yet: it is pending,
-    and its first decision of any kind (one approval is enough) would have settled it."""
+    """Whether a checkpoint in this state certainly has no decision of its current
+    opening (`opening_decisions`): it is pending, and its first decision of any kind
+    (one approval is enough) would have settled it."""
     return status == CheckpointStatus.PENDING and required_approvals <= 1
 
 
@@ -134,7 +144,7 @@ def current_approvers(checkpoint: Checkpoint) -> set[int]:
     so every approval counted is for the same content (the editor's included)."""
     # In memory: the decision services read the decisions with the locked checkpoint, in
     # the model's order (created_at, pk), and add the one being made at the end.
-    approvals = [d for d in checkpoint.decisions.all() if d.verdict == Verdict.APPROVED]
+    approvals = [d for d in opening_decisions(checkpoint) if d.verdict == Verdict.APPROVED]
     last_edit = max((i for i, d in enumerate(approvals) if d.payload is not None), default=0)
     return {d.user_id for d in approvals[last_edit:] if d.user_id is not None}
 
@@ -146,7 +156,7 @@ def resolution(checkpoint: Checkpoint) -> dict[str, Any]:
     Its decisions with their users, read unless they were with the checkpoint (a
     decision service's lock reads them and adds the one being made)."""
     prefetch_related_objects([checkpoint], DECISIONS_WITH_USERS)
-    decisions = list(checkpoint.decisions.all())
+    decisions = opening_decisions(checkpoint)
     # An edit counts only if the checkpoint was approved: on expiry, a lone
     # approver's edit (short of required_approvals) must not reach the handler.
     edited = (

@@ -1,6 +1,7 @@
 """Deciding checkpoints. The admin, the API and the command line all call these."""
 
 import logging
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -152,9 +153,17 @@ def _decision(checkpoint: Checkpoint, **fields: Any) -> CheckpointDecision:
     """A decision on a checkpoint `_lock` returned, not yet written (`resolve_wait`
     writes it, with what it changes), added to the decisions read with it, so that
     `checkpoint.decisions.all()` is the checkpoint's as it now stands."""
-    decision = CheckpointDecision(checkpoint=checkpoint, **fields)
+    decision = CheckpointDecision(
+        checkpoint=checkpoint, created_at=_decision_time(checkpoint), **fields
+    )
     checkpoint.decisions.all()._result_cache.append(decision)  # type: ignore[union-attr]
     return decision
+
+
+def _decision_time(checkpoint: Checkpoint) -> datetime:
+    """Now, but never before the checkpoint's opening (a worker on a host whose clock is
+    ahead opened it): a decision belongs to the opening it decides (`opening_decisions`)."""
+    return max(timezone.now(), checkpoint.opened_at)
 
 
 def _ensure_pending(checkpoint: Checkpoint) -> None:
@@ -208,7 +217,7 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
     checkpoint) and wake the job: together (one statement on PostgreSQL). `decision` is
     the last of the checkpoint's decisions (`_decision`)."""
     checkpoint.status = status
-    checkpoint.decided_at = decision.created_at = timezone.now()
+    checkpoint.decided_at = decision.created_at = _decision_time(checkpoint)
     user = decision.user.get_username() if decision.user else None
     resolve_wait(
         str(checkpoint.job_id),

@@ -12,7 +12,7 @@ write the same rows one statement at a time (`engine.Run.end`).
 A new job and its first event are written the same way (`create_job`): one statement,
 so outside a transaction one round trip instead of four (BEGIN, two INSERTs, COMMIT).
 And what resolves a wait (`resolve`: a decision's row, its checkpoint's new status, the
-job's events and its wake-up) is one statement instead of five.
+wait's step, the job's events and its wake-up) is one statement instead of six.
 """
 
 import re

@@ -14,7 +14,7 @@ from checkpoints.selectors import resolution
 from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
 from jobs.runtime import append_event, folded, resolve_wait
 from jobs.runtime.engine import run_job
-from jobs.services import job_create
+from jobs.services import job_cancel, job_create, job_retry
 from tests.factories import make_user
 from tests.utils import wait_status
 
@@ -108,6 +108,33 @@ def test_the_wait_of_a_job_not_waiting_is_left_to_its_run(path):
     # Not woken, and its step not written over: the run's own poll reads the decision.
     assert JobStep.objects.get(job=job, key="go").status == StepStatus.WAITING
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_asked_again_counts_only_the_decisions_since(path):
+    job, checkpoint = paused(required_approvals=2)
+    services.checkpoint_approve(
+        checkpoint=checkpoint, user=make_user("ann", approver=True), payload={"n": 9}
+    )
+    job_cancel(job=job)  # while it waits: the checkpoint is cancelled, ann's edit kept
+    job_retry(job=job)
+    assert run_job(str(job.pk)) == JobStatus.WAITING  # asked again
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == CheckpointStatus.PENDING
+
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("bob", approver=True))
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == CheckpointStatus.PENDING  # ann's approval no longer counts
+    services.checkpoint_approve(checkpoint=checkpoint, user=make_user("carl", approver=True))
+
+    checkpoint.refresh_from_db()
+    step = JobStep.objects.get(job=job, key="go")
+    assert step.output == resolution(checkpoint)  # the poll's, from the stored rows
+    assert (step.output["decided_by"], step.output["edited"]) == (["bob", "carl"], False)
+    assert CheckpointDecision.objects.filter(checkpoint=checkpoint).count() == 3  # kept
+    assert run_job(str(job.pk)) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.result == {"payload": {"n": 1}, "decided_by": ["bob", "carl"], "timed_out": False}
 
 
 @pytest.mark.django_db

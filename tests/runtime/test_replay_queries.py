@@ -53,7 +53,7 @@ def test_all_finished_steps_load_in_one_query():
     Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
     with CaptureQueriesContext(connection) as captured:
         run_job(str(job.pk))
-    # With the claim (its UPDATE … RETURNING) on PostgreSQL; a SELECT of its own elsewhere.
+    # On PostgreSQL (the suite's database) with the claim, in its UPDATE … RETURNING.
     step_reads = [
         q
         for q in captured
