@@ -84,7 +84,8 @@ def claim(job_id: str, owner: str) -> Claim | None:
         pk = uuid.UUID(str(job_id))
     except ValueError:
         return None
-    sql, constants = _statement(connection.vendor, relaxed=not connection.in_atomic_block)
+    relaxed = connection.get_autocommit() and not connection.in_atomic_block
+    sql, constants = _statement(connection.vendor, relaxed=relaxed)
     adapt = connection.ops.adapt_datetimefield_value
     params = {
         **constants,
@@ -108,19 +109,15 @@ def claim(job_id: str, owner: str) -> Claim | None:
     return Claim(job=job, last_event_seq=last_event_seq, has_steps=bool(rows), steps=rows)
 
 
-_STEP_DATETIMES = ("started_at", "finished_at")
-
-
 def _step_from_json(row: dict[str, Any]) -> JobStep:
-    """A step from its row as PostgreSQL's `json_agg` renders it: the JSON column
-    already parsed, the UUID and the times as text."""
-    row["job_id"] = uuid.UUID(row["job_id"])
-    for name in _STEP_DATETIMES:
-        if row[name] is not None:
-            row[name] = datetime.fromisoformat(row[name])
+    """A step from its row as PostgreSQL's `json_agg` renders it (keyed by column, its
+    JSON column already parsed, ids and times as text), each value made the field's
+    Python type as a form would (`to_python`)."""
     fields = JobStep._meta.concrete_fields  # from_db takes them in this order, all of them
     return JobStep.from_db(
-        connection.alias, [f.attname for f in fields], [row[f.attname] for f in fields]
+        connection.alias,
+        [f.attname for f in fields],
+        [f.to_python(row[str(f.column)]) for f in fields],
     )
 
 

@@ -14,6 +14,10 @@ TESTS = [
     "tests/checkpoints/test_decision_statements.py::test_an_approval_writes_its_decision_status_events_and_wake_up[portable]",
     "tests/checkpoints/test_decision_statements.py::test_an_approval_short_of_the_quorum_neither_settles_nor_wakes[portable]",
     "tests/checkpoints/test_decision_statements.py::test_a_job_no_longer_waiting_is_not_woken_and_gets_no_wake_event[portable]",
+    "tests/checkpoints/test_decision_statements.py::test_a_settled_wait_resumes_from_its_step_without_reading_the_checkpoint[portable]",
+    "tests/checkpoints/test_decision_statements.py::test_the_wait_of_a_job_not_waiting_is_left_to_its_run[portable]",
+    "tests/checkpoints/test_decision_statements.py::test_a_checkpoint_asked_again_counts_only_the_decisions_since[portable]",
+    "tests/checkpoints/test_decision_statements.py::test_an_expired_checkpoint_settles_its_wait_with_its_on_timeout[portable]",
     "tests/checkpoints/test_decision_edge_cases.py::test_a_checkpoint_past_its_expiry_cannot_be_approved_late",
     "tests/checkpoints/test_decision_edge_cases.py::test_an_edit_short_of_the_quorum_does_not_survive_expiry",
 ]
