@@ -26,7 +26,7 @@ from django.db import connection
 from django.db.models import Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
-from jobs.models import Job, JobEvent, JobStatus, JobStep
+from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
 
 # Queued, marked sent and read back (PostgreSQL, SQLite >= 3.35): `wake_statement`.
 _WAKE_SQL = """
@@ -93,19 +93,42 @@ def wake_statement(job_id: Any, now: datetime) -> tuple[str, list[Any]]:
     ]
 
 
+def waiting_step_update(job_id: Any, key: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The UPDATE that sets `values` on the job's step `key` if it is waiting and so is its
+    job, written by hand: the ORM's (a join to the job, made a subquery) took longer to
+    build than the whole decision's statement to run. Standard SQL, for every database."""
+    quote = connection.ops.quote_name
+    fields = [JobStep._meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)  # type: ignore[union-attr]
+    pk = Job._meta.pk.get_db_prep_value(uuid.UUID(str(job_id)), connection)
+    step, job = quote(JobStep._meta.db_table), quote(Job._meta.db_table)
+    job_id_, key_, status, id_ = (quote(c) for c in ("job_id", "key", "status", "id"))
+    sql = (
+        f"UPDATE {step} SET {assignments} WHERE {job_id_} = %s AND {key_} = %s"
+        f" AND {status} = %s AND EXISTS (SELECT 1 FROM {job} WHERE {id_} = %s AND {status} = %s)"
+    )
+    params = [
+        f.get_db_prep_save(value, connection)  # type: ignore[union-attr]
+        for f, value in zip(fields, values.values(), strict=True)
+    ]
+    return sql, [*params, pk, key, StepStatus.WAITING, pk, JobStatus.WAITING]
+
+
 def resolve(
     *,
     job_id: Any,
     rows: Sequence[Model],
     updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]],
+    statements: Sequence[tuple[str, list[Any]]] = (),
     events: list[JobEvent],
     woken: JobEvent | None,
 ) -> tuple[int, str] | None:
-    """In one statement (PostgreSQL): INSERT `rows` (their pks are set), apply `updates`,
-    wake the job if `woken` is given (and add that event only if the job was waiting),
-    and append `events` after the job's last one. Returns the wake's (priority, job_type),
-    or None if the job was not woken. An event whose number another writer took meanwhile
-    is not written and keeps `pk` None (`resolve_wait` then writes them all again)."""
+    """In one statement (PostgreSQL): INSERT `rows` (their pks are set), apply `updates`
+    and the UPDATEs `statements` (SQL and parameters), wake the job if `woken` is given
+    (and add that event only if the job was waiting), and append `events` after the job's
+    last one. Returns the wake's (priority, job_type), or None if the job was not woken.
+    An event whose number another writer took meanwhile is not written and keeps `pk`
+    None (`resolve_wait` then writes them all again)."""
     quote = connection.ops.quote_name
     parts: list[str] = []
     params: list[Any] = []
@@ -116,6 +139,9 @@ def resolve(
     for i, (queryset, changes) in enumerate(updates):
         update, values = _update(queryset, changes)
         parts.append(f"u{i} AS ({update})")
+        params += values
+    for i, (update, values) in enumerate(statements):
+        parts.append(f"s{i} AS ({update})")
         params += values
     woke = "false"
     if woken is not None:

@@ -9,7 +9,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from core import metrics
-from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
+from jobs.models import Job, JobEvent, JobStatus, StepStatus
 from jobs.runtime import folded
 from jobs.runtime.context import to_json
 from jobs.runtime.events import append_event, publish
@@ -62,23 +62,32 @@ def resolve_wait(
     if wake is not None and any(queryset.model is Job for queryset, _ in updates):
         raise ValueError("resolve_wait's wake-up is the job row's one update")
     now = now or timezone.now()
-    if resolved is not None:
-        updates = [*updates, _resolved_step(job_id, *resolved, now=now)]
+    statements = [] if resolved is None else [_resolved_step(job_id, *resolved, now=now)]
     if not folded.resolvable():
         for row in rows:
             row.save(force_insert=True)
         for queryset, values in updates:
             queryset.update(**values)
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(*statement)
         for kind, data in events:
             append_event(str(job_id), kind, data)
         return wake is not None and wake_job(job_id=job_id, reason=wake)
-    if not (rows or updates or events or wake is not None):
+    if not (rows or updates or statements or events or wake is not None):
         return False
     made = [JobEvent(job_id=job_id, kind=kind, data=data, created_at=now) for kind, data in events]
     woken = None
     if wake is not None:
         woken = JobEvent(job_id=job_id, kind="job.woken", data=_woken(wake), created_at=now)
-    woke = folded.resolve(job_id=job_id, rows=rows, updates=updates, events=made, woken=woken)
+    woke = folded.resolve(
+        job_id=job_id,
+        rows=rows,
+        updates=updates,
+        statements=statements,
+        events=made,
+        woken=woken,
+    )
     written = [*made, *([woken] if woke and woken else [])]
     if all(event.pk is not None for event in written):
         publish(*written)
@@ -92,22 +101,18 @@ def resolve_wait(
     return woke is not None
 
 
-def _resolved_step(
-    job_id: str, key: str, data: Any, *, now: datetime
-) -> tuple[QuerySet[JobStep], dict[str, Any]]:
+def _resolved_step(job_id: str, key: str, data: Any, *, now: datetime) -> tuple[str, list[Any]]:
     """The UPDATE that records a waiting step as resolved with `data`: what the run's
     own poll would write (`JobContext._poll`). Only while its job waits (as the
     statement began: before its wake-up): a run going on meanwhile polls for itself."""
-    waiting = JobStep.objects.filter(
-        job_id=job_id, key=key, status=StepStatus.WAITING, job__status=JobStatus.WAITING
-    )
-    return waiting, {
+    values = {
         "status": StepStatus.SUCCEEDED,
         "output": to_json(data),
         "error": "",
         "attempt": 1,
         "finished_at": now,
     }
+    return folded.waiting_step_update(job_id, key, values)
 
 
 def _woken(reason: str) -> dict[str, Any]:
