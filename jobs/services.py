@@ -3,8 +3,9 @@ the API, the admin, the command line and other apps call them alike."""
 
 import hashlib
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, ParamSpec
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -27,6 +28,7 @@ from jobs.runtime.signals import job_retried
 from jobs.selectors import job_depth
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 def _validate(spec: HandlerSpec, input: Any, priority: int, max_attempts: int | None) -> None:
@@ -71,31 +73,6 @@ def fitted_key(key: str) -> str:
     if len(key) <= limit:
         return key
     return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def job_create(
-    *,
-    job_type: str,
-    input: dict[str, Any] | None = None,
-    priority: int = 5,
-    created_by: User | None = None,
-    idempotency_key: str = "",
-    parent: Job | None = None,
-    max_attempts: int | None = None,
-    organization: Organization | None = None,
-) -> Job:
-    """Create a job and enqueue it once the transaction commits (`job_get_or_create`,
-    without saying whether it was new)."""
-    return job_get_or_create(
-        job_type=job_type,
-        input=input,
-        priority=priority,
-        created_by=created_by,
-        idempotency_key=idempotency_key,
-        parent=parent,
-        max_attempts=max_attempts,
-        organization=organization,
-    )[0]
 
 
 def job_get_or_create(
@@ -168,6 +145,18 @@ def job_get_or_create(
     metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
     return job, True
+
+
+def _job_only(get_or_create: Callable[P, tuple[Job, bool]]) -> Callable[P, Job]:
+    def create(*args: P.args, **kwargs: P.kwargs) -> Job:
+        return get_or_create(*args, **kwargs)[0]
+
+    return create
+
+
+# Create a job and enqueue it once the transaction commits: `job_get_or_create`, without
+# saying whether the job is new (a repeated idempotency key returns the first one).
+job_create = _job_only(job_get_or_create)
 
 
 def _save_new(job: Job, queued: JobEvent) -> None:
