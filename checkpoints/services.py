@@ -170,7 +170,7 @@ def _ensure_pending(checkpoint: Checkpoint) -> None:
     if checkpoint.status != CheckpointStatus.PENDING:
         raise CheckpointConflict(
             f"checkpoint is already {checkpoint.status}",
-            decision=checkpoint.decisions.order_by("-created_at").first(),
+            decision=checkpoint.decisions.order_by("-created_at", "-pk").first(),
         )
     if checkpoint.expires_at is not None and checkpoint.expires_at <= timezone.now():
         # Past its expiry but not yet swept: its on_timeout decides, not a late reviewer.

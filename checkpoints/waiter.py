@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from checkpoints.models import Checkpoint, CheckpointKind, CheckpointStatus, OnTimeout
@@ -132,10 +133,14 @@ class CheckpointWaiter:
             if checkpoint.status == CheckpointStatus.PENDING:
                 _notify_on_commit(checkpoint.pk)
         elif checkpoint.status == CheckpointStatus.CANCELLED:
-            # The job was cancelled while waiting and then retried: ask again.
+            # The job was cancelled while waiting and then retried: ask again. The new
+            # opening comes after every earlier decision, whatever clock dated them, so
+            # that none of them counts in it (selectors.opening_decisions).
+            last = checkpoint.decisions.aggregate(last=Max("created_at"))["last"]
+            opened = max(now, last + timedelta(microseconds=1)) if last else now
             checkpoint.status, checkpoint.opened_at, checkpoint.decided_at = (
                 CheckpointStatus.PENDING,
-                now,
+                opened,
                 None,
             )
             if self.expires_in:

@@ -68,8 +68,8 @@ def resolve_wait(
             row.save(force_insert=True)
         for queryset, values in updates:
             queryset.update(**values)
-        with connection.cursor() as cursor:
-            for statement in statements:
+        for statement in statements:
+            with connection.cursor() as cursor:
                 cursor.execute(*statement)
         for kind, data in events:
             append_event(str(job_id), kind, data)

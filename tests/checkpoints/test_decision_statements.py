@@ -2,6 +2,7 @@
 wake-up) is one statement on PostgreSQL, and the same rows one at a time elsewhere."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections, transaction
@@ -116,6 +117,9 @@ def test_a_checkpoint_asked_again_counts_only_the_decisions_since(path):
     services.checkpoint_approve(
         checkpoint=checkpoint, user=make_user("ann", approver=True), payload={"n": 9}
     )
+    # ann's decision was dated by a host whose clock runs five minutes ahead
+    ahead = timezone.now() + timedelta(minutes=5)
+    CheckpointDecision.objects.filter(checkpoint=checkpoint).update(created_at=ahead)
     job_cancel(job=job)  # while it waits: the checkpoint is cancelled, ann's edit kept
     job_retry(job=job)
     assert run_job(str(job.pk)) == JobStatus.WAITING  # asked again

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from jobs.management.commands import enqueue
 from jobs.models import Job, JobStatus
 from jobs.runtime.engine import run_job
-from jobs.services import job_create
+from jobs.services import job_get_or_create
 
 pytestmark = pytest.mark.django_db
 
@@ -92,12 +92,12 @@ def test_idempotency_key_returns_the_first_job(cli, people):
 def runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand in for the worker: run each job the command creates right away."""
 
-    def create_and_run(**kwargs: Any) -> Job:
-        job = job_create(**kwargs)
+    def create_and_run(**kwargs: Any) -> tuple[Job, bool]:
+        job, created = job_get_or_create(**kwargs)
         run_job(str(job.pk))
-        return job
+        return job, created
 
-    monkeypatch.setattr(enqueue, "job_create", create_and_run)
+    monkeypatch.setattr(enqueue, "job_get_or_create", create_and_run)
 
 
 def test_wait_follows_events_until_the_job_succeeds(cli, runs_in_process):

@@ -10,7 +10,7 @@ from jobs.cli import ATTACHMENTS, event_line, job_summary
 from jobs.follow import follow, paused_or_ended
 from jobs.models import Job, JobStatus
 from jobs.runtime import JobError
-from jobs.services import job_create
+from jobs.services import job_get_or_create
 
 # Exit codes of --wait.
 EXIT_FAILED = 1
@@ -105,9 +105,8 @@ class Command(BaseCommand):
             raise CommandError('--input must be a JSON object, e.g. \'{"prompt": "..."}\'')
         user = find_user(options["as_user"])
         key = options["idempotency_key"]
-        repeated = bool(key) and Job.objects.filter(created_by=user, idempotency_key=key).exists()
         try:
-            job = job_create(
+            job, created = job_get_or_create(
                 job_type=options["job_type"],
                 input=data,
                 priority=options["priority"],
@@ -117,7 +116,7 @@ class Command(BaseCommand):
             )
         except JobError as exc:
             raise CommandError(str(exc)) from None
-        if repeated:
+        if not created:
             self.stderr.write(f"idempotency key {key!r} was used before: this is that job")
         return job
 
