@@ -42,9 +42,13 @@ def meddle(ctx: JobContext) -> str:
 def unsent(job_type: str, **input: str) -> Job:
     """A queued job no worker hears of: the session's worker (which has not these
     handlers) must not run it first; its run here follows at once, well within the
-    reconciler's grace."""
+    reconciler's grace (which starts at its enqueue time: without one, it is overdue)."""
     return Job.objects.create(
-        organization=default_organization(), job_type=job_type, input=input, status="queued"
+        organization=default_organization(),
+        job_type=job_type,
+        input=input,
+        status="queued",
+        last_enqueued_at=timezone.now(),
     )
 
 
@@ -196,7 +200,8 @@ def test_an_idempotency_key_longer_than_its_column_is_kept_as_its_digest():
 
 def test_the_claim_reads_the_job_and_its_steps_as_the_orm_does():
     job = unsent("test-fold-meddle", meddle="")
-    Job.objects.filter(pk=job.pk).update(result={"a": [1.5, None]}, wake_at=timezone.now())
+    # Not runnable while its steps are written: nobody else may claim it meanwhile.
+    Job.objects.filter(pk=job.pk).update(status="succeeded", result={"a": [1.5, None]})
     started = timezone.now()
     outputs: list[object] = [{"nested": [1, 2.5, None, "é"]}, None, "text", 10**20, [], 0.1]
     for position, output in enumerate(outputs):
@@ -211,6 +216,7 @@ def test_the_claim_reads_the_job_and_its_steps_as_the_orm_does():
             finished_at=None if position == 2 else started + timedelta(microseconds=position),
         )
 
+    Job.objects.filter(pk=job.pk).update(status="queued", last_enqueued_at=timezone.now())
     claimed = leases.claim(str(job.pk), "owner")
 
     assert claimed is not None and claimed.steps is not None  # none read after it
