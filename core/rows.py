@@ -19,7 +19,8 @@ def instance(model: type[M], fields: Sequence["Field[Any, Any]"], values: Iterat
     of `values` are, converted as the ORM converts them (a JSON column's text, SQLite's
     datetimes): what `Model.from_db` makes of a queryset's row."""
     converted = []
-    for (field, converters), value in zip(_converters(tuple(fields)), values, strict=False):
+    converters_of = _converters(connection.vendor, tuple(fields))
+    for (field, converters), value in zip(converters_of, values, strict=False):
         for convert in converters:
             value = convert(value, field.cached_col, connection)
         converted.append(value)
@@ -27,17 +28,11 @@ def instance(model: type[M], fields: Sequence["Field[Any, Any]"], values: Iterat
 
 
 @cache
-def _per_vendor(
+def _converters(
     vendor: str, fields: tuple["Field[Any, Any]", ...]
 ) -> list[tuple["Field[Any, Any]", list[Converter]]]:
+    """Each field's converters, looked up once per database vendor."""
     return [
         (f, [*connection.ops.get_db_converters(f.cached_col), *f.get_db_converters(connection)])
         for f in fields
     ]
-
-
-def _converters(
-    fields: tuple["Field[Any, Any]", ...],
-) -> list[tuple["Field[Any, Any]", list[Converter]]]:
-    """Each field's converters, looked up once per database vendor."""
-    return _per_vendor(connection.vendor, fields)

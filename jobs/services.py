@@ -1,9 +1,7 @@
 """Every change of a job's state from outside a run goes through these functions:
 the API, the admin, the command line and other apps call them alike."""
 
-import functools
 import hashlib
-import inspect
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -150,22 +148,16 @@ def job_get_or_create(
 
 
 def _job_only(get_or_create: Callable[P, tuple[Job, bool]]) -> Callable[P, Job]:
-    @functools.wraps(get_or_create)  # its signature, for help() and the type checker
+    """`get_or_create` answering the job alone (its parameters, typed, are the same)."""
+
     def job_create(*args: P.args, **kwargs: P.kwargs) -> Job:
         return get_or_create(*args, **kwargs)[0]
 
-    job_create.__name__ = job_create.__qualname__ = "job_create"
-    job_create.__signature__ = inspect.signature(get_or_create).replace(  # type: ignore[attr-defined]
-        return_annotation=Job
-    )
-    job_create.__doc__ = (
-        "Create a job and enqueue it once the transaction commits: `job_get_or_create`, "
-        "without saying whether the job is new (a repeated idempotency key returns the "
-        "first one)."
-    )
     return job_create
 
 
+# Create a job and enqueue it once the transaction commits: `job_get_or_create`, without
+# saying whether the job is new (a repeated idempotency key returns the first one).
 job_create = _job_only(job_get_or_create)
 
 
