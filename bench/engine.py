@@ -72,6 +72,10 @@ def setup_django() -> str:
     os.environ["COUNTERSIGN_QUEUE"] = QUEUE
     os.environ["COUNTERSIGN_METRICS_PREFIX"] = f"countersign-bench:{QUEUE}:metrics"
     os.environ["COUNTERSIGN_HANDLER_MODULES"] = "bench.handlers"
+    # As in production, here and in the worker (which inherits this environment): DEBUG
+    # off, so no query log is kept per query and logs are JSON; a key is then needed.
+    os.environ["DEBUG"] = "0"
+    os.environ["SECRET_KEY"] = "bench-engine-only"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
     import logging
