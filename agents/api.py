@@ -102,7 +102,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         job = agent_execute(
             agent=self.get_object(),
             user=request_user(request),
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),  # fitted by job_create
             **body.validated_data,
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

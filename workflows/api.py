@@ -137,7 +137,7 @@ class WorkflowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         """Start a run with `input` (checked against the workflow's input_schema)."""
         body = RunInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "")[:200]
+        key = request.headers.get("Idempotency-Key", "")  # made to fit by run_key
         user = request_user(request)
         workflow = self.get_object()
         earlier = (
@@ -252,15 +252,18 @@ class EventViewSet(
         parameters=[IDEMPOTENCY],
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        body = EventSerializer(data=request.data)
+        sent = request.data
+        header = request.headers.get("Idempotency-Key", "")
+        if header and isinstance(sent, dict) and not sent.get("idempotency_key"):
+            sent = {**sent, "idempotency_key": header}  # held to the field's rules
+        body = EventSerializer(data=sent)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         event, created = event_send(
             organization=request_organization(request),
             name=data["name"],
             data=data.get("data", {}),
-            idempotency_key=data.get("idempotency_key")
-            or request.headers.get("Idempotency-Key", "")[:200],
+            idempotency_key=data.get("idempotency_key", ""),
             source=data.get("source") or f"api:{request_user(request).get_username()}",
             created_by=request_user(request),
         )

@@ -263,3 +263,23 @@ def test_the_removed_agent_field_and_filter_are_refused_not_ignored(admin, opera
     operator.post("/api/v1/jobs/", {"job_type": "simple-task"}, format="json")
     mine = operator.get(f"/api/v1/jobs/?concurrency_key=agent:{agent['id']}").json()["results"]
     assert [job["job_type"] for job in mine] == ["agent-task"]
+
+
+def test_long_idempotency_keys_alike_in_their_first_200_characters_are_two_requests(
+    admin, operator
+):
+    agent = make_agent(admin)
+
+    def execute(key: str) -> str:
+        response = operator.post(
+            f"/api/v1/agents/{agent['id']}/execute/",
+            {"task": "x"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+        assert response.status_code == 202, response.json()
+        return str(response.json()["id"])
+
+    stem = "k" * 200
+    first, again, other = execute(f"{stem}-1"), execute(f"{stem}-1"), execute(f"{stem}-2")
+    assert first == again != other

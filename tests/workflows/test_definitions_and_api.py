@@ -240,6 +240,13 @@ def test_run_input_is_checked_and_an_idempotency_key_repeats_the_run(admin, oper
     )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["job_id"] == again.json()["job_id"]
+    stem = "k" * 200  # longer keys alike in their first 200 characters are two requests
+    runs = [
+        operator.post(url, {"input": {"name": "Ada"}}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        for key in (f"{stem}-1", f"{stem}-1", f"{stem}-2")
+    ]
+    assert [r.status_code for r in runs] == [201, 200, 201]
+    assert runs[0].json()["job_id"] == runs[1].json()["job_id"] != runs[2].json()["job_id"]
 
 
 def test_a_run_in_the_api_with_its_nodes(acme, admin, operator):
@@ -324,6 +331,13 @@ def test_events_are_stored_once_per_key_and_start_triggered_workflows(acme, admi
     runs = operator.get("/api/v1/workflow-runs/?workflow=big-orders").json()["results"]
     assert len(runs) == 1 and runs[0]["trigger"] == "event"  # once, and only for the big one
     assert runs[0]["event"] == first.json()["id"]
+    # A key in the header is held to the field's limit, not cut to it (which would make
+    # two long keys alike in their first 200 characters one event).
+    long = operator.post(
+        "/api/v1/events/", {"name": "order.created"}, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201
+    )
+    assert long.status_code == 400 and "idempotency_key" in long.json()["error"]["fields"]
+    assert Event.objects.count() == 2
 
 
 def test_node_types_give_their_config_schemas(viewer):
