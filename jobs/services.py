@@ -91,7 +91,9 @@ def job_get_or_create(
     The job type's `prepare` hook may refuse it or give it options (its concurrency
     key). With an idempotency key, a repeated request by the same creator returns the
     job the first request made (and False), whatever has changed since: nothing is
-    checked or prepared again.
+    checked or prepared again. Unless that job is of another type: a key is for
+    repeating one request, and reusing it for another is a JobConflict (a plain job's
+    key must not stand in for a workflow run's, say).
     """
     idempotency_key = fitted_key(idempotency_key)
     if idempotency_key:
@@ -99,7 +101,7 @@ def job_get_or_create(
             created_by=created_by, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
-            return existing, False
+            return _repeated(existing, job_type), False
     input = {} if input is None else input
     spec = get_handler(job_type)  # UnknownJobType names the known ones
     _validate(spec, input, priority, max_attempts)
@@ -138,13 +140,23 @@ def job_get_or_create(
         _save_new(job, queued)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
-            return Job.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
+            first = Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
+            return _repeated(first, job_type), False
         raise
     publish(queued)
     prompt_on_commit(str(job.pk), priority)
     metrics.inc("agent_jobs_total", job_type=job_type, status=JobStatus.QUEUED)
     logger.info("job created", extra={"job_id": str(job.pk), "job_type": job_type})
     return job, True
+
+
+def _repeated(first: Job, job_type: str) -> Job:
+    if first.job_type != job_type:
+        raise JobConflict(
+            f"this idempotency key was used for a {first.job_type} job; "
+            f"use another key for a {job_type} job"
+        )
+    return first
 
 
 def _job_only(get_or_create: Callable[P, tuple[Job, bool]]) -> Callable[P, Job]:

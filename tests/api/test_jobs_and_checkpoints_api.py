@@ -95,6 +95,18 @@ def test_the_same_idempotency_key_returns_the_same_job(operator):
     assert first.json()["id"] == again.json()["id"] and Job.objects.count() == 1
 
 
+def test_an_idempotency_key_is_not_reused_for_another_job_type(operator):
+    first = operator.post(
+        "/api/v1/jobs/", {"job_type": "simple-task"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    other = operator.post(
+        "/api/v1/jobs/", {"job_type": "test-noop"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert (first.status_code, other.status_code) == (201, 409)
+    assert "simple-task" in other.json()["error"]["message"]
+    assert Job.objects.count() == 1
+
+
 def test_another_organizations_objects_are_404(operator, outsider):
     job_id, checkpoint_id = paused_code_generation(operator)
     for url in (

@@ -14,7 +14,7 @@ from jobs.models import Job, JobStatus
 from tests.factories import client_for, make_user
 from tests.workflows.helpers import make, pending, settle
 from workflows.expressions import ExpressionError, compile_expression, evaluate, render
-from workflows.models import Event, Workflow, WorkflowVersion
+from workflows.models import Event, Workflow, WorkflowRun, WorkflowVersion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_runtime")]
 
@@ -247,6 +247,18 @@ def test_run_input_is_checked_and_an_idempotency_key_repeats_the_run(admin, oper
     ]
     assert [r.status_code for r in runs] == [201, 200, 201]
     assert runs[0].json()["job_id"] == runs[1].json()["job_id"] != runs[2].json()["job_id"]
+    # A plain job whose key is what a run's would be is not taken for that run.
+    operator.post(
+        "/api/v1/jobs/",
+        {"job_type": "simple-task"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=f"workflow:{workflow['id']}:plain",
+    )
+    taken = operator.post(
+        url, {"input": {"name": "Ada"}}, format="json", HTTP_IDEMPOTENCY_KEY="plain"
+    )
+    assert taken.status_code == 409, taken.json()
+    assert WorkflowRun.objects.count() == 3  # "once", and the two long keys
 
 
 def test_a_run_in_the_api_with_its_nodes(acme, admin, operator):
