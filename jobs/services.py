@@ -91,9 +91,9 @@ def job_get_or_create(
     The job type's `prepare` hook may refuse it or give it options (its concurrency
     key). With an idempotency key, a repeated request by the same creator returns the
     job the first request made (and False), whatever has changed since: nothing is
-    checked or prepared again. Unless that job is of another type: a key is for
-    repeating one request, and reusing it for another is a JobConflict (a plain job's
-    key must not stand in for a workflow run's, say).
+    checked or prepared again. Unless that job is of another type or organization: a
+    key is for repeating one request, and reusing it for another is a JobConflict (a
+    plain job's key must not stand in for a workflow run's, say).
     """
     idempotency_key = fitted_key(idempotency_key)
     if idempotency_key:
@@ -101,7 +101,7 @@ def job_get_or_create(
             created_by=created_by, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
-            return _repeated(existing, job_type), False
+            return _repeated(existing, job_type, organization), False
     input = {} if input is None else input
     spec = get_handler(job_type)  # UnknownJobType names the known ones
     _validate(spec, input, priority, max_attempts)
@@ -141,7 +141,7 @@ def job_get_or_create(
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             first = Job.objects.get(created_by=created_by, idempotency_key=idempotency_key)
-            return _repeated(first, job_type), False
+            return _repeated(first, job_type, organization), False
         raise
     publish(queued)
     prompt_on_commit(str(job.pk), priority)
@@ -150,12 +150,17 @@ def job_get_or_create(
     return job, True
 
 
-def _repeated(first: Job, job_type: str) -> Job:
+def _repeated(first: Job, job_type: str, organization: Organization | None) -> Job:
+    """The first job of a repeated key, if this is the request that made it."""
     if first.job_type != job_type:
         raise JobConflict(
             f"this idempotency key was used for a {first.job_type} job; "
             f"use another key for a {job_type} job"
         )
+    # Keys of jobs without a creator (the command line's, say) are one set for every
+    # organization: another's job is neither answered nor named.
+    if organization is not None and first.organization_id != organization.pk:
+        raise JobConflict("this idempotency key was used for a job of another organization")
     return first
 
 

@@ -88,6 +88,18 @@ def test_idempotency_key_returns_the_first_job(cli, people):
     assert "was used before" in cli.err
 
 
+def test_a_key_without_a_user_is_not_answered_from_another_organization(cli):
+    from accounts.models import Organization
+
+    Organization.objects.create(name="Acme", slug="acme")
+    Organization.objects.create(name="Globex", slug="globex")
+    first = cli("enqueue", "simple-task", "--org", "acme", "--idempotency-key", "nightly")
+    with pytest.raises(CommandError, match="used for a job of another organization"):
+        cli("enqueue", "simple-task", "--org", "globex", "--idempotency-key", "nightly")
+    again = cli("enqueue", "simple-task", "--org", "acme", "--idempotency-key", "nightly")
+    assert first == again and Job.objects.get().organization.slug == "acme"
+
+
 @pytest.fixture
 def runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand in for the worker: run each job the command creates right away."""
