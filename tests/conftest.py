@@ -5,7 +5,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,33 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.COUNTERSIGN_RECONCILE_GRACE_SECONDS = 1.5
     settings.COUNTERSIGN_RETRY_BACKOFF_SECONDS = 0.2
     settings.COUNTERSIGN_WORKSPACE_ROOT = WORKSPACE_ROOT
+    _flush_again_after_a_deadlock()
+
+
+def _flush_again_after_a_deadlock() -> None:
+    """A transactional test's data is flushed (one TRUNCATE of every table) while the
+    session worker may still be writing one of its jobs; PostgreSQL then ends one of
+    the two as a deadlock. When the flush is the one ended, it is tried again: the
+    worker's write has gone through or been ended meanwhile."""
+    from django.db import OperationalError
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                deadlock = getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_DETECTED
+                if not deadlock or attempt == FLUSH_ATTEMPTS:
+                    raise
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+
+
+FLUSH_ATTEMPTS = 5
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
 WORKER_FIXTURES = {"celery_worker", "worker", "more_slots", "amqp_worker"}
