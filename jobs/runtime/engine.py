@@ -11,11 +11,9 @@ run that lost it (LEASE_LOST) cannot write over the run that took over.
 """
 
 import logging
-import threading
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +23,7 @@ from django.utils import timezone
 
 from core import logs, metrics, sentry
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import concurrency, folded, leases
+from jobs.runtime import concurrency, folded, leases, renewal
 from jobs.runtime.context import JobContext, to_json
 from jobs.runtime.ending import job_ended
 from jobs.runtime.errors import (
@@ -107,39 +105,26 @@ class Run:
         self._unsaved_step: JobStep | None = None
 
     # --- heartbeat -------------------------------------------------------------
-    @contextmanager
-    def heartbeat(self) -> Iterator[None]:
+    def heartbeat(self) -> AbstractContextManager[None]:
         """Renew the lease (and hear of a cancel) while the handler runs; stopped as
         soon as it returns or raises, before any outcome is written."""
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._beat, args=(stop,), name=f"lease-{self.job.pk}", daemon=True
-        )
-        beat.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            beat.join(timeout=5)
+        return renewal.renewing(self)
 
-    def _beat(self, stop: threading.Event) -> None:
-        interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
+    def renew_lease(self) -> bool:
+        """One renewal, on the process's renewal thread (`renewal.Renewable`)."""
         try:
-            while not stop.wait(interval):
-                try:
-                    expires = leases.lease_expiry()  # taken before the write: never optimistic
-                    ours, cancel = leases.renew(str(self.job.pk), self.owner, expires)
-                except Exception:  # a transient database error: try again next beat
-                    logger.exception("lease heartbeat failed", extra={"job_id": str(self.job.pk)})
-                    connection.close()
-                    continue
-                if not ours:
-                    self.lease_lost = True
-                    return
-                self.lease_expires_at = expires
-                self.cancel_requested = self.cancel_requested or cancel
-        finally:
-            connection.close()
+            expires = leases.lease_expiry()  # taken before the write: never optimistic
+            ours, cancel = leases.renew(str(self.job.pk), self.owner, expires)
+        except Exception:  # a transient database error: try again next beat
+            logger.exception("lease heartbeat failed", extra={"job_id": str(self.job.pk)})
+            connection.close()  # the renewal thread's own
+            return True
+        if not ours:
+            self.lease_lost = True
+            return False
+        self.lease_expires_at = expires
+        self.cancel_requested = self.cancel_requested or cancel
+        return True
 
     # --- called by JobContext ----------------------------------------------------
     def check_lease(self) -> None:

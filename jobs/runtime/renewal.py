@@ -1,0 +1,110 @@
+"""One thread per process renews the leases of the runs under way in it.
+
+A run is renewed every COUNTERSIGN_HEARTBEAT_SECONDS from its start while its handler
+runs (`renewing`). One long-lived thread does it for every run of the process: starting
+and joining a thread of its own per run took about half a millisecond, a tenth of a
+one-step job, for the few runs that last long enough to need a renewal at all. The
+thread keeps its database connection while there are runs to renew (closed after a
+failure, and once none is left).
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+class Renewable(Protocol):
+    def renew_lease(self) -> bool:
+        """Renew the lease once; False once it is lost (the run is then not renewed).
+        A failure to reach the database is its own to report: it returns True."""
+
+
+class Renewer:
+    def __init__(self) -> None:
+        self._due: dict[Renewable, float] = {}  # run -> when its next renewal is due
+        self._changed = threading.Condition()
+        self._renewing: Renewable | None = None
+        self._wake_at = float("inf")
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def renewing(self, run: Renewable) -> Iterator[None]:
+        """Renew `run`'s lease while the block runs; when it ends, no renewal of it is
+        under way or to come (its outcome is written after)."""
+        self._add(run)
+        try:
+            yield
+        finally:
+            self._remove(run)
+
+    def _add(self, run: Renewable) -> None:
+        due = time.monotonic() + settings.COUNTERSIGN_HEARTBEAT_SECONDS
+        with self._changed:
+            self._due[run] = due
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="lease-renewal", daemon=True
+                )
+                self._thread.start()
+            elif due < self._wake_at:  # usually not: the thread wakes once an interval anyway
+                self._changed.notify_all()
+
+    def _remove(self, run: Renewable) -> None:
+        with self._changed:
+            self._due.pop(run, None)
+            self._changed.wait_for(lambda: self._renewing is not run)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
+                now = time.monotonic()
+                run = next((r for r, due in self._due.items() if due <= now), None)
+                if run is None:  # nothing due: sleep until the next one, or an interval
+                    if not self._due and connection.connection is not None:
+                        connection.close()  # no run to renew: no idle connection kept
+                    self._wake_at = min(self._due.values(), default=now + interval)
+                    self._changed.wait(timeout=self._wake_at - now)
+                    continue
+                self._due[run] = now + interval
+                self._renewing = run
+            kept = self._renew(run)
+            with self._changed:
+                self._renewing = None
+                if not kept:
+                    self._due.pop(run, None)
+                self._changed.notify_all()
+
+    @staticmethod
+    def _renew(run: Renewable) -> bool:
+        try:
+            return run.renew_lease()
+        except Exception:  # never let the thread die: every run of the process needs it
+            logger.exception("lease renewal failed")
+            connection.close()  # this thread's; the next renewal opens a fresh one
+            return True
+
+
+_renewer = Renewer()
+
+
+def renewing(run: Renewable) -> AbstractContextManager[None]:
+    """Renew `run`'s lease (`Renewable`) while the block runs."""
+    return _renewer.renewing(run)
+
+
+def _forget_after_fork() -> None:
+    global _renewer
+    _renewer = Renewer()  # the parent's thread is not in the child; its lock may be held
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
