@@ -224,7 +224,8 @@ def _settle(checkpoint: Checkpoint, status: str, decision: CheckpointDecision) -
         rows=[decision],
         updates=[
             (
-                Checkpoint.objects.filter(pk=checkpoint.pk),
+                Checkpoint,
+                {"pk": checkpoint.pk},
                 {"status": status, "decided_at": checkpoint.decided_at},
             )
         ],

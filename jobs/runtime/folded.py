@@ -20,13 +20,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from django.db import connection
-from django.db.models import Model, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import Model
 
 from jobs.models import Job, JobEvent, JobStatus, JobStep, StepStatus
+
+# An UPDATE of `model`'s rows whose fields equal `where`'s values (ANDed), setting `values`.
+Update = tuple[type[Model], dict[str, Any], dict[str, Any]]
+
 
 # Queued, marked sent and read back (PostgreSQL, SQLite >= 3.35): `wake_statement`.
 _WAKE_SQL = """
@@ -69,7 +72,7 @@ def end_run(
 ) -> bool:
     """Write it all if the lease is still `owner`'s; False (nothing written) if not.
     Raises IntegrityError, with nothing written, if an event's number was taken."""
-    ended, params = _update(Job.objects.filter(pk=job_id, lease_owner=owner), update)
+    ended, params = update_statement(Job, {"pk": job_id, "lease_owner": owner}, update)
     parts = [f"ended AS ({ended} RETURNING 1)"]
     for name, rows in (("step", [step] if step else []), ("events", events)):
         if rows:
@@ -118,7 +121,7 @@ def resolve(
     *,
     job_id: Any,
     rows: Sequence[Model],
-    updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]],
+    updates: Sequence[Update],
     statements: Sequence[tuple[str, list[Any]]] = (),
     events: list[JobEvent],
     woken: JobEvent | None,
@@ -136,8 +139,8 @@ def resolve(
         insert, values = _insert_if([row], "")
         parts.append(f"r{i} AS ({insert} RETURNING {quote(str(row._meta.pk.column))})")
         params += values
-    for i, (queryset, changes) in enumerate(updates):
-        update, values = _update(queryset, changes)
+    for i, (model, where, changes) in enumerate(updates):
+        update, values = update_statement(model, where, changes)
         parts.append(f"u{i} AS ({update})")
         params += values
     for i, (update, values) in enumerate(statements):
@@ -204,12 +207,35 @@ def _append_events(
     ], params
 
 
-def _update(queryset: QuerySet[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
-    """The UPDATE `queryset.update(**values)` would run, not run."""
-    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
-    query.add_update_values(values)
-    sql, params = query.get_compiler(connection=connection).as_sql()
-    return sql, list(params)
+def update_statement(
+    model: type[Model], where: dict[str, Any], values: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The UPDATE `model.objects.filter(**where).update(**values)` would run, not run,
+    for plain field names and values (`pk` names the primary key). Written by hand: the
+    ORM took 0.3 ms to build it, more than it takes to run (as `.update()`, it leaves
+    `auto_now` fields alone)."""
+    if any(value is None for value in where.values()):
+        raise ValueError("a condition `= NULL` matches nothing")
+    fields = [_field(model, name) for name in (*values, *where)]
+    params = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(fields, (*values.values(), *where.values()), strict=True)
+    ]
+    return _update_sql(connection.vendor, model, tuple(values), tuple(where)), params
+
+
+def _field(model: type[Model], name: str) -> Any:
+    return model._meta.pk if name == "pk" else model._meta.get_field(name)
+
+
+@cache
+def _update_sql(
+    vendor: str, model: type[Model], names: tuple[str, ...], keys: tuple[str, ...]
+) -> str:
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(_field(model, name).column)} = %s" for name in names)
+    conditions = " AND ".join(f"{quote(_field(model, key).column)} = %s" for key in keys)
+    return f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {conditions}"
 
 
 def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import Model
 from django.utils import timezone
 
 from core import metrics
@@ -34,17 +34,18 @@ def resolve_wait(
     job_id: str,
     *,
     rows: Sequence[Model] = (),
-    updates: Sequence[tuple[QuerySet[Any], dict[str, Any]]] = (),
+    updates: Sequence[folded.Update] = (),
     events: Sequence[tuple[str, dict[str, Any]]] = (),
     wake: str | None = None,
     resolved: tuple[str, Any] | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Write what resolves (or advances) a job's wait, together: `rows` (new instances
-    of the caller's models; their pks are set), `updates` (a queryset and the values
-    `update()` would set), the job's `events` (kind, data) in order and, if `wake` is a
-    reason, the wake-up (`wake_job`), its event after them. Call it in the transaction
-    that decided, holding the job's row lock, as a decision does.
+    of the caller's models; their pks are set), `updates` (`folded.Update`: a model, the
+    values of the fields that pick its rows, the values to set), the job's `events`
+    (kind, data) in order and, if `wake` is a reason, the wake-up (`wake_job`), its
+    event after them. Call it in the transaction that decided, holding the job's row
+    lock, as a decision does.
 
     One statement on PostgreSQL (`folded.resolve`), one at a time elsewhere. So on
     PostgreSQL the rows are written without `Model.save()` (no signals), an update does
@@ -59,15 +60,15 @@ def resolve_wait(
     round trips). A step not `waiting`, or of a job not waiting, is left to the poll."""
     if any(not row._state.adding or row.pk is not None for row in rows):
         raise ValueError("resolve_wait inserts new rows only")
-    if wake is not None and any(queryset.model is Job for queryset, _ in updates):
+    if wake is not None and any(model is Job for model, _, _ in updates):
         raise ValueError("resolve_wait's wake-up is the job row's one update")
     now = now or timezone.now()
     statements = [] if resolved is None else [_resolved_step(job_id, *resolved, now=now)]
     if not folded.resolvable():
         for row in rows:
             row.save(force_insert=True)
-        for queryset, values in updates:
-            queryset.update(**values)
+        for model, where, values in updates:
+            model._default_manager.filter(**where).update(**values)
         for statement in statements:
             with connection.cursor() as cursor:
                 cursor.execute(*statement)

@@ -273,12 +273,7 @@ def test_resolve_wait_refuses_what_one_statement_cannot_write(path):
         with pytest.raises(ValueError, match="new rows"):
             resolve_wait(str(job.pk), rows=[checkpoint])
         with pytest.raises(ValueError, match="one update"):
-            resolve_wait(
-                str(job.pk), updates=[(Job.objects.filter(pk=job.pk), {"priority": 1})], wake="x"
-            )
+            resolve_wait(str(job.pk), updates=[(Job, {"pk": job.pk}, {"priority": 1})], wake="x")
         # Without a wake-up the job's row is the caller's to update; no events is fine.
-        assert (
-            resolve_wait(str(job.pk), updates=[(Job.objects.filter(pk=job.pk), {"priority": 1})])
-            is False
-        )
+        assert resolve_wait(str(job.pk), updates=[(Job, {"pk": job.pk}, {"priority": 1})]) is False
     assert Job.objects.get(pk=job.pk).priority == 1

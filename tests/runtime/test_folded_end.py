@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.services import default_organization
 from jobs.models import Job, JobEvent, JobStatus, JobStep
-from jobs.runtime import JobContext, append_event, handler, leases, queue
+from jobs.runtime import JobContext, append_event, folded, handler, leases, queue
 from jobs.runtime.engine import run_job
 from jobs.runtime.errors import RunInterrupted
 from jobs.services import job_create
@@ -256,3 +256,39 @@ def test_events_keep_the_time_they_happened_at_not_the_time_they_were_written():
     assert step.started_at is not None and step.finished_at is not None
     # Both were written in the run's one closing statement, after the step.
     assert started.created_at <= step.started_at < step.finished_at <= succeeded.created_at
+
+
+def test_a_hand_written_update_writes_what_the_orm_update_would():
+    ours, theirs = (
+        Job.objects.create(organization=default_organization(), job_type="x", lease_owner="me")
+        for _ in range(2)
+    )
+    values = {
+        "status": JobStatus.FAILED,
+        "finished_at": timezone.now(),
+        "result": {"text": "ünïcode", "n": [1, None]},
+        "lease_expires_at": None,
+        "error_message": 'it\'s "quoted"',
+        "priority": 7,
+    }
+    sql, params = folded.update_statement(Job, {"pk": ours.pk, "lease_owner": "me"}, values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        assert cursor.rowcount == 1
+        cursor.execute(
+            *folded.update_statement(Job, {"pk": ours.pk, "lease_owner": "else"}, values)
+        )
+        assert cursor.rowcount == 0  # every condition holds, or nothing is written
+    Job.objects.filter(pk=theirs.pk, lease_owner="me").update(**values)
+    fields = [
+        f.attname
+        for f in Job._meta.concrete_fields
+        if f.attname not in ("id", "created_at", "updated_at")
+    ]
+    ours_row, theirs_row = (
+        Job.objects.filter(pk=j.pk).values(*fields).get() for j in (ours, theirs)
+    )
+    assert ours_row == theirs_row
+    assert Job.objects.get(pk=ours.pk).updated_at == ours.updated_at  # as .update(): untouched
+    with pytest.raises(ValueError, match="NULL"):
+        folded.update_statement(Job, {"pk": ours.pk, "lease_owner": None}, values)
