@@ -75,7 +75,7 @@ def setup_django() -> str:
     # As in production, here and in the worker (which inherits this environment): DEBUG
     # off, so no query log is kept per query and logs are JSON; a key is then needed.
     os.environ["DEBUG"] = "0"
-    os.environ["SECRET_KEY"] = "bench-engine-only"
+    os.environ.setdefault("SECRET_KEY", "bench-engine-only")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
     import logging

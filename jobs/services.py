@@ -152,15 +152,15 @@ def job_get_or_create(
 
 def _repeated(first: Job, job_type: str, organization: Organization | None) -> Job:
     """The first job of a repeated key, if this is the request that made it."""
+    # Keys of jobs without a creator (the command line's, say) are one set for every
+    # organization: another's job is neither answered nor described (its type included).
+    if organization is not None and first.organization_id != organization.pk:
+        raise JobConflict("this idempotency key was used for a job of another organization")
     if first.job_type != job_type:
         raise JobConflict(
             f"this idempotency key was used for a {first.job_type} job; "
             f"use another key for a {job_type} job"
         )
-    # Keys of jobs without a creator (the command line's, say) are one set for every
-    # organization: another's job is neither answered nor named.
-    if organization is not None and first.organization_id != organization.pk:
-        raise JobConflict("this idempotency key was used for a job of another organization")
     return first
 
 

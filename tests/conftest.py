@@ -73,6 +73,7 @@ def _flush_again_after_a_deadlock() -> None:
     flush = BaseDatabaseOperations.execute_sql_flush
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
+        sql_list = list(sql_list)  # all of it again on each attempt
         for attempt in range(1, FLUSH_ATTEMPTS + 1):
             try:
                 return flush(self, sql_list)

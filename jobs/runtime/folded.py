@@ -214,8 +214,15 @@ def update_statement(
     for plain field names and values (`pk` names the primary key). Written by hand: the
     ORM took 0.3 ms to build it, more than it takes to run (as `.update()`, it leaves
     `auto_now` fields alone)."""
+    if not values or not where:
+        raise ValueError("an UPDATE needs values to set and a condition")
     if any(value is None for value in where.values()):
         raise ValueError("a condition `= NULL` matches nothing")
+    if any(
+        isinstance(v, Model) or hasattr(v, "resolve_expression")
+        for v in (*values.values(), *where.values())
+    ):
+        raise ValueError("plain values only: no expressions or model instances (use their pk)")
     fields = [_field(model, name) for name in (*values, *where)]
     params = [
         field.get_db_prep_save(value, connection)

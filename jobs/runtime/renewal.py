@@ -21,6 +21,8 @@ from django.db import connection
 
 logger = logging.getLogger(__name__)
 
+LEAVE_WAIT = 5.0  # seconds a run that ends waits for a renewal of its lease under way
+
 
 class Renewable(Protocol):
     def renew_lease(self) -> bool:
@@ -39,7 +41,8 @@ class Renewer:
     @contextmanager
     def renewing(self, run: Renewable) -> Iterator[None]:
         """Renew `run`'s lease while the block runs; when it ends, no renewal of it is
-        under way or to come (its outcome is written after)."""
+        to come, nor under way (one is waited for, LEAVE_WAIT at most): its outcome is
+        written after."""
         self._add(run)
         try:
             yield
@@ -50,48 +53,75 @@ class Renewer:
         due = time.monotonic() + settings.COUNTERSIGN_HEARTBEAT_SECONDS
         with self._changed:
             self._due[run] = due
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="lease-renewal", daemon=True
-                )
-                self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._loop, name="lease-renewal", daemon=True)
+                try:
+                    thread.start()
+                except BaseException:  # the run fails as it would without a heartbeat
+                    self._due.pop(run, None)
+                    raise
+                self._thread = thread
             elif due < self._wake_at:  # usually not: the thread wakes once an interval anyway
                 self._changed.notify_all()
 
     def _remove(self, run: Renewable) -> None:
         with self._changed:
             self._due.pop(run, None)
-            self._changed.wait_for(lambda: self._renewing is not run)
+            if not self._changed.wait_for(lambda: self._renewing is not run, timeout=LEAVE_WAIT):
+                # Harmless if it lands later: the outcome has cleared the lease's owner,
+                # which every renewal is conditional on.
+                logger.warning("a lease renewal still under way after %.0fs", LEAVE_WAIT)
 
     def _loop(self) -> None:
         while True:
-            with self._changed:
-                interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
-                now = time.monotonic()
-                run = next((r for r, due in self._due.items() if due <= now), None)
-                if run is None:  # nothing due: sleep until the next one, or an interval
-                    if not self._due and connection.connection is not None:
-                        connection.close()  # no run to renew: no idle connection kept
-                    self._wake_at = min(self._due.values(), default=now + interval)
-                    self._changed.wait(timeout=self._wake_at - now)
-                    continue
-                self._due[run] = now + interval
-                self._renewing = run
-            kept = self._renew(run)
+            try:
+                run = self._next_due()
+            except Exception:  # never let the thread die: every run of the process needs it
+                logger.exception("lease renewal failed")
+                time.sleep(1.0)
+                continue
+            if run is not None:
+                self._renew(run)
+
+    def _next_due(self) -> Renewable | None:
+        """The run whose renewal is due, marked as under way; or None after sleeping until
+        the next is due (or an interval, or a new run that is due sooner)."""
+        with self._changed:
+            interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
+            now = time.monotonic()
+            run = next((r for r, due in self._due.items() if due <= now), None)
+            if run is None:
+                if not self._due:
+                    _close_connection()  # no run to renew: no idle connection kept
+                self._wake_at = min(self._due.values(), default=now + interval)
+                self._changed.wait(timeout=self._wake_at - now)
+                return None
+            self._due[run] = now + interval
+            self._renewing = run
+            return run
+
+    def _renew(self, run: Renewable) -> None:
+        kept = True
+        try:
+            kept = run.renew_lease()
+        except Exception:  # tried again next interval
+            logger.exception("lease renewal failed")
+            _close_connection()  # the next renewal opens a fresh one
+        finally:
             with self._changed:
                 self._renewing = None
                 if not kept:
                     self._due.pop(run, None)
                 self._changed.notify_all()
 
-    @staticmethod
-    def _renew(run: Renewable) -> bool:
+
+def _close_connection() -> None:
+    """Close this thread's database connection, if it has one open."""
+    if connection.connection is not None:
         try:
-            return run.renew_lease()
-        except Exception:  # never let the thread die: every run of the process needs it
-            logger.exception("lease renewal failed")
-            connection.close()  # this thread's; the next renewal opens a fresh one
-            return True
+            connection.close()
+        except Exception:  # a connection already broken: nothing more to do
+            logger.debug("closing the renewal thread's connection failed", exc_info=True)
 
 
 _renewer = Renewer()

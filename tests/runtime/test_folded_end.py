@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -292,3 +293,6 @@ def test_a_hand_written_update_writes_what_the_orm_update_would():
     assert Job.objects.get(pk=ours.pk).updated_at == ours.updated_at  # as .update(): untouched
     with pytest.raises(ValueError, match="NULL"):
         folded.update_statement(Job, {"pk": ours.pk, "lease_owner": None}, values)
+    for refused in ({"priority": F("priority") + 1}, {"parent": theirs}, {}):
+        with pytest.raises(ValueError):
+            folded.update_statement(Job, {"pk": ours.pk}, refused)

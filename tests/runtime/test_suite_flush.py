@@ -18,7 +18,11 @@ from jobs.processes import poll_until
 def test_a_flush_ended_by_a_deadlock_with_another_writer_is_tried_again():
     db = connection.settings_dict
     where = dict(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
     )
     # The flush is one TRUNCATE, which locks its tables in the order it names them.
     tables = re.findall(r'"([^"]+)"', sql_flush(no_style(), connection)[0])
@@ -39,8 +43,8 @@ def test_a_flush_ended_by_a_deadlock_with_another_writer_is_tried_again():
         flushing.start()
         poll_until(
             lambda: probe.execute(
-                "SELECT 1 FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%'"
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%'"
             ).fetchone(),
             timeout=10,
             what="the flush waiting for the last table",

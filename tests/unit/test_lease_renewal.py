@@ -1,11 +1,13 @@
 """The process's lease-renewal thread (jobs.runtime.renewal), with stand-in runs."""
 
+import sys
 import threading
 import time
 
 import pytest
 
 from jobs.processes import poll_until
+from jobs.runtime import renewal
 from jobs.runtime.renewal import Renewer
 
 INTERVAL = 0.05
@@ -14,7 +16,7 @@ INTERVAL = 0.05
 class Run:
     def __init__(self, *, keeps: int = 1000, fails: int = 0) -> None:
         self.renewed: list[float] = []
-        self.threads: set[str] = set()
+        self.threads: set[tuple[str, int | None]] = set()
         self.keeps, self.fails = keeps, fails  # renewals before losing it; failures first
         self.inside = threading.Event()  # set while a renewal is under way
         self.slow = 0.0
@@ -27,7 +29,7 @@ class Run:
                 self.fails -= 1
                 raise ConnectionError("database away")
             self.renewed.append(time.monotonic())
-            self.threads.add(threading.current_thread().name)
+            self.threads.add((threading.current_thread().name, threading.get_ident()))
             return len(self.renewed) < self.keeps
         finally:
             self.inside.clear()
@@ -41,15 +43,14 @@ def short_interval(settings):
 def test_runs_are_renewed_each_interval_by_one_thread_and_not_after_their_block():
     renewer, first, second = Renewer(), Run(), Run()
     started = time.monotonic()
-    threads_before = threading.active_count()
     with renewer.renewing(first), renewer.renewing(second):
         poll_until(lambda: len(first.renewed) >= 3 and len(second.renewed) >= 3, timeout=5)
-        assert threading.active_count() == threads_before + 1  # one thread for both
     ended = time.monotonic()
     assert first.renewed[0] - started >= INTERVAL  # not at once: an interval after the start
     gaps = [b - a for a, b in zip(first.renewed, first.renewed[1:], strict=False)]
     assert all(gap >= INTERVAL * 0.9 for gap in gaps), gaps
-    assert first.threads == second.threads == {"lease-renewal"}
+    assert len(first.threads) == 1 and first.threads == second.threads  # one thread for both
+    assert next(iter(first.threads))[0] == "lease-renewal"
     count = len(first.renewed)
     time.sleep(3 * INTERVAL)  # what must not happen: a renewal after the block
     assert len(first.renewed) == count and all(at <= ended for at in first.renewed)
@@ -76,3 +77,26 @@ def test_leaving_the_block_waits_for_a_renewal_under_way():
     with renewer.renewing(run):
         poll_until(run.inside.is_set, timeout=5, interval=0.001)
     assert not run.inside.is_set()  # the outcome is written after: no renewal meanwhile
+
+
+def test_a_renewal_that_hangs_holds_up_the_end_of_a_run_for_a_bounded_time(monkeypatch, caplog):
+    monkeypatch.setattr(renewal, "LEAVE_WAIT", 0.1)
+    renewer, run = Renewer(), Run()
+    run.slow = 2.0
+    with renewer.renewing(run):
+        poll_until(run.inside.is_set, timeout=5, interval=0.001)
+        left = time.monotonic()
+    assert time.monotonic() - left < 1.0
+    assert "still under way" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_thread_is_started_again_if_it_is_gone():
+    renewer = Renewer()
+    killer = Run()
+    killer.renew_lease = lambda: sys.exit()  # type: ignore[method-assign]  # ends the thread
+    with renewer.renewing(killer):
+        poll_until(lambda: renewer._thread and not renewer._thread.is_alive(), timeout=5)
+    run = Run()
+    with renewer.renewing(run):
+        poll_until(lambda: run.renewed, timeout=5)
