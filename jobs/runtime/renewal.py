@@ -22,6 +22,7 @@ from django.db import connection
 logger = logging.getLogger(__name__)
 
 LEAVE_WAIT = 5.0  # seconds a run that ends waits for a renewal of its lease under way
+SHORTEST_INTERVAL = 0.05  # seconds, whatever COUNTERSIGN_HEARTBEAT_SECONDS says
 
 
 class Renewable(Protocol):
@@ -37,6 +38,7 @@ class Renewer:
         self._renewing: Renewable | None = None
         self._wake_at = float("inf")
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
 
     @contextmanager
     def renewing(self, run: Renewable) -> Iterator[None]:
@@ -50,7 +52,7 @@ class Renewer:
             self._remove(run)
 
     def _add(self, run: Renewable) -> None:
-        due = time.monotonic() + settings.COUNTERSIGN_HEARTBEAT_SECONDS
+        due = time.monotonic() + _interval()
         with self._changed:
             self._due[run] = due
             if self._thread is None or not self._thread.is_alive():
@@ -65,6 +67,8 @@ class Renewer:
                 self._changed.notify_all()
 
     def _remove(self, run: Renewable) -> None:
+        if os.getpid() != self._pid:  # a child forked inside the block: not its renewer
+            return
         with self._changed:
             self._due.pop(run, None)
             if not self._changed.wait_for(lambda: self._renewing is not run, timeout=LEAVE_WAIT):
@@ -87,13 +91,14 @@ class Renewer:
         """The run whose renewal is due, marked as under way; or None after sleeping until
         the next is due (or an interval, or a new run that is due sooner)."""
         with self._changed:
-            interval = settings.COUNTERSIGN_HEARTBEAT_SECONDS
-            now = time.monotonic()
-            run = next((r for r, due in self._due.items() if due <= now), None)
-            if run is None:
-                if not self._due:
+            interval, now = _interval(), time.monotonic()
+            # The most overdue first: renewals slower than the interval must not starve
+            # the runs last in line.
+            run, due = min(self._due.items(), key=lambda item: item[1], default=(None, now))
+            if run is None or due > now:
+                if run is None:
                     _close_connection()  # no run to renew: no idle connection kept
-                self._wake_at = min(self._due.values(), default=now + interval)
+                self._wake_at = due if run is not None else now + interval
                 self._changed.wait(timeout=self._wake_at - now)
                 return None
             self._due[run] = now + interval
@@ -103,8 +108,11 @@ class Renewer:
     def _renew(self, run: Renewable) -> None:
         kept = True
         try:
+            # As a task's start does: one broken (a database restart) or past
+            # CONN_MAX_AGE is closed, and the next query opens a fresh one.
+            connection.close_if_unusable_or_obsolete()
             kept = run.renew_lease()
-        except Exception:  # tried again next interval
+        except BaseException:  # tried again next interval; the thread goes on for all runs
             logger.exception("lease renewal failed")
             _close_connection()  # the next renewal opens a fresh one
         finally:
@@ -113,6 +121,10 @@ class Renewer:
                 if not kept:
                     self._due.pop(run, None)
                 self._changed.notify_all()
+
+
+def _interval() -> float:
+    return max(settings.COUNTERSIGN_HEARTBEAT_SECONDS, SHORTEST_INTERVAL)
 
 
 def _close_connection() -> None:

@@ -1,5 +1,6 @@
 """The process's lease-renewal thread (jobs.runtime.renewal), with stand-in runs."""
 
+import contextlib
 import sys
 import threading
 import time
@@ -48,7 +49,7 @@ def test_runs_are_renewed_each_interval_by_one_thread_and_not_after_their_block(
     ended = time.monotonic()
     assert first.renewed[0] - started >= INTERVAL  # not at once: an interval after the start
     gaps = [b - a for a, b in zip(first.renewed, first.renewed[1:], strict=False)]
-    assert all(gap >= INTERVAL * 0.9 for gap in gaps), gaps
+    assert all(gap >= INTERVAL * 0.5 for gap in gaps), gaps  # an interval apart, give or take
     assert len(first.threads) == 1 and first.threads == second.threads  # one thread for both
     assert next(iter(first.threads))[0] == "lease-renewal"
     count = len(first.renewed)
@@ -90,13 +91,19 @@ def test_a_renewal_that_hangs_holds_up_the_end_of_a_run_for_a_bounded_time(monke
     assert "still under way" in caplog.text
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_the_thread_is_started_again_if_it_is_gone():
-    renewer = Renewer()
-    killer = Run()
-    killer.renew_lease = lambda: sys.exit()  # type: ignore[method-assign]  # ends the thread
-    with renewer.renewing(killer):
-        poll_until(lambda: renewer._thread and not renewer._thread.is_alive(), timeout=5)
-    run = Run()
-    with renewer.renewing(run):
-        poll_until(lambda: run.renewed, timeout=5)
+def test_a_renewal_that_raises_anything_stops_no_other_renewal():
+    renewer, doomed, run = Renewer(), Run(), Run()
+    doomed.renew_lease = lambda: sys.exit()  # type: ignore[method-assign]
+    with renewer.renewing(doomed), renewer.renewing(run):
+        poll_until(lambda: len(run.renewed) >= 3, timeout=5)
+
+
+def test_slow_renewals_starve_no_run():
+    """Renewals slower than the interval between them: the most overdue run goes first."""
+    renewer, runs = Renewer(), [Run() for _ in range(6)]
+    for run in runs:
+        run.slow = INTERVAL / 4
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            stack.enter_context(renewer.renewing(run))
+        poll_until(lambda: all(len(run.renewed) >= 2 for run in runs), timeout=10)
