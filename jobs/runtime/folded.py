@@ -223,26 +223,29 @@ def update_statement(
         for v in (*values.values(), *where.values())
     ):
         raise ValueError("plain values only: no expressions or model instances (use their pk)")
-    fields = [_field(model, name) for name in (*values, *where)]
+    sql, fields = _update_plan(connection.vendor, model, tuple(values), tuple(where))
     params = [
         field.get_db_prep_save(value, connection)
         for field, value in zip(fields, (*values.values(), *where.values()), strict=True)
     ]
-    return _update_sql(connection.vendor, model, tuple(values), tuple(where)), params
-
-
-def _field(model: type[Model], name: str) -> Any:
-    return model._meta.pk if name == "pk" else model._meta.get_field(name)
+    return sql, params
 
 
 @cache
-def _update_sql(
+def _update_plan(
     vendor: str, model: type[Model], names: tuple[str, ...], keys: tuple[str, ...]
-) -> str:
-    quote = connection.ops.quote_name
-    sets = ", ".join(f"{quote(_field(model, name).column)} = %s" for name in names)
-    conditions = " AND ".join(f"{quote(_field(model, key).column)} = %s" for key in keys)
-    return f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {conditions}"
+) -> tuple[str, list[Any]]:
+    """The UPDATE's SQL, and the fields of its parameters in order (set, then where)."""
+    fields: list[Any] = [
+        model._meta.pk if n == "pk" else model._meta.get_field(n) for n in (*names, *keys)
+    ]
+    columns = [connection.ops.quote_name(str(field.column)) for field in fields]
+    sets = ", ".join(f"{column} = %s" for column in columns[: len(names)])
+    conditions = " AND ".join(f"{column} = %s" for column in columns[len(names) :])
+    return (
+        f"UPDATE {connection.ops.quote_name(model._meta.db_table)} SET {sets} WHERE {conditions}",
+        fields,
+    )
 
 
 def _insert_if(rows: list[Any], cte: str) -> tuple[str, list[Any]]:
